@@ -1,0 +1,1 @@
+"""The event contract: envelope, kinds, the pure tally rule, upcasters, JSON Schema."""

@@ -1,0 +1,1 @@
+"""opsledger services: ingest, aggregator, query, and what they share."""

@@ -1,0 +1,1 @@
+"""The `opsledger` command line: a thin layer over the services' own functions."""

@@ -1,0 +1,44 @@
+"""The `opsledger` console script.
+
+Each command group lives in its own module next to this one and exposes ``register(app)``; this
+module only assembles them, so that the CLI stays a thin layer over the services' own code.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+app = typer.Typer(
+    name="opsledger",
+    help="An event-sourced operations ledger: record field events, watch the tally, prove it.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+# Command modules, in the order `--help` lists them.
+_COMMAND_MODULES = (
+    "stack",
+    "serve",
+    "token",
+    "demo",
+    "summary",
+    "audit",
+    "migrate",
+    "schemas_cmd",
+)
+
+for _name in _COMMAND_MODULES:
+    try:
+        _module = importlib.import_module(f"services.cli.{_name}")
+    except ModuleNotFoundError as exc:  # a command group still being written
+        if exc.name != f"services.cli.{_name}":
+            raise
+        continue
+    _module.register(app)
+
+
+if __name__ == "__main__":
+    app()

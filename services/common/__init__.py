@@ -1,0 +1,1 @@
+"""Code shared by the services: settings, tokens, logging, database, Kafka wire format."""

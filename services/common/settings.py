@@ -1,0 +1,72 @@
+"""Settings shared by every service; each service extends `CommonSettings` with its own.
+
+Every field is read from the environment with the prefix ``OPSLEDGER_`` (e.g.
+``OPSLEDGER_TOPIC``).  The two connection strings also answer to the conventional names
+``KAFKA_BOOTSTRAP_SERVERS`` and ``DATABASE_URL``, which is what ``opsledger stack env`` prints.
+Every setting is documented in docs/configuration.md.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The local stack's addresses (see services/stack): defaults, so that after `opsledger stack up`
+# every command works with no environment at all.
+LOCAL_KAFKA = "127.0.0.1:39092"
+LOCAL_DATABASE_URL = "postgresql://opsledger@127.0.0.1:35432/opsledger"
+DEV_JWT_SECRET = "opsledger-development-secret-do-not-use-in-production"  # noqa: S105
+
+
+class CommonSettings(BaseSettings):
+    """What every opsledger process needs: where Kafka and PostgreSQL are, and how tokens look."""
+
+    model_config = SettingsConfigDict(env_prefix="OPSLEDGER_", extra="ignore", frozen=True)
+
+    env: Literal["development", "test", "production"] = Field(
+        "development", description="Deployment mode; `production` refuses placeholder secrets."
+    )
+    kafka_bootstrap_servers: str = Field(
+        LOCAL_KAFKA,
+        validation_alias=AliasChoices(
+            "OPSLEDGER_KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS"
+        ),
+        description="Comma-separated host:port list of Kafka brokers.",
+    )
+    database_url: str = Field(
+        LOCAL_DATABASE_URL,
+        validation_alias=AliasChoices("OPSLEDGER_DATABASE_URL", "DATABASE_URL"),
+        description="PostgreSQL DSN (postgresql://user:pass@host:port/db).",
+    )
+    topic: str = Field("field-events", description="The log of record.")
+    dlq_topic: str = Field("field-events.dlq", description="Where poison messages go.")
+    topic_partitions: int = Field(12, ge=1, le=1000, description="Partitions of a new topic.")
+    topic_replication: int = Field(1, ge=1, le=7, description="Replication of a new topic.")
+    kafka_timeout_s: float = Field(
+        5.0, gt=0, le=120, description="Upper bound on any single wait for the broker."
+    )
+    jwt_secret: SecretStr = Field(
+        SecretStr(DEV_JWT_SECRET), description="HMAC key for HS256 tokens (>= 32 bytes)."
+    )
+    jwt_issuer: str = Field("opsledger", description="Required `iss` claim.")
+    jwt_audience: str = Field("opsledger", description="Required `aud` claim.")
+    log_level: str = Field("INFO", description="Python log level name.")
+    log_json: bool = Field(False, description="Log as JSON lines instead of console text.")
+
+    @model_validator(mode="after")
+    def _refuse_placeholders_in_production(self) -> CommonSettings:
+        secret = self.jwt_secret.get_secret_value()
+        if self.env == "production" and secret == DEV_JWT_SECRET:
+            raise ValueError("OPSLEDGER_JWT_SECRET must be set to a real secret in production")
+        if len(secret.encode()) < 32:
+            raise ValueError("OPSLEDGER_JWT_SECRET must be at least 32 bytes")
+        return self
+
+
+@lru_cache(maxsize=1)
+def common_settings() -> CommonSettings:
+    """The process-wide common settings (read once from the environment)."""
+    return CommonSettings()

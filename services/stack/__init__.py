@@ -1,0 +1,1 @@
+"""The local stack: a real Kafka broker and a real PostgreSQL, started without Docker."""
