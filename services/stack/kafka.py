@@ -1,0 +1,157 @@
+"""The local Kafka broker: Maven Central jars, one KRaft node, run with `java`."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from string import Template
+
+from services.stack.procs import PidRecord, StackError, spawn, write_pid
+from services.stack.settings import StackSettings, repo_root
+
+Say = Callable[[str], None]
+MAIN_CLASS = "kafka.Kafka"
+STORAGE_TOOL = "kafka.tools.StorageTool"
+
+
+class KafkaPart:
+    """One broker+controller node whose files live under ``<stack dir>/kafka``."""
+
+    name = "kafka"
+    stop_signal = signal.SIGTERM  # controlled shutdown
+
+    def __init__(self, settings: StackSettings) -> None:
+        self.s = settings
+        self.home = settings.dir / "kafka"
+        self.data_dir = self.home / "data"
+        self.config = self.home / "server.properties"
+        self.log = self.home / "kafka.log"
+        self.pid_file = self.home / "kafka.pid"
+        self.address = settings.kafka_bootstrap
+
+    @property
+    def ports(self) -> list[tuple[int, str]]:
+        return [
+            (self.s.kafka_port, "Kafka PLAINTEXT listener"),
+            (self.s.controller_port, "Kafka CONTROLLER listener"),
+        ]
+
+    def prepare(self, say: Say) -> None:
+        """Jars in the cache, config rendered, storage formatted: everything but the start."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        ensure_jars(self.s, say)
+        self._render_config()
+        if not (self.data_dir / "meta.properties").exists():
+            self._format(say)
+
+    def launch(self) -> PidRecord:
+        proc = spawn(self._java(MAIN_CLASS, str(self.config), heap=self.s.kafka_heap.split()),
+                     log=self.log, cwd=self.home)
+        return write_pid(self.pid_file, proc.pid)
+
+    async def probe(self, timeout_s: float = 5.0) -> None:
+        """Raise unless the broker answers a metadata request naming at least one broker."""
+        from aiokafka.client import AIOKafkaClient
+
+        host, _, port = self.address.split(",")[0].rpartition(":")
+        try:  # a refused connection is the common "not yet": say so without aiokafka's log noise
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), timeout_s)
+        except (OSError, TimeoutError) as exc:
+            raise StackError(f"no listener at {self.address}: {exc}") from None
+        writer.close()
+        await writer.wait_closed()
+        timeout_ms = int(timeout_s * 1000)
+        client = AIOKafkaClient(
+            bootstrap_servers=self.address,
+            request_timeout_ms=timeout_ms,
+            connections_max_idle_ms=timeout_ms + 1000,
+            metadata_max_age_ms=timeout_ms,
+        )
+        try:
+            await client.bootstrap()
+            metadata = await client.fetch_all_metadata()
+            if not metadata.brokers():
+                raise StackError("the broker answered with no brokers yet")
+        finally:
+            await client.close()
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _java(self, main: str, *args: str, heap: list[str]) -> list[str]:
+        java = shutil.which("java")
+        if java is None:
+            raise StackError("`java` (17+) is not on PATH; the local Kafka broker needs it")
+        log4j = repo_root() / "deploy" / "local" / "kafka" / "log4j2.properties"
+        return [
+            java, *heap, "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+            "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={log4j}", f"-Dkafka.logs.dir={self.home}",
+            "-cp", f"{self.s.kafka_libs}/*", main, *args,
+        ]  # fmt: skip
+
+    def _render_config(self) -> None:
+        template = Template((repo_root() / "deploy/local/kafka/server.properties").read_text())
+        text = template.substitute(
+            host=self.s.host,
+            port=self.s.kafka_port,
+            controller_port=self.s.controller_port,
+            data_dir=self.data_dir,
+        )
+        if not self.config.exists() or self.config.read_text() != text:
+            self.config.write_text(text)
+
+    def _format(self, say: Say) -> None:
+        cluster_id = _cluster_id()
+        say(f"kafka: formatting storage in {self.data_dir} (cluster id {cluster_id})")
+        argv = self._java(STORAGE_TOOL, "format", "--standalone", "-t", cluster_id,
+                          "-c", str(self.config), heap=["-Xmx256m"])  # fmt: skip
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)  # noqa: S603
+        if result.returncode != 0:
+            raise StackError(f"kafka storage format failed:\n{result.stdout}\n{result.stderr}")
+
+
+def _cluster_id() -> str:
+    """A Kafka cluster id: a random UUID in URL-safe base64 without padding, not starting '-'."""
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):
+            return text
+
+
+def ensure_jars(settings: StackSettings, say: Say) -> Path:
+    """Resolve the broker's jars into the cache with Maven, once; later runs reuse them."""
+    libs = settings.kafka_libs
+    marker = libs / ".complete"
+    if marker.exists():
+        return libs
+    wanted = f"kafka_2.13-{settings.kafka_version}.jar"
+    if (libs / wanted).exists() and any(libs.glob("log4j-slf4j-impl-*.jar")):
+        marker.touch()  # filled by an earlier run that predates the marker
+        return libs
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise StackError("`mvn` is not on PATH; it fetches the Kafka jars on first use")
+    staging = libs.with_name(f"libs.partial-{uuid.uuid4().hex[:8]}")
+    say(f"kafka: first use, fetching Kafka {settings.kafka_version} jars from Maven Central "
+        f"into {libs} (about a minute)...")  # fmt: skip
+    started = time.monotonic()
+    argv = [mvn, "-q", "-B", "-f", str(settings.kafka_pom), "dependency:copy-dependencies",
+            f"-DoutputDirectory={staging}", "-DincludeScope=runtime"]  # fmt: skip
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=900, check=False)  # noqa: S603
+    if result.returncode != 0:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise StackError(f"mvn could not fetch the Kafka jars:\n{result.stdout}\n{result.stderr}")
+    (staging / ".complete").touch()
+    if libs.exists():
+        shutil.rmtree(libs)
+    staging.rename(libs)
+    count = len(list(libs.glob("*.jar")))
+    say(f"kafka: {count} jars cached in {time.monotonic() - started:.0f} s")
+    return libs

@@ -1,0 +1,331 @@
+"""Start, check and stop the local stack: the API behind `opsledger stack` and the tests.
+
+A part named by ``KAFKA_BOOTSTRAP_SERVERS`` / ``DATABASE_URL`` (or their ``OPSLEDGER_`` forms)
+with an address other than the local one is *external*: nothing is started for it, it is
+only checked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+from services.stack.kafka import KafkaPart
+from services.stack.postgres import PostgresPart, _select_one
+from services.stack.procs import StackError, locked, port_in_use, read_pid, stop, tail
+from services.stack.settings import StackSettings
+
+PartName = Literal["kafka", "postgres"]
+PARTS: tuple[PartName, ...] = ("kafka", "postgres")
+Say = Callable[[str], None]
+T = TypeVar("T")
+LOG_TAIL_LINES = 40
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class StackInfo:
+    """Where the stack answers, and which parts this call started (and so may stop)."""
+
+    kafka_bootstrap: str
+    database_url: str
+    started: set[str] = field(default_factory=set)
+
+    def env(self) -> dict[str, str]:
+        return {"KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap, "DATABASE_URL": self.database_url}
+
+
+@dataclass(frozen=True)
+class PartStatus:
+    part: str
+    pid: int | None
+    address: str
+    healthy: bool
+    external: bool
+    detail: str = ""
+
+
+def settings() -> StackSettings:
+    return StackSettings()
+
+
+def external_kafka(s: StackSettings | None = None) -> str | None:
+    s = s or settings()
+    return _external(s.kafka_bootstrap, "OPSLEDGER_KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS")
+
+
+def external_database(s: StackSettings | None = None) -> str | None:
+    s = s or settings()
+    return _external(s.database_url, "OPSLEDGER_DATABASE_URL", "DATABASE_URL")
+
+
+def _external(local: str, *names: str) -> str | None:
+    for name in names:  # same precedence as CommonSettings
+        value = os.environ.get(name)
+        if value:
+            return None if value == local else value
+    return None
+
+
+def _part(name: PartName, s: StackSettings) -> KafkaPart | PostgresPart:
+    return KafkaPart(s) if name == "kafka" else PostgresPart(s)
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine from sync code, even when called inside a running event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    box: dict[str, Any] = {}
+
+    def worker() -> None:
+        try:
+            box["value"] = asyncio.run(coro)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=worker, name="opsledger-stack")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]  # type: ignore[no-any-return]
+
+
+async def _probe_kafka(bootstrap: str, timeout_s: float) -> None:
+    s = settings()
+    part = KafkaPart(s)
+    part.address = bootstrap
+    await part.probe(timeout_s)
+
+
+async def _ready(part: KafkaPart | PostgresPart, timeout_s: float) -> None:
+    if isinstance(part, PostgresPart):
+        await part.ensure_database(timeout_s)
+    await part.probe(timeout_s)
+
+
+def _wait_ready(part: KafkaPart | PostgresPart, s: StackSettings, started: float) -> None:
+    """Poll until the part answers; fail with its log tail if it exits or the bound passes."""
+    deadline = started + s.ready_timeout_s
+    last_error = "no answer yet"
+    while True:
+        record = read_pid(part.pid_file)
+        if record is None or not record.alive():
+            raise StackError(
+                f"{part.name} exited during start-up (log {part.log}):\n"
+                f"{tail(part.log, LOG_TAIL_LINES)}"
+            )
+        remaining = deadline - time.monotonic()
+        try:
+            _run(_ready(part, max(1.0, min(5.0, remaining))))
+            return
+        except Exception as exc:  # noqa: BLE001 - any failure means "not ready yet"
+            last_error = f"{type(exc).__name__}: {exc}"
+        if time.monotonic() >= deadline:
+            raise StackError(
+                f"{part.name} did not answer at {part.address} within "
+                f"{s.ready_timeout_s:.0f} s ({last_error}); log {part.log}:\n"
+                f"{tail(part.log, LOG_TAIL_LINES)}"
+            )
+        time.sleep(0.5)
+
+
+def _start_parts(names: list[PartName], s: StackSettings, say: Say) -> set[str]:
+    """Start the named local parts that are not running; return the ones this call started."""
+    parts = [_part(n, s) for n in names]
+    to_start = []
+    for part in parts:
+        record = read_pid(part.pid_file)
+        if record is not None and record.alive():
+            say(f"{part.name}: already running (pid {record.pid}) at {part.address}")
+            continue
+        to_start.append(part)
+    # Check every port before starting anything, so a clash fails fast and names the port.
+    for part in to_start:
+        for port, what in part.ports:
+            if port_in_use(s.host, port):
+                raise StackError(
+                    f"port {port} on {s.host} ({what}) is already in use by another process; "
+                    f"free it or choose another port (OPSLEDGER_STACK_*_PORT)"
+                )
+    for part in to_start:
+        part.prepare(say)
+    launched: list[tuple[KafkaPart | PostgresPart, float]] = []
+    for part in to_start:
+        say(f"{part.name}: starting at {part.address}")
+        part.launch()
+        launched.append((part, time.monotonic()))
+    for part in parts:
+        if part not in to_start:
+            _wait_ready(part, s, time.monotonic())
+    for part, started_at in launched:
+        try:
+            _wait_ready(part, s, started_at)
+        except StackError:
+            _stop_part(part, s)  # do not leave a half-started server behind
+            raise
+        say(f"{part.name}: ready in {time.monotonic() - started_at:.1f} s")
+    return {p.name for p in to_start}
+
+
+def _migrate(database_url: str, say: Say) -> None:
+    try:
+        module = importlib.import_module("services.common.migrate")
+    except ModuleNotFoundError as exc:
+        if exc.name != "services.common.migrate":
+            raise
+        say("postgres: note: services.common.migrate not found, no migrations applied")
+        return
+    try:
+        module.upgrade(database_url)
+    except Exception as exc:
+        lines = str(exc).strip().splitlines() or [""]
+        raise StackError(f"migrations failed on {database_url}: {type(exc).__name__}: "
+                         f"{lines[0]}") from exc  # fmt: skip
+    say("postgres: migrations applied")
+
+
+def ensure_up(say: Say = _stderr, *, migrate: bool = True) -> StackInfo:
+    """Start whatever local part is not running, wait until all answer, apply migrations."""
+    s = settings()
+    ext_kafka, ext_db = external_kafka(s), external_database(s)
+    local: list[PartName] = [
+        name for name, ext in (("kafka", ext_kafka), ("postgres", ext_db)) if ext is None
+    ]
+    with locked(s.dir / "stack.lock"):
+        started = _start_parts(local, s, say)
+        if ext_kafka is not None:
+            _check_external("kafka", ext_kafka, lambda t: _probe_kafka(ext_kafka, t), say)
+        if ext_db is not None:
+            _check_external("postgres", ext_db, lambda t: _select_one(ext_db, t), say)
+        info = StackInfo(ext_kafka or s.kafka_bootstrap, ext_db or s.database_url, started)
+        if migrate:
+            _migrate(info.database_url, say)
+    return info
+
+
+def _check_external(
+    name: str, address: str, probe: Callable[[float], Coroutine[Any, Any, None]], say: Say
+) -> None:
+    try:
+        _run(asyncio.wait_for(probe(10.0), 15.0))
+    except Exception as exc:
+        raise StackError(f"{name}: external server {address} does not answer: {exc}") from exc
+    say(f"{name}: external server at {address} answers (nothing started for it)")
+
+
+def _stop_part(part: KafkaPart | PostgresPart, s: StackSettings, *, kill: bool = False) -> bool:
+    """Stop the process our pid file names; True when one was running."""
+    import signal
+
+    record = read_pid(part.pid_file)
+    was_running = record is not None and record.alive()
+    if record is not None:
+        sig = signal.SIGKILL if kill else part.stop_signal
+        if not stop(record, sig=sig, timeout_s=s.stop_timeout_s):
+            raise StackError(f"{part.name} (pid {record.pid}) survived SIGKILL")
+    part.pid_file.unlink(missing_ok=True)
+    return was_running
+
+
+def down(only: set[str] | None = None, say: Say = _stderr) -> set[str]:
+    """Stop the local parts (all, or those in `only`) that `up` started; return the stopped."""
+    s = settings()
+    stopped = set()
+    with locked(s.dir / "stack.lock"):
+        for name in PARTS:
+            if only is not None and name not in only:
+                continue
+            part = _part(name, s)
+            if _stop_part(part, s):
+                stopped.add(name)
+                say(f"{name}: stopped")
+    return stopped
+
+
+def status() -> list[PartStatus]:
+    """Each part's pid, address and whether it answers right now."""
+    s = settings()
+    result = []
+    for name in PARTS:
+        ext = external_kafka(s) if name == "kafka" else external_database(s)
+        part = _part(name, s)
+        pid = None
+        if ext is None:
+            record = read_pid(part.pid_file)
+            pid = record.pid if record is not None and record.alive() else None
+        address = ext or part.address
+        try:
+            if name == "kafka":
+                _run(asyncio.wait_for(_probe_kafka(ext or s.kafka_bootstrap, 3.0), 5.0))
+            else:
+                _run(_select_one(ext or s.database_url, 3.0))
+            healthy, detail = True, ""
+        except Exception as exc:  # noqa: BLE001 - reported, not raised
+            healthy, detail = False, f"{type(exc).__name__}: {exc}"[:200]
+        if ext is None and pid is None:
+            detail = "answers, but not a process of this stack" if healthy else "not running"
+            healthy = False
+        result.append(PartStatus(name, pid, address, healthy, ext is not None, detail))
+    return result
+
+
+# -- single parts, for fault-injection tests ---------------------------------------------
+
+
+def start_part(name: PartName, say: Say = _stderr) -> bool:
+    """Start one local part if it is not running and wait until it answers."""
+    s = settings()
+    with locked(s.dir / "stack.lock"):
+        return bool(_start_parts([name], s, say))
+
+
+def stop_part(name: PartName, *, kill: bool = False) -> bool:
+    """Stop one local part: gracefully, or with SIGKILL (a crash) when `kill`."""
+    s = settings()
+    with locked(s.dir / "stack.lock"):
+        return _stop_part(_part(name, s), s, kill=kill)
+
+
+def kill_kafka() -> bool:
+    """SIGKILL the broker (a crash: no controlled shutdown)."""
+    return stop_part("kafka", kill=True)
+
+
+def stop_kafka() -> bool:
+    return stop_part("kafka")
+
+
+def start_kafka() -> bool:
+    return start_part("kafka")
+
+
+def stop_postgres() -> bool:
+    """Fast shutdown of PostgreSQL (clients are disconnected)."""
+    return stop_part("postgres")
+
+
+def kill_postgres() -> bool:
+    return stop_part("postgres", kill=True)
+
+
+def start_postgres() -> bool:
+    return start_part("postgres")
+
+
+def pid_of(name: PartName) -> int | None:
+    """The live pid of a local part, or None."""
+    record = read_pid(_part(name, settings()).pid_file)
+    return record.pid if record is not None and record.alive() else None

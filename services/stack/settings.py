@@ -1,0 +1,90 @@
+"""Where the local stack lives and listens; every field can be overridden from the environment.
+
+The defaults are the addresses `CommonSettings` uses, so that after `opsledger stack up` every
+command works with no environment.  A second checkout runs beside the first by changing the
+ports and the directory (``OPSLEDGER_STACK_KAFKA_PORT``, ``OPSLEDGER_STACK_PG_PORT``,
+``OPSLEDGER_STACK_DIR``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+import services
+
+# The repository root in a checkout (editable install): deploy/ sits beside services/.
+_PACKAGE_ROOT = Path(services.__file__).resolve().parent.parent
+
+
+def repo_root() -> Path:
+    """The checkout holding deploy/local (the package's parent, else the working directory)."""
+    if (_PACKAGE_ROOT / "deploy" / "local").is_dir():
+        return _PACKAGE_ROOT
+    return Path.cwd()
+
+
+def _default_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "opsledger"
+
+
+class StackSettings(BaseSettings):
+    """Ports, paths and limits of the local Kafka + PostgreSQL stack."""
+
+    model_config = SettingsConfigDict(env_prefix="OPSLEDGER_STACK_", extra="ignore", frozen=True)
+
+    dir: Path = Field(
+        default_factory=lambda: repo_root() / ".local",
+        description="State directory: data, logs and pid files of the local stack.",
+    )
+    cache_dir: Path = Field(
+        default_factory=_default_cache,
+        description="Cache outside the repository for the Kafka jars (kept across clones).",
+    )
+    host: str = Field("127.0.0.1", description="Interface both servers listen on.")
+    kafka_port: int = Field(39092, ge=1, le=65535, description="Kafka PLAINTEXT listener.")
+    kafka_controller_port: int | None = Field(
+        None, ge=1, le=65535, description="KRaft CONTROLLER listener (default: kafka_port + 1)."
+    )
+    kafka_heap: str = Field("-Xms256m -Xmx768m", description="JVM heap flags of the broker.")
+    pg_port: int = Field(35432, ge=1, le=65535, description="PostgreSQL port.")
+    pg_user: str = Field("opsledger", description="Database role (superuser, trust on loopback).")
+    pg_database: str = Field("opsledger", description="Database created on first start.")
+    pg_system_user: str = Field(
+        "opsledger-pg",
+        description="Unprivileged OS account that runs PostgreSQL when the stack runs as root.",
+    )
+    ready_timeout_s: float = Field(60.0, gt=0, description="Bound on waiting for a part to answer.")
+    stop_timeout_s: float = Field(30.0, gt=0, description="SIGTERM grace before SIGKILL.")
+
+    @property
+    def controller_port(self) -> int:
+        return self.kafka_controller_port or self.kafka_port + 1
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return f"{self.host}:{self.kafka_port}"
+
+    @property
+    def database_url(self) -> str:
+        return f"postgresql://{self.pg_user}@{self.host}:{self.pg_port}/{self.pg_database}"
+
+    @property
+    def kafka_pom(self) -> Path:
+        return repo_root() / "deploy" / "local" / "kafka" / "pom.xml"
+
+    @property
+    def kafka_version(self) -> str:
+        match = re.search(r"<kafka.version>([^<]+)</kafka.version>", self.kafka_pom.read_text())
+        if match is None:
+            raise RuntimeError(f"no <kafka.version> in {self.kafka_pom}")
+        return match.group(1).strip()
+
+    @property
+    def kafka_libs(self) -> Path:
+        return self.cache_dir / f"kafka-{self.kafka_version}" / "libs"
