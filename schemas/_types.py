@@ -1,0 +1,85 @@
+"""Bounded field types shared by the envelope and the kinds.
+
+Every string, list and number in the contract has a bound, so no single field can carry
+megabytes. Patterns use only ASCII classes (``[0-9]``, not ``\\d``) so that the pydantic (Rust
+regex) and JSON Schema (ECMA 262) readings of the same pattern agree.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+from pydantic import AwareDatetime, BeforeValidator, ConfigDict, Field, Strict, WithJsonSchema
+from pydantic_core import PydanticCustomError
+
+#: Shared by every model of the contract: immutable, strict (no coercion), unknown keys refused.
+STRICT_FROZEN = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
+
+UUID_PATTERN = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+# RFC 3339 date-time with a mandatory offset, years 2000-2099, at most microseconds.
+TIMESTAMP_PATTERN = (
+    "^20[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt]"
+    "([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,6})?"
+    "([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
+)
+_NAIVE_PATTERN = TIMESTAMP_PATTERN.removesuffix("([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$") + "$"
+SLUG_PATTERN = "^[a-z0-9][a-z0-9-]{2,63}$"
+
+_UUID_RE = re.compile(UUID_PATTERN.replace("$", r"\Z"))
+_TIMESTAMP_RE = re.compile(TIMESTAMP_PATTERN.replace("$", r"\Z"))
+_NAIVE_RE = re.compile(_NAIVE_PATTERN.replace("$", r"\Z"))
+
+
+# Both checks run before pydantic's own (lax) parsing, which after a function validator no longer
+# knows the input was JSON: they admit only the one string form, or an already-typed value.
+def _check_uuid(value: Any) -> Any:
+    if isinstance(value, UUID):
+        return value
+    if not isinstance(value, str) or not _UUID_RE.match(value):
+        raise PydanticCustomError(
+            "uuid_format", "must be a UUID written as 8-4-4-4-12 hexadecimal digits"
+        )
+    return value
+
+
+def _check_timestamp(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _TIMESTAMP_RE.match(value):
+        if isinstance(value, str) and _NAIVE_RE.match(value):
+            raise PydanticCustomError(
+                "timestamp_offset", "timestamp must carry a UTC offset, e.g. Z or +01:00"
+            )
+        raise PydanticCustomError(
+            "timestamp_format",
+            "must be an RFC 3339 timestamp with an offset, e.g. 2026-11-29T10:15:00+00:00",
+        )
+    return value
+
+
+EventId = Annotated[
+    UUID,
+    Strict(False),
+    BeforeValidator(_check_uuid),
+    WithJsonSchema({"type": "string", "format": "uuid", "pattern": UUID_PATTERN}),
+]
+Timestamp = Annotated[
+    AwareDatetime,
+    Strict(False),
+    BeforeValidator(_check_timestamp),
+    WithJsonSchema({"type": "string", "format": "date-time", "pattern": TIMESTAMP_PATTERN}),
+]
+Slug = Annotated[str, Field(pattern=SLUG_PATTERN, min_length=3, max_length=64)]
+
+
+def text(max_length: int) -> Any:
+    """A non-empty string of at most ``max_length`` characters."""
+    return Field(min_length=1, max_length=max_length)
+
+
+Ref = Annotated[str, text(64)]
+Name = Annotated[str, text(128)]
+Note = Annotated[str, text(500)]

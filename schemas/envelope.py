@@ -1,0 +1,53 @@
+"""The envelope every field event shares: who, where, when, and which operation."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field
+
+from schemas._types import STRICT_FROZEN, EventId, Name, Ref, Slug, Timestamp
+
+CURRENT_SCHEMA_VERSION = 1
+#: Fields the ingest service stamps; a client that sends them is refused.
+SERVER_FIELDS = ("recorded_at", "principal")
+
+
+class Actor(BaseModel):
+    """The officer who recorded the event and their unit."""
+
+    model_config = STRICT_FROZEN
+    officer_id: Ref
+    unit: Name
+
+
+class Location(BaseModel):
+    """Where it happened: a policing area, optionally a point."""
+
+    model_config = STRICT_FROZEN
+    area: Name
+    lat: Annotated[float, Field(ge=-90, le=90)] | None = None
+    lon: Annotated[float, Field(ge=-180, le=180)] | None = None
+
+
+class Source(BaseModel):
+    """The device and app build that submitted the event."""
+
+    model_config = STRICT_FROZEN
+    device_id: Ref
+    app_version: Annotated[str, Field(min_length=1, max_length=32)] | None = None
+
+
+class Envelope(BaseModel):
+    """Fields common to every kind; each kind adds ``type``, ``schema_version`` and ``payload``."""
+
+    model_config = STRICT_FROZEN
+    event_id: EventId
+    operation_id: Slug
+    occurred_at: Timestamp
+    actor: Actor
+    location: Location
+    source: Source
+
+
+SchemaV1 = Literal[1]
