@@ -197,7 +197,7 @@ def _migrate(database_url: str, say: Say) -> None:
     say("postgres: migrations applied")
 
 
-def ensure_up(say: Say = _stderr, *, migrate: bool = True) -> StackInfo:
+def ensure_up(say: Say = _stderr, *, migrate: bool | None = None) -> StackInfo:
     """Start whatever local part is not running, wait until all answer, apply migrations."""
     s = settings()
     ext_kafka, ext_db = external_kafka(s), external_database(s)
@@ -211,7 +211,7 @@ def ensure_up(say: Say = _stderr, *, migrate: bool = True) -> StackInfo:
         if ext_db is not None:
             _check_external("postgres", ext_db, lambda t: _select_one(ext_db, t), say)
         info = StackInfo(ext_kafka or s.kafka_bootstrap, ext_db or s.database_url, started)
-        if migrate:
+        if s.migrate if migrate is None else migrate:
             _migrate(info.database_url, say)
     return info
 

@@ -59,6 +59,7 @@ class StackSettings(BaseSettings):
         "opsledger-pg",
         description="Unprivileged OS account that runs PostgreSQL when the stack runs as root.",
     )
+    migrate: bool = Field(True, description="Apply database migrations on `stack up`.")
     ready_timeout_s: float = Field(60.0, gt=0, description="Bound on waiting for a part to answer.")
     stop_timeout_s: float = Field(30.0, gt=0, description="SIGTERM grace before SIGKILL.")
 
