@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
+from pydantic_core import PydanticCustomError
 
 from schemas._types import STRICT_FROZEN, EventId, Name, Ref, Slug, Timestamp
 
@@ -50,4 +51,13 @@ class Envelope(BaseModel):
     source: Source
 
 
-SchemaV1 = Literal[1]
+def _integer_only(value: Any) -> Any:
+    # A Literal[1] alone would take True or 1.0 for 1.
+    if type(value) is not int:
+        raise PydanticCustomError("int_type", "must be an integer")
+    return value
+
+
+#: Put before the ``Literal[n]`` of a kind's ``schema_version``.
+VersionIsInteger = BeforeValidator(_integer_only)
+SchemaV1 = Annotated[Literal[1], VersionIsInteger]
