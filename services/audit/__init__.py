@@ -1,0 +1,1 @@
+"""Audit: history, chain and totals verification, evidence bundles, rebuild, access log."""

@@ -1,0 +1,270 @@
+"""Pure verification: recompute an operation's hash chain and totals from its event rows.
+
+No I/O: the same code checks rows read from PostgreSQL and rows read from an exported bundle.
+A row is any mapping with ``seq``, ``event_id``, ``body``, ``prev_hash`` and ``hash``; the
+columns copied out of the body for querying (``type``, ``unit``...) are checked when present.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from schemas.canonical import GENESIS_HASH, chain_hash, client_fields
+from schemas.errors import ContractError
+from schemas.events import FieldEvent
+from schemas.parsing import parse_event
+from schemas.tally import METRICS, RowKey, Totals, fold
+
+Row = Mapping[str, Any]
+#: Keep reports readable when a whole chain was rewritten.
+MAX_PROBLEMS = 100
+
+
+@dataclass(frozen=True, slots=True)
+class ChainBreak:
+    """One place where the stored chain disagrees with its recomputation."""
+
+    seq: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class MetricDiff:
+    """A headline metric: recomputed from the events vs what the projection holds."""
+
+    metric: str
+    expected: int
+    actual: int
+
+
+@dataclass(frozen=True, slots=True)
+class RowDiff:
+    """One fine-grained totals row that differs."""
+
+    metric: str
+    detail: str
+    area: str
+    unit: str
+    day: date
+    expected: int
+    actual: int
+
+
+@dataclass(frozen=True, slots=True)
+class Projection:
+    """What the ledger claims: totals rows, the chain head, optionally summed contributions."""
+
+    totals: Mapping[RowKey, int]
+    head: tuple[int, str] | None
+    contributions: Mapping[RowKey, int] | None = None
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """The outcome of a verification; ``ok`` only when chain and totals are both intact."""
+
+    operation_id: str
+    events: int
+    chain_problems: list[ChainBreak]
+    metric_diffs: list[MetricDiff]
+    row_diffs: list[RowDiff]
+    contribution_diffs: list[RowDiff] = field(default_factory=list)
+    recomputed: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def first_broken_seq(self) -> int | None:
+        return min((p.seq for p in self.chain_problems), default=None)
+
+    @property
+    def chain_intact(self) -> bool:
+        return not self.chain_problems
+
+    @property
+    def totals_match(self) -> bool:
+        return not (self.metric_diffs or self.row_diffs or self.contribution_diffs)
+
+    @property
+    def ok(self) -> bool:
+        return self.chain_intact and self.totals_match
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (dates as ISO strings)."""
+
+        def rows(diffs: list[RowDiff]) -> list[dict[str, Any]]:
+            return [{**asdict(d), "day": d.day.isoformat()} for d in diffs]
+
+        return {
+            "operation_id": self.operation_id,
+            "ok": self.ok,
+            "events": self.events,
+            "chain": {
+                "intact": self.chain_intact,
+                "first_broken_seq": self.first_broken_seq,
+                "problems": [asdict(p) for p in self.chain_problems],
+            },
+            "totals": {
+                "match": self.totals_match,
+                "recomputed": self.recomputed,
+                "metric_diffs": [asdict(d) for d in self.metric_diffs],
+                "row_diffs": rows(self.row_diffs),
+                "contribution_diffs": rows(self.contribution_diffs),
+            },
+        }
+
+
+def _body_of(row: Row) -> dict[str, Any]:
+    body = row["body"]
+    return dict(body) if isinstance(body, Mapping) else {}
+
+
+def _when(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    return None
+
+
+# Column -> how to read the same fact out of the hashed body. Filters and exports use the
+# columns, so an edit to a column alone (which the hash does not cover) must be caught too.
+_COPIES: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "event_id": lambda b: b.get("event_id"),
+    "operation_id": lambda b: b.get("operation_id"),
+    "type": lambda b: b.get("type"),
+    "schema_version": lambda b: b.get("schema_version"),
+    "principal": lambda b: b.get("principal"),
+    "officer_id": lambda b: (b.get("actor") or {}).get("officer_id"),
+    "unit": lambda b: (b.get("actor") or {}).get("unit"),
+    "area": lambda b: (b.get("location") or {}).get("area"),
+}
+_TIME_COPIES = ("occurred_at", "recorded_at")
+
+
+def _column_mismatches(row: Row, body: dict[str, Any]) -> list[str]:
+    bad = []
+    for column, read in _COPIES.items():
+        if column in row and str(row[column]) != str(read(body)):
+            bad.append(column)
+    for column in _TIME_COPIES:
+        if column in row and _when(row[column]) != _when(body.get(column)):
+            bad.append(column)
+    return bad
+
+
+def verify_chain(rows: Sequence[Row], head: tuple[int, str] | None) -> list[ChainBreak]:
+    """Every place the chain is broken: gaps, edited bodies, wrong links, a moved head."""
+    problems: list[ChainBreak] = []
+    expected_seq, prev = 1, GENESIS_HASH
+    for row in sorted(rows, key=lambda r: int(r["seq"])):
+        seq = int(row["seq"])
+        if seq > expected_seq:
+            missing = f"{expected_seq}" if seq == expected_seq + 1 else f"{expected_seq}..{seq - 1}"
+            problems.append(ChainBreak(expected_seq, f"seq {missing} missing (row deleted?)"))
+        elif seq < expected_seq:
+            problems.append(ChainBreak(seq, "seq repeated"))
+        body = _body_of(row)
+        if row["prev_hash"] != prev:
+            problems.append(ChainBreak(seq, "prev_hash is not the previous row's hash"))
+        if chain_hash(body, str(row["prev_hash"])) != row["hash"]:
+            problems.append(ChainBreak(seq, "hash does not match the stored body (row edited?)"))
+        bad = _column_mismatches(row, body)
+        if bad:
+            problems.append(ChainBreak(seq, f"column(s) {', '.join(bad)} differ from the body"))
+        # Continue from the stored hash so one edit is reported once, not at every later row.
+        expected_seq, prev = seq + 1, str(row["hash"])
+    last = expected_seq - 1
+    if head is None:
+        if rows:
+            problems.append(ChainBreak(1, "no chain head recorded for these events"))
+    elif head[0] > last:
+        why = f"chain head is at seq {head[0]}; rows after {last} missing"
+        problems.append(ChainBreak(last + 1, why))
+    elif head[0] < last:
+        why = f"rows after the chain head (seq {head[0]}) (inserted?)"
+        problems.append(ChainBreak(head[0] + 1, why))
+    elif head[1] != prev:
+        problems.append(ChainBreak(last, "chain head hash differs from the last row's hash"))
+    return problems[:MAX_PROBLEMS]
+
+
+def parse_bodies(rows: Iterable[Row]) -> tuple[list[FieldEvent], list[ChainBreak]]:
+    """The events behind the rows, and a problem for each body that is not a valid event."""
+    events: list[FieldEvent] = []
+    problems: list[ChainBreak] = []
+    for row in rows:
+        try:
+            events.append(parse_event(client_fields(_body_of(row))))
+        except ContractError as exc:
+            problems.append(ChainBreak(int(row["seq"]), f"body is not a valid event: {exc}"))
+    return events, problems
+
+
+def _metrics(rows: Mapping[RowKey, int]) -> dict[str, int]:
+    out = dict.fromkeys(METRICS, 0)
+    for (metric, *_), value in rows.items():
+        out[metric] = out.get(metric, 0) + value
+    return out
+
+
+def compare_rows(expected: Mapping[RowKey, int], actual: Mapping[RowKey, int]) -> list[RowDiff]:
+    """Rows whose values differ (a missing row counts as zero)."""
+    diffs = []
+    for key in sorted(set(expected) | set(actual)):
+        e, a = expected.get(key, 0), actual.get(key, 0)
+        if e != a:
+            diffs.append(RowDiff(*key, expected=e, actual=a))
+    return diffs
+
+
+def compare_totals(
+    recomputed: Totals, claimed: Mapping[RowKey, int]
+) -> tuple[list[MetricDiff], list[RowDiff]]:
+    """Headline and fine-row differences between a recomputation and a claimed projection."""
+    actual = _metrics(claimed)
+    metric_diffs = [
+        MetricDiff(m, recomputed.metrics.get(m, 0), actual.get(m, 0))
+        for m in sorted(set(recomputed.metrics) | set(actual), key=_metric_order)
+        if recomputed.metrics.get(m, 0) != actual.get(m, 0)
+    ]
+    return metric_diffs, compare_rows(recomputed.rows, claimed)
+
+
+def _metric_order(metric: str) -> tuple[int, str]:
+    return (METRICS.index(metric) if metric in METRICS else len(METRICS), metric)
+
+
+def verify_rows(
+    operation_id: str,
+    rows: Sequence[Row],
+    projection: Projection,
+    *,
+    counted: Callable[[Row], bool] | None = None,
+) -> VerifyReport:
+    """Check the chain of ``rows`` and that folding them gives ``projection``'s totals.
+
+    ``counted`` selects which rows enter the fold (a view such as as_of); default: all.
+    """
+    chain = verify_chain(rows, projection.head)
+    events, invalid = parse_bodies(r for r in rows if counted is None or counted(r))
+    recomputed = fold(events)
+    metric_diffs, row_diffs = compare_totals(recomputed, projection.totals)
+    contribution_diffs = (
+        []
+        if projection.contributions is None
+        else compare_rows(projection.contributions, projection.totals)
+    )
+    return VerifyReport(
+        operation_id=operation_id,
+        events=len(rows),
+        chain_problems=sorted(chain + invalid, key=lambda p: p.seq)[:MAX_PROBLEMS],
+        metric_diffs=metric_diffs,
+        row_diffs=row_diffs,
+        contribution_diffs=contribution_diffs,
+        recomputed=recomputed.metrics,
+    )

@@ -1,0 +1,108 @@
+"""verify_rows: the chain and the totals recomputed from event rows, naming what broke."""
+
+from __future__ import annotations
+
+import copy
+from datetime import date
+
+from schemas.canonical import chain_hash
+from services.audit.verify import Projection, verify_rows
+
+from .conftest import Rows, totals_of
+
+
+def _projection(rows: Rows) -> Projection:
+    totals = totals_of(rows)
+    return Projection(totals=totals, head=(rows[-1]["seq"], rows[-1]["hash"]), contributions=totals)
+
+
+def test_intact_chain_and_totals_verify_clean(chain: Rows) -> None:
+    report = verify_rows("op", chain, _projection(chain))
+    assert report.ok
+    assert report.first_broken_seq is None
+    assert report.events == 13
+    # 13 sample events: one phone seizure (3 phones) is voided
+    assert report.recomputed["mobile_phones_seized"] == 0
+    assert report.recomputed["cash_seized_pence"] == 1_250_000
+    assert report.to_dict()["chain"]["intact"] is True
+
+
+def test_edited_payload_is_named_at_its_seq(chain: Rows) -> None:
+    projection = _projection(chain)
+    chain[6]["body"] = copy.deepcopy(chain[6]["body"])
+    chain[6]["body"]["payload"]["quantity"] = 99
+    report = verify_rows("op", chain, projection)
+    assert not report.ok
+    assert report.first_broken_seq == 7
+    assert "edited" in report.chain_problems[0].reason
+    assert [d.metric for d in report.metric_diffs] == ["weapons_seized"]
+    assert (report.metric_diffs[0].expected, report.metric_diffs[0].actual) == (99, 1)
+
+
+def test_deleted_row_is_named_by_the_missing_seq(chain: Rows) -> None:
+    projection = _projection(chain)
+    del chain[4]
+    report = verify_rows("op", chain, projection)
+    assert report.first_broken_seq == 5
+    assert "seq 5 missing" in report.chain_problems[0].reason
+
+
+def test_forged_row_appended_after_the_head_is_named(chain: Rows) -> None:
+    projection = _projection(chain)
+    forged_body = copy.deepcopy(chain[0]["body"])
+    forged_body["event_id"] = "00000000-0000-4000-8000-000000000001"
+    forged = dict(chain[0], seq=14, event_id=forged_body["event_id"], body=forged_body)
+    forged["prev_hash"] = chain[-1]["hash"]
+    forged["hash"] = chain_hash(forged_body, forged["prev_hash"])  # a careful forger
+    report = verify_rows("op", [*chain, forged], projection)
+    assert report.first_broken_seq == 14
+    assert [d.metric for d in report.metric_diffs] == ["warrants_executed"]
+
+
+def test_forged_row_with_a_wrong_hash_breaks_at_its_seq(chain: Rows) -> None:
+    forged = dict(chain[-1], seq=14, hash="f" * 64, prev_hash=chain[-1]["hash"])
+    report = verify_rows("op", [*chain, forged], Projection(totals_of(chain), head=(14, "f" * 64)))
+    assert report.first_broken_seq == 14
+
+
+def test_column_edited_without_touching_the_body_is_detected(chain: Rows) -> None:
+    chain[2]["area"] = "Kent"
+    report = verify_rows("op", chain, _projection(chain))
+    assert report.first_broken_seq == 3
+    assert "area" in report.chain_problems[0].reason
+
+
+def test_head_moved_back_is_detected(chain: Rows) -> None:
+    report = verify_rows("op", chain, Projection(totals_of(chain), head=(12, chain[11]["hash"])))
+    assert report.first_broken_seq == 13
+
+
+def test_each_differing_projection_row_is_named(chain: Rows) -> None:
+    totals = totals_of(chain)
+    key = next(k for k in totals if k[0] == "arrests" and k[1] == "adult")
+    totals[key] += 2
+    report = verify_rows("op", chain, Projection(totals, head=(13, chain[-1]["hash"])))
+    assert report.chain_intact and not report.totals_match
+    assert [(d.metric, d.expected, d.actual) for d in report.metric_diffs] == [("arrests", 2, 4)]
+    assert [(d.metric, d.detail, d.expected, d.actual) for d in report.row_diffs] == [
+        ("arrests", "adult", 1, 3)
+    ]
+
+
+def test_contributions_that_disagree_with_totals_are_named(chain: Rows) -> None:
+    totals = totals_of(chain)
+    contributions = dict(totals)
+    key = ("schools_visited", "", "Buckinghamshire", "Stronghold Thames Valley", date(2026, 11, 16))
+    contributions[key] = contributions.get(key, 0) + 1
+    report = verify_rows(
+        "op", chain, Projection(totals, head=(13, chain[-1]["hash"]), contributions=contributions)
+    )
+    assert not report.ok
+    assert [(d.metric, d.expected, d.actual) for d in report.contribution_diffs] == [
+        ("schools_visited", contributions[key], totals.get(key, 0))
+    ]
+
+
+def test_empty_operation_is_intact() -> None:
+    report = verify_rows("op", [], Projection({}, head=None))
+    assert report.ok and report.events == 0
