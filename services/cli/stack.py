@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shlex
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -22,7 +22,7 @@ stack_app = typer.Typer(
 err = Console(stderr=True)
 
 
-class LogPart(str, Enum):
+class LogPart(StrEnum):
     kafka = "kafka"
     postgres = "postgres"
 

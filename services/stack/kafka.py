@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import shutil
 import signal
 import subprocess
@@ -52,8 +53,11 @@ class KafkaPart:
             self._format(say)
 
     def launch(self) -> PidRecord:
-        proc = spawn(self._java(MAIN_CLASS, str(self.config), heap=self.s.kafka_heap.split()),
-                     log=self.log, cwd=self.home)
+        proc = spawn(
+            self._java(MAIN_CLASS, str(self.config), heap=self.s.kafka_heap.split()),
+            log=self.log,
+            cwd=self.home,
+        )
         return write_pid(self.pid_file, proc.pid)
 
     async def probe(self, timeout_s: float = 5.0) -> None:
@@ -74,6 +78,10 @@ class KafkaPart:
             connections_max_idle_ms=timeout_ms + 1000,
             metadata_max_age_ms=timeout_ms,
         )
+        quiet = _DropFor(self.address)
+        loggers = [logging.getLogger(name) for name in ("aiokafka.client", "aiokafka.conn")]
+        for logger in loggers:  # a broker still starting is expected here, not worth a log line
+            logger.addFilter(quiet)
         try:
             await client.bootstrap()
             metadata = await client.fetch_all_metadata()
@@ -81,6 +89,8 @@ class KafkaPart:
                 raise StackError("the broker answered with no brokers yet")
         finally:
             await client.close()
+            for logger in loggers:
+                logger.removeFilter(quiet)
 
     # -- internals ------------------------------------------------------------------------
 
@@ -115,6 +125,17 @@ class KafkaPart:
         result = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)  # noqa: S603
         if result.returncode != 0:
             raise StackError(f"kafka storage format failed:\n{result.stdout}\n{result.stderr}")
+
+
+class _DropFor(logging.Filter):
+    """Drops aiokafka's connection complaints about one address (used while probing it)."""
+
+    def __init__(self, address: str) -> None:
+        super().__init__()
+        self.address = address
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.address not in record.getMessage()
 
 
 def _cluster_id() -> str:

@@ -61,7 +61,9 @@ def settings() -> StackSettings:
 
 def external_kafka(s: StackSettings | None = None) -> str | None:
     s = s or settings()
-    return _external(s.kafka_bootstrap, "OPSLEDGER_KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS")
+    return _external(
+        s.kafka_bootstrap, "OPSLEDGER_KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS"
+    )
 
 
 def external_database(s: StackSettings | None = None) -> str | None:
@@ -125,7 +127,7 @@ def _wait_ready(part: KafkaPart | PostgresPart, s: StackSettings, started: float
         if record is None or not record.alive():
             raise StackError(
                 f"{part.name} exited during start-up (log {part.log}):\n"
-                f"{tail(part.log, LOG_TAIL_LINES)}"
+                f"{tail(part.log, LOG_TAIL_LINES, since_start=True)}"
             )
         remaining = deadline - time.monotonic()
         try:
@@ -137,7 +139,7 @@ def _wait_ready(part: KafkaPart | PostgresPart, s: StackSettings, started: float
             raise StackError(
                 f"{part.name} did not answer at {part.address} within "
                 f"{s.ready_timeout_s:.0f} s ({last_error}); log {part.log}:\n"
-                f"{tail(part.log, LOG_TAIL_LINES)}"
+                f"{tail(part.log, LOG_TAIL_LINES, since_start=True)}"
             )
         time.sleep(0.5)
 
@@ -201,9 +203,11 @@ def ensure_up(say: Say = _stderr, *, migrate: bool | None = None) -> StackInfo:
     """Start whatever local part is not running, wait until all answer, apply migrations."""
     s = settings()
     ext_kafka, ext_db = external_kafka(s), external_database(s)
-    local: list[PartName] = [
-        name for name, ext in (("kafka", ext_kafka), ("postgres", ext_db)) if ext is None
-    ]
+    local: list[PartName] = []
+    if ext_kafka is None:
+        local.append("kafka")
+    if ext_db is None:
+        local.append("postgres")
     with locked(s.dir / "stack.lock"):
         started = _start_parts(local, s, say)
         if ext_kafka is not None:
@@ -243,7 +247,7 @@ def _stop_part(part: KafkaPart | PostgresPart, s: StackSettings, *, kill: bool =
 def down(only: set[str] | None = None, say: Say = _stderr) -> set[str]:
     """Stop the local parts (all, or those in `only`) that `up` started; return the stopped."""
     s = settings()
-    stopped = set()
+    stopped: set[str] = set()
     with locked(s.dir / "stack.lock"):
         for name in PARTS:
             if only is not None and name not in only:

@@ -19,7 +19,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
+import psutil  # type: ignore[import-untyped]
+
+START_MARK = "==== opsledger stack: starting"
 
 
 class StackError(RuntimeError):
@@ -80,6 +82,9 @@ def spawn(
 ) -> subprocess.Popen[bytes]:
     """Start a long-running server detached from our terminal, output appended to `log`."""
     with log.open("ab") as out:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        out.write(f"{START_MARK} {stamp}: {' '.join(argv)}\n".encode())
+        out.flush()
         return subprocess.Popen(  # noqa: S603 - argv is built by us, never from user input
             list(argv),
             stdin=subprocess.DEVNULL,
@@ -140,8 +145,8 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
-def tail(path: Path, lines: int) -> str:
-    """The last `lines` lines of a log file ('' when it does not exist)."""
+def tail(path: Path, lines: int, *, since_start: bool = False) -> str:
+    """The last `lines` lines of a log file ('' when it does not exist), or of its last run."""
     try:
         with path.open("rb") as fh:
             fh.seek(0, os.SEEK_END)
@@ -150,7 +155,12 @@ def tail(path: Path, lines: int) -> str:
             data = fh.read().decode("utf-8", errors="replace")
     except OSError:
         return ""
-    return "\n".join(data.splitlines()[-lines:])
+    all_lines = data.splitlines()
+    if since_start:
+        marks = [i for i, line in enumerate(all_lines) if line.startswith(START_MARK)]
+        if marks:
+            all_lines = all_lines[marks[-1] + 1 :]
+    return "\n".join(all_lines[-lines:])
 
 
 @contextlib.contextmanager

@@ -140,7 +140,10 @@ def test_down_leaves_none_of_its_processes_running(private_stack: dict[str, str]
                             timeout=60)  # fmt: skip
     assert status.returncode == 0, status.stdout + status.stderr
     directory = Path(private_stack["OPSLEDGER_STACK_DIR"])
-    pids = [_pid_in(directory / "kafka" / "kafka.pid"), _pid_in(directory / "postgres" / "postgres.pid")]
+    pids = [
+        _pid_in(directory / "kafka" / "kafka.pid"),
+        _pid_in(directory / "postgres" / "postgres.pid"),
+    ]
     assert all(psutil.pid_exists(pid) for pid in pids)
 
     again = subprocess.run([*CLI, "up"], env=private_stack, capture_output=True, text=True,
