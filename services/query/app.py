@@ -1,0 +1,80 @@
+"""The query service's app factory: pool, change listener, cache, routes, error shape, metrics."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+from fastapi import APIRouter, FastAPI
+
+from services.common.db import create_pool
+from services.common.http import install
+from services.query.cache import ReadCache
+from services.query.hub import ChangeHub
+from services.query.metrics import MetricsMiddleware
+from services.query.reads import Reads
+from services.query.routes import routers
+from services.query.settings import QuerySettings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: QuerySettings | None = None, *, extra_routers: Sequence[APIRouter] = ()
+) -> FastAPI:
+    """Build the read-side app; ``extra_routers`` are included after the built-in ones."""
+    settings = settings or QuerySettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = await _open_pool(settings)
+        hub = ChangeHub(
+            settings.database_url,
+            queue_size=settings.stream_queue_size,
+            max_subscribers=settings.stream_max_clients,
+        )
+        await hub.start()
+        cache = ReadCache(
+            hub, enabled=settings.cache_totals, freshness_ttl_s=settings.freshness_ttl_s
+        )
+        app.state.pool, app.state.hub = pool, hub
+        app.state.reads = Reads(pool, cache, settings)
+        try:
+            yield
+        finally:
+            await hub.stop()
+            await pool.close()
+
+    app = FastAPI(
+        title="opsledger query",
+        summary="Totals, breakdowns, as-of reads, live stream and dashboard of the ledger.",
+        version="1",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install(app)
+    app.add_middleware(MetricsMiddleware)
+    for router in [*routers(), *extra_routers]:
+        app.include_router(router)
+    return app
+
+
+async def _open_pool(settings: QuerySettings) -> asyncpg.Pool:
+    kwargs: dict[str, Any] = {
+        "max_size": settings.pool_max_size,
+        "server_settings": {
+            "application_name": "opsledger-query",
+            "statement_timeout": str(settings.statement_timeout_ms),
+        },
+    }
+    try:
+        return await create_pool(
+            settings.database_url, min_size=settings.pool_min_size, **kwargs
+        )
+    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        # Start anyway (not ready): /readyz says so until PostgreSQL is back.
+        log.warning("database unreachable at start (%s); connecting lazily", exc)
+        return await create_pool(settings.database_url, min_size=0, **kwargs)

@@ -1,0 +1,103 @@
+"""Dependencies wired once at the edge: settings, the pool, the change hub, who is calling.
+
+Routes (including the audit routes in ``routes/audit.py``) take these as ``Annotated`` aliases:
+
+    async def handler(pool: Pool, principal: Reader) -> ...
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import asyncpg
+from fastapi import Depends, Request
+
+from services.common.auth import AuthError, Principal, Role, decode_token
+from services.common.http import require_role
+from services.common.problems import ProblemError
+from services.common.settings import CommonSettings
+from services.query.access import check_access
+from services.query.hub import ChangeHub
+from services.query.reads import Reads
+from services.query.settings import QuerySettings
+
+__all__ = [
+    "AUDIT_ROLES",
+    "READ_ROLES",
+    "Auditor",
+    "Hub",
+    "Pool",
+    "ReadsDep",
+    "Reader",
+    "Settings",
+    "StreamReader",
+    "check_access",
+]
+
+READ_ROLES: tuple[Role, ...] = ("supervisor", "auditor", "admin")
+AUDIT_ROLES: tuple[Role, ...] = ("auditor", "admin")
+
+
+def get_settings(request: Request) -> QuerySettings:
+    """The settings the app was built with."""
+    settings: QuerySettings = request.app.state.settings
+    return settings
+
+
+def _settings_of(request: Request) -> CommonSettings:
+    return get_settings(request)
+
+
+def get_pool(request: Request) -> asyncpg.Pool:
+    """The process's PostgreSQL pool (opened by the app's lifespan)."""
+    pool: asyncpg.Pool = request.app.state.pool
+    return pool
+
+
+def get_hub(request: Request) -> ChangeHub:
+    """The process's single LISTEN connection and its subscribers."""
+    hub: ChangeHub = request.app.state.hub
+    return hub
+
+
+def get_reads(request: Request) -> Reads:
+    """The read use-cases (totals, freshness, audit logging) over the pool and cache."""
+    reads: Reads = request.app.state.reads
+    return reads
+
+
+_require_reader = require_role(_settings_of, *READ_ROLES)
+_require_auditor = require_role(_settings_of, *AUDIT_ROLES)
+
+
+async def stream_reader(request: Request) -> Principal:
+    """Like the reader check, but also accepts ``?access_token=`` (EventSource sets no headers)."""
+    token = request.query_params.get("access_token")
+    if request.headers.get("authorization") or not token:
+        return await _require_reader(request)
+    try:
+        principal = decode_token(get_settings(request), token)
+    except AuthError as exc:
+        raise ProblemError(
+            401, "Authentication failed", detail=str(exc), kind="unauthenticated"
+        ) from exc
+    if principal.role not in READ_ROLES:
+        raise ProblemError(
+            403,
+            "Forbidden",
+            detail=f"role {principal.role!r} may not do this; needs one of {', '.join(READ_ROLES)}",
+            kind="forbidden",
+        )
+    request.state.principal = principal
+    return principal
+
+
+Settings = Annotated[QuerySettings, Depends(get_settings)]
+Pool = Annotated[asyncpg.Pool, Depends(get_pool)]
+Hub = Annotated[ChangeHub, Depends(get_hub)]
+ReadsDep = Annotated[Reads, Depends(get_reads)]
+# supervisor (its operations), auditor and admin (all operations)
+Reader = Annotated[Principal, Depends(_require_reader)]
+StreamReader = Annotated[Principal, Depends(stream_reader)]
+# auditor and admin only: history, verify, export
+Auditor = Annotated[Principal, Depends(_require_auditor)]

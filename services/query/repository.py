@@ -1,0 +1,215 @@
+"""SQL of the read side. Current totals come from the projection (ledger.totals); as_of/known_at
+reads sum ledger.contributions through its (operation_id, occurred_at|recorded_at) indexes.
+
+A void's contribution row carries its target's ``occurred_at`` and its own ``recorded_at``, so
+``as_of`` (by occurred_at) drops a voided event whenever the event itself is in range, and
+``known_at`` (by recorded_at) drops it only once the void was recorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from schemas.tally import METRICS
+
+# group_by name -> column. `item` is the metric's detail: substance for drug wraps, age band for
+# arrests; metrics with no finer detail fall in the group whose item is null.
+DIMENSIONS: Mapping[str, str] = {"area": "area", "unit": "unit", "day": "day", "item": "detail"}
+
+# asyncpg is untyped here: a Connection or a pool's proxy of one.
+Connection = Any
+
+
+@dataclass(frozen=True, slots=True)
+class TotalsQuery:
+    """What a totals read asks: which operation, grouped how, up to which instants."""
+
+    operation_id: str
+    group_by: tuple[str, ...] = ()
+    as_of: datetime | None = None
+    known_at: datetime | None = None
+
+    @property
+    def time_travel(self) -> bool:
+        return self.as_of is not None or self.known_at is not None
+
+
+@dataclass(frozen=True, slots=True)
+class TotalsResult:
+    """Every metric (zeros included), the groups that sum to them, and the chain position read."""
+
+    metrics: dict[str, int]
+    groups: list[dict[str, Any]] = field(default_factory=list)
+    version: int = 0  # the operation's chain head seq: grows with every applied event
+
+
+def zero_metrics() -> dict[str, int]:
+    """Every headline metric at 0."""
+    return dict.fromkeys(METRICS, 0)
+
+
+def _sql(q: TotalsQuery) -> tuple[str, list[Any]]:
+    dims = [DIMENSIONS[g] for g in q.group_by]
+    cols = ", ".join(["metric", *dims])
+    args: list[Any] = [q.operation_id]
+    if not q.time_travel:
+        source, value = "ledger.totals", "value"
+        where = "operation_id = $1"
+    else:
+        source, value = "ledger.contributions", "delta"
+        conds = ["operation_id = $1"]
+        if q.as_of is not None:
+            args.append(q.as_of)
+            conds.append(f"occurred_at <= ${len(args)}")
+        if q.known_at is not None:
+            args.append(q.known_at)
+            conds.append(f"recorded_at <= ${len(args)}")
+        where = " AND ".join(conds)
+    # Column and table names come from the fixed DIMENSIONS map above, never from the request.
+    sql = (
+        f"SELECT {cols}, SUM({value})::bigint AS value FROM {source} "  # noqa: S608
+        f"WHERE {where} GROUP BY {cols} HAVING SUM({value}) <> 0"
+    )
+    return sql, args
+
+
+def _json_key(value: Any) -> Any:
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def _fold(
+    rows: Iterable[Mapping[str, Any]], group_by: Sequence[str]
+) -> tuple[dict[str, int], list[dict[str, Any]]]:
+    metrics = zero_metrics()
+    groups: dict[tuple[Any, ...], dict[str, int]] = {}
+    for row in rows:
+        metric, value = row["metric"], int(row["value"])
+        metrics[metric] = metrics.get(metric, 0) + value
+        if group_by:
+            key = tuple(_json_key(row[DIMENSIONS[g]]) or None for g in group_by)
+            groups.setdefault(key, zero_metrics())
+            groups[key][metric] = groups[key].get(metric, 0) + value
+    out = [
+        {**dict(zip(group_by, key, strict=True)), "metrics": values}
+        for key, values in sorted(groups.items(), key=lambda kv: tuple(str(k or "") for k in kv[0]))
+    ]
+    return metrics, out
+
+
+async def operation_version(conn: Connection, operation_id: str) -> int | None:
+    """The operation's chain head seq, or None when no event of it was ever applied."""
+    seq: int | None = await conn.fetchval(
+        "SELECT seq FROM ledger.chain_heads WHERE operation_id = $1", operation_id
+    )
+    return seq
+
+
+async def read_totals(conn: Connection, q: TotalsQuery) -> TotalsResult | None:
+    """Totals of one operation, from one snapshot; None if the operation is unknown."""
+    sql, args = _sql(q)
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        version = await operation_version(conn, q.operation_id)
+        if version is None:
+            return None
+        rows = await conn.fetch(sql, *args)
+    metrics, groups = _fold(rows, q.group_by)
+    return TotalsResult(metrics, groups, version)
+
+
+async def list_operations(conn: Connection, only: Sequence[str] | None) -> list[dict[str, Any]]:
+    """Operations (all, or those in ``only``) with their headline totals from the projection."""
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        heads = await conn.fetch(
+            "SELECT operation_id, seq, first_at, updated_at FROM ledger.chain_heads "
+            "WHERE $1::text[] IS NULL OR operation_id = ANY($1::text[]) ORDER BY operation_id",
+            None if only is None else list(only),
+        )
+        sums = await conn.fetch(
+            "SELECT operation_id, metric, SUM(value)::bigint AS value FROM ledger.totals "
+            "WHERE $1::text[] IS NULL OR operation_id = ANY($1::text[]) "
+            "GROUP BY operation_id, metric",
+            None if only is None else list(only),
+        )
+    by_op: dict[str, dict[str, int]] = {}
+    for row in sums:
+        metrics = by_op.setdefault(row["operation_id"], zero_metrics())
+        metrics[row["metric"]] = metrics.get(row["metric"], 0) + int(row["value"])
+    return [
+        {
+            "operation_id": h["operation_id"],
+            "events": h["seq"],
+            "first_event_at": h["first_at"].isoformat(),
+            "last_change_at": h["updated_at"].isoformat(),
+            "metrics": by_op.get(h["operation_id"], zero_metrics()),
+        }
+        for h in heads
+    ]
+
+
+async def read_freshness(conn: Connection, consumer_group: str, topic: str) -> dict[str, Any]:
+    """Per partition: last applied offset, lag behind the highwater, newest applied event."""
+    rows = await conn.fetch(
+        "SELECT partition, last_offset, highwater, last_event_at, updated_at, now() AS read_at "
+        "FROM ledger.consumer_offsets WHERE consumer_group = $1 AND topic = $2 ORDER BY partition",
+        consumer_group,
+        topic,
+    )
+    partitions = []
+    lags: list[int] = []
+    for r in rows:
+        lag = None if r["highwater"] is None else max(r["highwater"] - r["last_offset"] - 1, 0)
+        if lag is not None:
+            lags.append(lag)
+        partitions.append(
+            {
+                "partition": r["partition"],
+                "last_offset": r["last_offset"],
+                "highwater": r["highwater"],
+                "lag": lag,
+                "last_event_at": _iso(r["last_event_at"]),
+                "updated_at": _iso(r["updated_at"]),
+            }
+        )
+    event_times = [r["last_event_at"] for r in rows if r["last_event_at"] is not None]
+    return {
+        "consumer_group": consumer_group,
+        "topic": topic,
+        "lag": sum(lags) if rows else None,
+        "last_event_at": _iso(max(event_times)) if event_times else None,
+        "partitions": partitions,
+    }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+async def log_access(
+    conn: Connection,
+    *,
+    principal: str,
+    role: str,
+    action: str,
+    operation_id: str | None,
+    params: Mapping[str, Any],
+) -> None:
+    """Append one row to audit.access_log (every auditor read is itself logged)."""
+    await conn.execute(
+        "INSERT INTO audit.access_log (principal, role, action, operation_id, params) "
+        "VALUES ($1, $2, $3, $4, $5::jsonb)",
+        principal,
+        role,
+        action,
+        operation_id,
+        dict(params),
+    )
+
+
+async def ping(conn: Connection) -> None:
+    """Raise unless the database answers."""
+    await conn.fetchval("SELECT 1 FROM ledger.chain_heads LIMIT 1")

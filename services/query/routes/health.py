@@ -1,0 +1,44 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.responses import Response
+
+from services.common.problems import ProblemError
+from services.query import repository
+from services.query.deps import Hub, Pool, Settings
+from services.query.metrics import LISTENER_UP, STREAM_CLIENTS
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """The process is up."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(pool: Pool, hub: Hub, settings: Settings) -> dict[str, object]:
+    """The database answers within ``ready_timeout_s`` (503 otherwise)."""
+    try:
+        async with asyncio.timeout(settings.ready_timeout_s):
+            async with pool.acquire() as conn:
+                await repository.ping(conn)
+    except (TimeoutError, OSError, Exception) as exc:  # noqa: BLE001 - any failure means not ready
+        raise ProblemError(
+            503, "Not ready", detail=f"database: {type(exc).__name__}: {exc}", kind="not-ready"
+        ) from exc
+    return {"status": "ready", "database": "ok", "live_updates": hub.connected}
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(hub: Hub) -> Response:
+    """Prometheus text exposition."""
+    STREAM_CLIENTS.set(hub.subscribers)
+    LISTENER_UP.set(1 if hub.connected else 0)
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,74 @@
+"""Server-Sent Events: an operation's totals now, then again each time they change.
+
+Auth: ``Authorization: Bearer`` or, because EventSource cannot set headers, ``?access_token=``.
+Each message's ``id`` is the operation's chain position (``version``); a client reconnecting with
+``Last-Event-ID`` equal to the current version is not sent the totals it already has.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Request
+from starlette.responses import StreamingResponse
+
+from services.common.problems import ProblemError
+from services.query.access import check_access
+from services.query.deps import Hub, ReadsDep, Settings, StreamReader
+from services.query.params import totals_query
+from services.query.reads import Reads, answer
+from services.query.repository import TotalsQuery
+
+router = APIRouter(prefix="/v1/operations", tags=["stream"])
+
+
+@router.get("/{operation_id}/stream", response_class=StreamingResponse)
+async def stream(
+    request: Request,
+    reads: ReadsDep,
+    hub: Hub,
+    settings: Settings,
+    principal: StreamReader,
+    q: Annotated[TotalsQuery, Depends(totals_query)],
+) -> StreamingResponse:
+    """text/event-stream of totals answers (same shape as /totals), driven by LISTEN/NOTIFY."""
+    check_access(principal, q.operation_id)
+    await reads.totals(q)  # 404 now, while an error can still be a status code
+    if hub.subscribers >= settings.stream_max_clients:
+        raise ProblemError(
+            503,
+            "Too many live clients",
+            detail="retry later",
+            kind="stream-full",
+            headers={"Retry-After": "5"},
+        )
+    await reads.audit(principal, "stream", q.operation_id, {"group_by": list(q.group_by)})
+    last_id = request.headers.get("last-event-id")
+    return StreamingResponse(
+        _events(reads, hub, settings, q, last_id),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _events(
+    reads: Reads, hub: Any, settings: Any, q: TotalsQuery, last_id: str | None
+) -> AsyncIterator[bytes]:
+    yield f"retry: {settings.stream_retry_ms}\n\n".encode()
+    # Subscribe before the first read, so no change can fall between the two.
+    with hub.subscribe(q.operation_id) as sub:
+        sent_id, sent_body = last_id, b""
+        while True:
+            result = await reads.totals(q)
+            body = orjson.dumps(answer(q, result, await reads.freshness()))
+            # Skip what the client already has: same version as its Last-Event-ID, or unchanged.
+            if str(result.version) != sent_id and body != sent_body:
+                yield b"id: %d\ndata: %s\n\n" % (result.version, body)
+                sent_id, sent_body = str(result.version), body
+            if not await sub.wait(settings.stream_heartbeat_s):
+                yield b": heartbeat\n\n"
+            elif settings.stream_min_interval_s:
+                await asyncio.sleep(settings.stream_min_interval_s)  # coalesce bursts of commits

@@ -1,0 +1,58 @@
+"""Settings of the query service (read side): where it listens, its pool, the live stream."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import AliasChoices, Field
+
+from services.common.settings import CommonSettings
+
+
+class QuerySettings(CommonSettings):
+    """The read side: HTTP address, database pool bounds, freshness source and stream limits."""
+
+    host: str = Field("127.0.0.1", description="Interface the query HTTP server binds.")
+    port: int = Field(8081, ge=1, le=65535, description="Port the query HTTP server binds.")
+    pool_min_size: int = Field(1, ge=0, le=100, description="Connections kept open in the pool.")
+    pool_max_size: int = Field(10, ge=1, le=200, description="Upper bound on pooled connections.")
+    statement_timeout_ms: int = Field(
+        10_000, ge=100, le=600_000, description="PostgreSQL statement_timeout for every read."
+    )
+    ready_timeout_s: float = Field(
+        2.0, gt=0, le=30, description="Upper bound on the database check behind /readyz."
+    )
+    # Same environment variable as the aggregator's setting, so one export configures both.
+    consumer_group: str = Field(
+        "opsledger-aggregator",
+        validation_alias=AliasChoices("OPSLEDGER_CONSUMER_GROUP", "OPSLEDGER_AGGREGATOR_GROUP"),
+        description="The aggregator's Kafka consumer group, whose offsets state freshness.",
+    )
+    stream_queue_size: int = Field(
+        8, ge=1, le=1000, description="Pending change signals kept per live-stream client."
+    )
+    stream_max_clients: int = Field(
+        1000, ge=1, le=100_000, description="Live-stream clients per process; more get 503."
+    )
+    stream_heartbeat_s: float = Field(
+        15.0, gt=0, le=300, description="Seconds between SSE heartbeat comments."
+    )
+    stream_min_interval_s: float = Field(
+        0.1, ge=0, le=60, description="Least time between two messages to one stream client."
+    )
+    stream_retry_ms: int = Field(
+        2000, ge=100, le=600_000, description="Reconnect delay the SSE `retry:` field suggests."
+    )
+    cache_totals: bool = Field(
+        True,
+        description="Keep current totals in memory until the aggregator NOTIFYs a change.",
+    )
+    freshness_ttl_s: float = Field(
+        1.0, ge=0, le=60, description="How long a read of the consumer offsets is reused."
+    )
+
+
+@lru_cache(maxsize=1)
+def query_settings() -> QuerySettings:
+    """The process-wide query settings (read once from the environment)."""
+    return QuerySettings()
