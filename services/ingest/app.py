@@ -1,0 +1,55 @@
+"""The ingest app factory: settings, producer and metrics wired once, at the edge."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from services.common.http import BodyLimitMiddleware, install
+from services.ingest import docs
+from services.ingest.metrics import IngestMetrics, RequestMetricsMiddleware
+from services.ingest.producer import EventProducer, KafkaEventProducer
+from services.ingest.routes import Ingest, router
+from services.ingest.settings import IngestSettings, ingest_settings
+
+
+def create_app(
+    settings: IngestSettings | None = None, producer: EventProducer | None = None
+) -> FastAPI:
+    """Build the ingest app; tests pass a fake ``producer`` through this same seam."""
+    settings = settings or ingest_settings()
+    producer = producer or KafkaEventProducer(settings)
+    metrics = IngestMetrics()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await producer.start()
+        try:
+            yield
+        finally:
+            await producer.stop()
+
+    app = FastAPI(
+        title="opsledger ingest",
+        version="1.0.0",
+        description=docs.DESCRIPTION,
+        lifespan=lifespan,
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.ingest = Ingest(settings, producer, metrics)
+    install(app)
+    app.include_router(router)
+    # Outermost last: the body limit answers 413 before anything reads the body, and the
+    # metrics middleware sees every answer, the 413s included.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
+
+    def openapi() -> dict[str, Any]:
+        return docs.build_openapi(app)
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

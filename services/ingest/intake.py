@@ -1,0 +1,172 @@
+"""The pure core of ingest: raw bodies in, validated events grouped into submissions out.
+
+No I/O here: the HTTP layer reads the body and the token, this module decides what is
+accepted, and the producer writes the records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from schemas.errors import ContractError
+from schemas.parsing import event_to_dict, parse_event
+from services.common.auth import Principal
+from services.common.problems import ProblemError
+from services.common.wire import Submission, encode_submission
+
+_JSON_TYPES = ("application/json",)
+
+# Why an event was refused: the label of the rejected-events metric and of each batch item.
+CONTRACT = "contract"
+FORBIDDEN = "forbidden"
+UNAVAILABLE = "unavailable"
+
+
+def check_content_type(header: str | None) -> None:
+    """415 unless the body is declared as JSON (``application/json`` or ``*/*+json``)."""
+    media = (header or "").split(";", 1)[0].strip().lower()
+    if media in _JSON_TYPES or (media.startswith("application/") and media.endswith("+json")):
+        return
+    raise ProblemError(
+        415,
+        "Unsupported media type",
+        detail=f"send the body as application/json, not {media or 'no content type'!r}",
+        kind="unsupported-media-type",
+    )
+
+
+def load_json(body: bytes) -> Any:
+    """Decode a JSON body; 400 problem when it is not JSON at all."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise malformed(exc) from None
+
+
+def malformed(exc: Exception) -> ProblemError:
+    """The 400 answer for a body that is not well-formed JSON (UTF-8)."""
+    return ProblemError(400, "Malformed JSON", detail=str(exc), kind="malformed-json")
+
+
+def server_now() -> datetime:
+    """The server clock, in UTC: the source of every ``recorded_at``."""
+    return datetime.now(UTC)
+
+
+def stamp(now: datetime) -> str:
+    """``recorded_at`` as written into a submission (RFC 3339, UTC, microseconds)."""
+    return now.isoformat(timespec="microseconds")
+
+
+def forbidden_entry(operation_id: str) -> dict[str, str]:
+    """The error naming an operation the caller's token does not cover."""
+    return {
+        "path": "operation_id",
+        "message": f"your token does not allow writing to operation {operation_id!r}",
+    }
+
+
+@dataclass(slots=True)
+class ItemOutcome:
+    """One batch item: accepted into a submission, or refused with the reasons."""
+
+    index: int
+    event_id: str | None
+    reason: str | None = None  # None while accepted
+    errors: list[dict[str, str]] = field(default_factory=list)
+    operation_id: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+    record_index: int | None = None
+
+
+@dataclass(slots=True)
+class PendingSubmission:
+    """Accepted events of one operation in one request, with the batch items they came from."""
+
+    operation_id: str
+    events: list[dict[str, Any]] = field(default_factory=list)
+    items: list[ItemOutcome] = field(default_factory=list)
+
+
+def read_batch(doc: Any, max_events: int) -> list[Any]:
+    """The ``events`` list of a batch body; 422 naming the field when the shape is wrong."""
+    if not isinstance(doc, dict):
+        raise _shape_error("", "must be a JSON object with an `events` array")
+    unknown = sorted(k for k in doc if k != "events")
+    if unknown:
+        raise _shape_error(unknown[0], "unknown field", [(k, "unknown field") for k in unknown[1:]])
+    events = doc.get("events")
+    if not isinstance(events, list):
+        raise _shape_error("events", "field required" if events is None else "must be an array")
+    if not events:
+        raise _shape_error("events", "must contain at least one event")
+    if len(events) > max_events:
+        raise _shape_error("events", f"at most {max_events} events per batch, got {len(events)}")
+    return events
+
+
+def _shape_error(
+    path: str, message: str, more: list[tuple[str, str]] | None = None
+) -> ProblemError:
+    errors = [{"path": path, "message": message}] + [
+        {"path": p, "message": m} for p, m in more or []
+    ]
+    return ProblemError(422, "Invalid batch", errors=errors, kind="invalid-batch")
+
+
+def sort_batch(
+    items: list[Any], principal: Principal, now: datetime, max_future: timedelta
+) -> tuple[list[ItemOutcome], list[PendingSubmission]]:
+    """Validate each item on its own; group the accepted ones by operation, in input order."""
+    outcomes: list[ItemOutcome] = []
+    pending: dict[str, PendingSubmission] = {}
+    for index, item in enumerate(items):
+        event_id = item.get("event_id") if isinstance(item, dict) else None
+        outcome = ItemOutcome(index, event_id if isinstance(event_id, str) else None)
+        outcomes.append(outcome)
+        if not isinstance(item, dict):
+            outcome.reason = CONTRACT
+            outcome.errors = [{"path": "", "message": "must be a JSON object"}]
+            continue
+        try:
+            event = parse_event(item, now=now, max_future=max_future)
+        except ContractError as exc:
+            outcome.reason, outcome.errors = CONTRACT, exc.errors
+            continue
+        if not principal.may_access(event.operation_id):
+            outcome.reason, outcome.errors = FORBIDDEN, [forbidden_entry(event.operation_id)]
+            continue
+        group = pending.get(event.operation_id)
+        if group is None:
+            group = pending[event.operation_id] = PendingSubmission(event.operation_id)
+        outcome.operation_id = event.operation_id
+        outcome.record_index = len(group.events)
+        group.events.append(event_to_dict(event))
+        group.items.append(outcome)
+    return outcomes, list(pending.values())
+
+
+def encode_records(
+    operation_id: str,
+    events: list[dict[str, Any]],
+    recorded_at: str,
+    principal: str,
+    max_record_bytes: int,
+) -> list[tuple[int, bytes]]:
+    """The record values of one submission as ``(first event's index, value)`` pairs.
+
+    Normally one record; a submission larger than the broker takes is split into several,
+    each still one operation's events in order.
+    """
+    value = encode_submission(Submission(operation_id, recorded_at, principal, events))
+    if len(value) <= max_record_bytes or len(events) == 1:
+        return [(0, value)]
+    half = len(events) // 2
+    head = encode_records(operation_id, events[:half], recorded_at, principal, max_record_bytes)
+    tail = encode_records(operation_id, events[half:], recorded_at, principal, max_record_bytes)
+    return head + [(start + half, value) for start, value in tail]

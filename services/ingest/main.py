@@ -1,0 +1,26 @@
+"""`opsledger serve ingest`: the ingest app under uvicorn (uvloop, httptools)."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from services.common.logging import configure
+from services.ingest.settings import ingest_settings
+
+
+def run(host: str | None = None, port: int | None = None) -> None:
+    """Serve ingest in the foreground until interrupted."""
+    settings = ingest_settings()
+    configure(settings.log_level, json=settings.log_json)
+    uvicorn.run(
+        "services.ingest.app:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=settings.workers,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,  # one line per event would cost more than the event
+        log_config=None,
+        lifespan="on",
+    )

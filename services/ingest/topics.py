@@ -1,0 +1,63 @@
+"""Create the log (`field-events`) and its dead-letter topic at start-up when they are absent."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
+
+from services.common.settings import CommonSettings
+
+log = logging.getLogger(__name__)
+
+_NO_ERROR = 0
+_TOPIC_ALREADY_EXISTS = 36
+# Kafka is the log of record: nothing on these topics may ever expire.
+_TOPIC_CONFIGS = {"retention.ms": "-1", "retention.bytes": "-1"}
+
+
+class TopicError(Exception):
+    """The broker refused to create a topic, or did not answer within the bound."""
+
+
+def wanted_topics(settings: CommonSettings) -> list[NewTopic]:
+    """The log and its dead-letter topic, as configured."""
+    return [
+        NewTopic(
+            name,
+            num_partitions=settings.topic_partitions,
+            replication_factor=settings.topic_replication,
+            topic_configs=dict(_TOPIC_CONFIGS),
+        )
+        for name in (settings.topic, settings.dlq_topic)
+    ]
+
+
+async def ensure_topics(settings: CommonSettings, timeout_s: float | None = None) -> None:
+    """Create any of the two topics that does not exist yet; an existing topic is left as is."""
+    bound = timeout_s if timeout_s is not None else settings.kafka_timeout_s
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        request_timeout_ms=int(bound * 1000),
+    )
+    try:
+        async with asyncio.timeout(bound):
+            await admin.start()
+            response = await admin.create_topics(wanted_topics(settings))
+    except (TimeoutError, KafkaError, OSError) as exc:
+        raise TopicError(
+            f"could not create topics on {settings.kafka_bootstrap_servers}: {exc!r}"
+        ) from exc
+    finally:
+        with contextlib.suppress(TimeoutError, KafkaError, OSError):
+            async with asyncio.timeout(bound):
+                await admin.close()
+    for name, code, *rest in response.topic_errors:
+        if code == _NO_ERROR:
+            log.info("created topic %s", name)
+        elif code != _TOPIC_ALREADY_EXISTS:
+            message = rest[0] if rest else ""
+            raise TopicError(f"broker refused to create topic {name}: error {code} {message}")
