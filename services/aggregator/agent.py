@@ -1,0 +1,230 @@
+"""The faust agent: batches of records off the log into the ledger, acknowledged only after commit.
+
+Why the ack ordering is safe (faust-streaming 0.15):
+
+* ``Stream.take()`` acks every buffered event in a ``finally`` after its ``yield``; that block
+  also runs when the agent's body raises or is cancelled, so a failed or interrupted batch would
+  be acked and its offset committed: the event would be skipped. We use ``noack_take()``, which
+  never acks, and ack each event ourselves with ``stream.ack(event)`` only after the
+  transaction holding its effects and its offset has committed.
+* The consumer commits, per partition, the highest offset below which every offset was acked
+  (``Consumer._new_offset`` stops at the first gap). With ``concurrency=1`` and acks in log
+  order, the committed offset never passes a record whose transaction did not commit
+  (faust-streaming issue 606 is the concurrency > 1 case, which we do not use).
+* No exception escapes the agent for a database or broker failure: the batch is retried with
+  capped exponential backoff while the partition waits (``/readyz`` reports it). A crash at any
+  instant leaves Kafka's committed offset at or below PostgreSQL's ``last_offset``; redelivered
+  records are skipped by the writer under the offset row lock, so nothing is applied twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import faust
+from mode import Service
+
+from services.aggregator import metrics
+from services.aggregator.dlq import dead_letter
+from services.aggregator.health import HealthState, start_health_server
+from services.aggregator.records import Poison, PreparedBatch, prepare_record
+from services.aggregator.settings import AggregatorSettings
+from services.aggregator.writer import BatchResult, BatchWriter
+from services.common.db import create_pool
+
+log = logging.getLogger("opsledger.aggregator")
+
+
+@dataclass(slots=True)
+class Chunk:
+    """Consecutive records of one take, small enough (in events) for one transaction."""
+
+    batch: PreparedBatch = field(default_factory=PreparedBatch)
+    events: list[Any] = field(default_factory=list)  # faust events, acked after commit
+    keys: dict[tuple[int, int], bytes | None] = field(default_factory=dict)
+    size: int = 0
+
+
+def chunks(events: Sequence[Any], max_events: int) -> list[Chunk]:
+    """Decode a take's records and cut them, in order, into chunks of about max_events events."""
+    out: list[Chunk] = []
+    current = Chunk()
+    for event in events:
+        message = event.message
+        item = prepare_record(message.partition, message.offset, message.value)
+        if isinstance(item, Poison):
+            current.batch.poison.append(item)
+            current.keys[(item.partition, item.offset)] = message.key
+            current.size += 1
+        else:
+            current.batch.records.append(item)
+            current.size += len(item.events)
+        current.events.append(event)
+        if current.size >= max_events:
+            out.append(current)
+            current = Chunk()
+    if current.events:
+        out.append(current)
+    return out
+
+
+class Aggregator:
+    """Wires the agent, the writer, dead-lettering and health onto one faust app."""
+
+    def __init__(self, app: faust.App, settings: AggregatorSettings) -> None:
+        self.app = app
+        self.settings = settings
+        self.health = HealthState(settings.stall_after_s)
+        self.applied: dict[int, int] = {}  # partition -> last applied offset (after commit)
+        self._pool: asyncpg.Pool | None = None
+        self._writer: BatchWriter | None = None
+        self.topic = app.topic(
+            settings.topic,
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=settings.topic_partitions,
+        )
+        app.agent(self.topic, name="opsledger-aggregate", concurrency=1)(self._agent)
+        app.timer(1.0)(self._refresh_lag)
+
+    # -- the agent ---------------------------------------------------------------------------
+
+    async def _agent(self, stream: faust.StreamT[bytes]) -> None:
+        self.health.started = True
+        within = self.settings.batch_max_ms / 1000
+        # noack_take is missing from faust's StreamT protocol, present on Stream.
+        take = stream.noack_take  # type: ignore[attr-defined]
+        async for events in take(self.settings.batch_max_events, within=within):
+            for chunk in chunks(events, self.settings.batch_max_events):
+                await self.commit(chunk)
+                for event in chunk.events:
+                    await stream.ack(event)
+
+    async def commit(self, chunk: Chunk) -> BatchResult:
+        """Dead-letter the chunk's poison, then write it; retry until both succeed."""
+        started = time.monotonic()
+        delay = self.settings.retry_initial_s
+        sent: set[tuple[int, int]] = set()
+        highwater = self._highwaters(chunk)
+        while True:
+            try:
+                writer = await self._ensure_writer()
+                for poison in chunk.batch.poison:
+                    position = (poison.partition, poison.offset)
+                    if position in sent or poison.offset <= self.applied.get(poison.partition, -1):
+                        continue
+                    await dead_letter(
+                        self._send, self.settings.dlq_topic, self.settings.topic, poison,
+                        chunk.keys.get(position),
+                    )  # fmt: skip
+                    sent.add(position)
+                    log.warning("dead-lettered %s:%s: %s", *position, poison.reason)
+                result = await writer.write(chunk.batch, highwater=highwater)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any failure: the partition waits and retries
+                self.health.failed(exc)
+                metrics.BATCH_RETRIES.inc()
+                log.warning("batch failed (%r); retrying in %.2f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.settings.retry_max_s)
+        self._record(result, chunk, time.monotonic() - started)
+        return result
+
+    def _record(self, result: BatchResult, chunk: Chunk, seconds: float) -> None:
+        self.health.committed()
+        for partition, offset in result.last_offsets.items():
+            self.applied[partition] = max(offset, self.applied.get(partition, -1))
+        metrics.RECORDS.inc(len(chunk.events))
+        metrics.EVENTS_APPLIED.inc(result.applied)
+        metrics.DUPLICATES.inc(result.duplicates)
+        metrics.CONFLICTS.inc(result.conflicts)
+        metrics.DEAD_LETTERED.inc(len(result.poison))
+        metrics.SKIPPED.inc(result.skipped_records)
+        metrics.BATCH_SECONDS.observe(seconds)
+        metrics.BATCH_EVENTS.observe(chunk.batch.event_count)
+
+    # -- resources -----------------------------------------------------------------------------
+
+    async def _ensure_writer(self) -> BatchWriter:
+        if self._writer is None:
+            self._pool = await create_pool(
+                self.settings.database_url, min_size=1, max_size=self.settings.pool_max_size
+            )
+            self._writer = BatchWriter(
+                self._pool, topic=self.settings.topic, consumer_group=self.settings.consumer_group
+            )
+            for partition, offset in (await self._writer.positions()).items():
+                self.applied[partition] = max(offset, self.applied.get(partition, -1))
+        return self._writer
+
+    async def _send(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
+    ) -> object:
+        producer = self.app.producer
+        return await producer.send_and_wait(topic, key, value, None, None, headers)
+
+    def _highwaters(self, chunk: Chunk) -> dict[int, int]:
+        out: dict[int, int] = {}
+        for event in chunk.events:
+            tp = event.message.tp
+            if tp.partition not in out:
+                hw = self._highwater(tp)
+                if hw is not None:
+                    out[tp.partition] = hw
+        return out
+
+    def _highwater(self, tp: Any) -> int | None:
+        try:
+            hw = self.app.consumer.highwater(tp)
+        except Exception:  # noqa: BLE001 - unknown until the first fetch of the partition
+            return None
+        return hw if isinstance(hw, int) else None
+
+    async def _refresh_lag(self) -> None:
+        try:
+            assigned = self.app.consumer.assignment()
+        except Exception:  # noqa: BLE001 - not subscribed yet
+            return
+        for tp in assigned:
+            if tp.topic != self.settings.topic:
+                continue
+            hw = self._highwater(tp)
+            if hw is not None:
+                self.health.set_lag(
+                    tp.partition, max(0, hw - self.applied.get(tp.partition, -1) - 1)
+                )
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+            self._writer = None
+
+
+class HealthService(Service):
+    """Runs the health server for the lifetime of the faust worker."""
+
+    def __init__(self, aggregator: Aggregator, **kwargs: Any) -> None:
+        self.aggregator = aggregator
+        self._runner: Any = None
+        super().__init__(**kwargs)
+
+    async def on_start(self) -> None:
+        s = self.aggregator.settings
+        self._runner = await start_health_server(self.aggregator.health, s.host, s.port)
+        log.info("health server on http://%s:%s", s.host, s.port)
+
+    async def on_stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.aggregator.close()

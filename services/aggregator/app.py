@@ -1,0 +1,43 @@
+"""The single faust application of the aggregator, built from its settings.
+
+Raw bytes in and out (never pickle), no tables, faust's web server off (our own health server
+serves /healthz, /readyz and /metrics), and no leader topic.
+"""
+
+from __future__ import annotations
+
+import faust
+
+from services.aggregator.settings import AggregatorSettings
+
+
+def broker_urls(bootstrap: str) -> list[str]:
+    """faust's spelling of a Kafka bootstrap list."""
+    return [f"kafka://{h.strip()}" for h in bootstrap.split(",") if h.strip()]
+
+
+def create_app(settings: AggregatorSettings) -> faust.App:
+    """The faust app; its id is the consumer group."""
+    data_dir = settings.data_dir / settings.consumer_group
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return faust.App(
+        settings.consumer_group,
+        broker=broker_urls(settings.kafka_bootstrap_servers),
+        datadir=str(data_dir),
+        store="memory://",
+        autodiscover=False,
+        web_enabled=False,
+        key_serializer="raw",
+        value_serializer="raw",
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication,
+        topic_disable_leader=True,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        # Offsets committed to Kafka are only a starting hint: the applied position is the one
+        # kept in PostgreSQL with the rows, and records at or below it are skipped.
+        broker_commit_interval=1.0,
+        # On rebalance, wait for the batch in flight to commit and be acked before giving the
+        # partition away.
+        stream_wait_empty=True,
+    )

@@ -1,0 +1,94 @@
+"""/healthz, /readyz and /metrics on their own small aiohttp server (faust's web is off).
+
+Ready means: the consumer is running, the last batch did not fail (no retry in progress), and
+if there is lag, a batch committed within ``stall_after_s``. A stalled or retrying partition
+therefore shows up as "not ready" while the process itself stays alive (/healthz).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from services.aggregator import metrics
+
+
+@dataclass
+class HealthState:
+    """What the agent reports about itself; read by /readyz."""
+
+    stall_after_s: float
+    started: bool = False
+    retrying_since: float | None = None
+    last_error: str = ""
+    last_progress: float = field(default_factory=time.monotonic)
+    lag: dict[int, int] = field(default_factory=dict)
+
+    def failed(self, error: BaseException) -> None:
+        if self.retrying_since is None:
+            self.retrying_since = time.monotonic()
+        self.last_error = f"{type(error).__name__}: {error}"[:500]
+        metrics.RETRYING.set(1)
+
+    def committed(self) -> None:
+        self.retrying_since = None
+        self.last_error = ""
+        self.last_progress = time.monotonic()
+        metrics.RETRYING.set(0)
+
+    def set_lag(self, partition: int, lag: int) -> None:
+        if lag > 0 and self.lag.get(partition, 0) <= 0:
+            # Lag that just appeared is not a stall: give the agent stall_after_s from now.
+            self.last_progress = max(self.last_progress, time.monotonic())
+        self.lag[partition] = lag
+        metrics.LAG.labels(partition=str(partition)).set(lag)
+
+    def problems(self) -> list[str]:
+        """Why the aggregator is not ready; empty when it is."""
+        out = []
+        now = time.monotonic()
+        if not self.started:
+            out.append("consumer not started")
+        if self.retrying_since is not None:
+            out.append(
+                f"batch failing for {now - self.retrying_since:.1f} s, retrying: {self.last_error}"
+            )
+        lag = sum(v for v in self.lag.values() if v > 0)
+        if lag and now - self.last_progress > self.stall_after_s:
+            out.append(f"no progress for {now - self.last_progress:.0f} s with lag {lag}")
+        return out
+
+
+def health_app(state: HealthState) -> web.Application:
+    """The aiohttp application serving the three endpoints."""
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(_: web.Request) -> web.Response:
+        problems = state.problems()
+        body = {"status": "ready" if not problems else "not ready", "problems": problems,
+                "lag": {str(p): v for p, v in sorted(state.lag.items())}}  # fmt: skip
+        return web.json_response(body, status=200 if not problems else 503)
+
+    async def metrics_view(_: web.Request) -> web.Response:
+        resp = web.Response(body=generate_latest())
+        resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_view)
+    return app
+
+
+async def start_health_server(state: HealthState, host: str, port: int) -> web.AppRunner:
+    """Start serving; the caller keeps the runner and calls ``cleanup()`` to stop."""
+    runner = web.AppRunner(health_app(state), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner

@@ -1,0 +1,53 @@
+"""`opsledger serve aggregator`: the faust worker plus its health server, in the foreground."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import faust
+
+from services.aggregator.agent import Aggregator, HealthService
+from services.aggregator.app import create_app
+from services.aggregator.settings import AggregatorSettings, aggregator_settings
+from services.common.logging import configure
+
+log = logging.getLogger("opsledger.aggregator")
+
+
+async def _ensure_topics(settings: AggregatorSettings) -> None:
+    # The aggregator may start before ingest: create the log if it is missing (bounded wait).
+    from services.ingest.topics import TopicError, ensure_topics
+
+    try:
+        await ensure_topics(settings)
+    except TopicError as exc:
+        log.warning("topics not ensured (%s); the consumer will wait for them", exc)
+
+
+def build(settings: AggregatorSettings) -> tuple[faust.App, Aggregator]:
+    """The faust app with the aggregator wired onto it."""
+    app = create_app(settings)
+    return app, Aggregator(app, settings)
+
+
+def run(host: str | None = None, port: int | None = None) -> None:
+    """Run the aggregator until SIGINT/SIGTERM."""
+    settings = aggregator_settings()
+    update = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    if update:
+        settings = settings.model_copy(update=update)
+    configure(settings.log_level, settings.log_json)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    loop.run_until_complete(_ensure_topics(settings))
+    app, aggregator = build(settings)
+    worker = faust.Worker(
+        app,
+        HealthService(aggregator, loop=loop),
+        loop=loop,
+        loglevel=settings.log_level,
+        redirect_stdouts=False,
+        override_logging=False,
+    )
+    worker.execute_from_commandline()

@@ -1,0 +1,100 @@
+"""Settings of the aggregator: consumer group, batching, retry bounds, health server, faust data."""
+
+from __future__ import annotations
+
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, model_validator
+
+from services.common.settings import CommonSettings
+
+
+def _alias(name: str, *more: str) -> AliasChoices:
+    # Service-specific names, so that one environment can configure every service at once.
+    return AliasChoices(f"OPSLEDGER_AGGREGATOR_{name}", *more)
+
+
+class AggregatorSettings(CommonSettings):
+    """The aggregator's own settings; environment names ``OPSLEDGER_AGGREGATOR_*``."""
+
+    consumer_group: str = Field(
+        "opsledger-aggregator",
+        # Same names as the query service's setting, so one export configures both.
+        validation_alias=AliasChoices("OPSLEDGER_CONSUMER_GROUP", "OPSLEDGER_AGGREGATOR_GROUP"),
+        description="Kafka consumer group (and faust app id); its offsets are kept in PostgreSQL.",
+    )
+    batch_max_events: int = Field(
+        1000,
+        ge=1,
+        le=100_000,
+        validation_alias=_alias("BATCH_MAX_EVENTS"),
+        description="Most records taken into one batch (one PostgreSQL transaction).",
+    )
+    batch_max_ms: int = Field(
+        50,
+        ge=1,
+        le=60_000,
+        validation_alias=_alias("BATCH_MAX_MS"),
+        description="Longest wait for a batch to fill before it is written anyway.",
+    )
+    host: str = Field(
+        "127.0.0.1",
+        validation_alias=_alias("HOST"),
+        description="Interface of the health server (/healthz, /readyz, /metrics).",
+    )
+    port: int = Field(
+        8082,
+        ge=0,
+        le=65535,
+        validation_alias=_alias("PORT"),
+        description="Port of the health server.",
+    )
+    retry_initial_s: float = Field(
+        0.1,
+        gt=0,
+        le=60,
+        validation_alias=_alias("RETRY_INITIAL_S"),
+        description="First wait before retrying a failed batch transaction.",
+    )
+    retry_max_s: float = Field(
+        5.0,
+        gt=0,
+        le=600,
+        validation_alias=_alias("RETRY_MAX_S"),
+        description="Cap of the exponential backoff between batch retries (the partition waits).",
+    )
+    stall_after_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        validation_alias=_alias("STALL_AFTER_S"),
+        description="/readyz fails when there is lag and no batch committed for this long.",
+    )
+    pool_max_size: int = Field(
+        4,
+        ge=1,
+        le=100,
+        validation_alias=_alias("POOL_MAX_SIZE"),
+        description="Upper bound on PostgreSQL connections.",
+    )
+    data_dir: Path = Field(
+        default_factory=lambda: Path(tempfile.gettempdir()) / "opsledger-aggregator",
+        validation_alias=_alias("DATA_DIR"),
+        description="Faust's data directory (no table state is kept; faust requires one).",
+    )
+
+    model_config = {**CommonSettings.model_config, "populate_by_name": True}
+
+    @model_validator(mode="after")
+    def _backoff_bounds(self) -> AggregatorSettings:
+        if self.retry_max_s < self.retry_initial_s:
+            raise ValueError("retry_max_s must be >= retry_initial_s")
+        return self
+
+
+@lru_cache(maxsize=1)
+def aggregator_settings() -> AggregatorSettings:
+    """The process-wide aggregator settings (read once from the environment)."""
+    return AggregatorSettings()
