@@ -34,11 +34,9 @@ scram_user opsledger-aggregator "$AGGREGATOR_PASSWORD"
 # ingest: write the log, nothing else.
 acl opsledger-ingest --operation Write --operation Describe --topic "$TOPIC"
 
-# aggregator: read the log as its group, write the dead-letter queue, and faust's own topics.
+# aggregator: read the log as its group (faust runs without a leader topic), write the DLQ.
 acl opsledger-aggregator --operation Read --operation Describe --topic "$TOPIC"
 acl opsledger-aggregator --operation Read --operation Describe --group "$GROUP"
 acl opsledger-aggregator --operation Write --operation Describe --topic "$DLQ_TOPIC"
-acl opsledger-aggregator --operation Create --operation Read --operation Write \
-    --operation Describe --resource-pattern-type prefixed --topic "$GROUP-"
 
 "$bin/kafka-acls.sh" "${conn[@]}" --list
