@@ -43,9 +43,14 @@ class Envelope(BaseModel):
     """Fields common to every kind; each kind adds ``type``, ``schema_version`` and ``payload``."""
 
     model_config = STRICT_FROZEN
-    event_id: EventId
-    operation_id: Slug
-    occurred_at: Timestamp
+    event_id: EventId = Field(
+        description="Idempotency key chosen by the client; a retry reuses it."
+    )
+    operation_id: Slug = Field(description="The operation this event belongs to.")
+    occurred_at: Timestamp = Field(
+        description="When it happened, RFC 3339 with an offset; at most 5 minutes after the"
+        " server clock."
+    )
     actor: Actor
     location: Location
     source: Source

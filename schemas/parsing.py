@@ -44,7 +44,7 @@ class EventParser(Generic[E]):
         now: datetime | None = None,
         max_future: timedelta = DEFAULT_MAX_FUTURE,
     ) -> E:
-        raw = data if isinstance(data, bytes | str) else _to_json(data)
+        raw = data if isinstance(data, bytes | bytearray | str) else _to_json(data)
         try:
             event = self._adapter.validate_json(raw)
         except ValidationError as exc:

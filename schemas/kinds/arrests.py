@@ -13,6 +13,8 @@ AgeBand = Literal["adult", "youth"]
 
 
 class ArrestPayload(BaseModel):
+    """What `arrest_made` carries; `person_ref` is pseudonymous, never a name."""
+
     model_config = STRICT_FROZEN
     person_ref: Ref  # pseudonymous: never a name
     age_band: AgeBand

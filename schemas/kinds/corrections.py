@@ -11,6 +11,8 @@ from schemas.envelope import Envelope, SchemaV1
 
 
 class VoidPayload(BaseModel):
+    """Which event of the same operation to void, and why."""
+
     model_config = STRICT_FROZEN
     voided_event_id: EventId
     reason: Note

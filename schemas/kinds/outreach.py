@@ -11,6 +11,8 @@ from schemas.envelope import Envelope, SchemaV1
 
 
 class SchoolPayload(BaseModel):
+    """What `school_visited` carries."""
+
     model_config = STRICT_FROZEN
     school_ref: Ref
     pupils_engaged: Annotated[int, Field(ge=0, le=10_000)] | None = None
@@ -25,6 +27,8 @@ class SchoolVisited(Envelope):
 
 
 class VulnerablePersonPayload(BaseModel):
+    """What `vulnerable_person_engaged` carries; `person_ref` is pseudonymous."""
+
     model_config = STRICT_FROZEN
     person_ref: Ref  # pseudonymous: never a name
     safeguarding_referral: bool

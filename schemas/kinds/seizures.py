@@ -18,6 +18,8 @@ AmountPence = Annotated[int, Field(gt=0, le=100_000_000_000)]
 
 
 class DrugWrapPayload(BaseModel):
+    """Wraps of a drug: counted in `drug_wraps_seized`, by substance."""
+
     model_config = STRICT_FROZEN
     item: Literal["drug_wrap"]
     substance: Substance
@@ -25,12 +27,16 @@ class DrugWrapPayload(BaseModel):
 
 
 class MobilePhonePayload(BaseModel):
+    """Mobile phones: counted in `mobile_phones_seized`."""
+
     model_config = STRICT_FROZEN
     item: Literal["mobile_phone"]
     quantity: Quantity
 
 
 class WeaponPayload(BaseModel):
+    """Weapons: counted in `weapons_seized`."""
+
     model_config = STRICT_FROZEN
     item: Literal["weapon"]
     quantity: Quantity
@@ -38,6 +44,8 @@ class WeaponPayload(BaseModel):
 
 
 class CashPayload(BaseModel):
+    """Cash, in integer pence sterling: added to `cash_seized_pence`."""
+
     model_config = STRICT_FROZEN
     item: Literal["cash"]
     amount_pence: AmountPence
@@ -45,6 +53,8 @@ class CashPayload(BaseModel):
 
 
 class OtherItemPayload(BaseModel):
+    """Anything else: counted in `other_items_seized`."""
+
     model_config = STRICT_FROZEN
     item: Literal["other"]
     quantity: Quantity

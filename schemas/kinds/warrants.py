@@ -11,6 +11,8 @@ from schemas.envelope import Envelope, SchemaV1
 
 
 class WarrantPayload(BaseModel):
+    """What `warrant_executed` carries."""
+
     model_config = STRICT_FROZEN
     warrant_ref: Ref
     premises: Note | None = None
