@@ -206,3 +206,23 @@ def test_per_kind_file_accepts_its_kind_only(kind: str) -> None:
     validator = EcmaValidator(load(f"{kind}.schema.json"))
     for event in example_events():
         assert validator.is_valid(event) == (event["type"] == kind)
+
+
+def test_cli_export_writes_and_check_detects_drift(tmp_path: Any) -> None:
+    from typer.testing import CliRunner
+
+    from services.cli.main import app
+
+    runner = CliRunner()
+    assert (
+        runner.invoke(app, ["schemas", "export", "--out", str(tmp_path), "--check"]).exit_code == 1
+    )
+    result = runner.invoke(app, ["schemas", "export", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(build_schemas())
+    assert (
+        runner.invoke(app, ["schemas", "export", "--out", str(tmp_path), "--check"]).exit_code == 0
+    )
+    (tmp_path / "item_seized.schema.json").write_text("{}", encoding="utf-8")
+    drift = runner.invoke(app, ["schemas", "export", "--out", str(tmp_path), "--check"])
+    assert drift.exit_code == 1 and "item_seized.schema.json" in drift.output
