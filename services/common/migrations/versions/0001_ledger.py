@@ -6,6 +6,7 @@ Create Date: 2026-11-29
 """
 
 from alembic import op
+from sqlalchemy.util import await_only
 
 revision = "0001"
 down_revision = None
@@ -157,9 +158,21 @@ DROP SCHEMA ledger CASCADE;
 """
 
 
+def _script(sql: str) -> None:
+    """Run a multi-statement script inside the migration's transaction.
+
+    SQLAlchemy's asyncpg dialect prepares every statement it sends, and a prepared statement
+    holds one command, so ``op.execute`` of a script fails ("cannot insert multiple commands
+    into a prepared statement"); asyncpg's own ``execute`` without arguments uses the simple
+    query protocol, which takes a script.
+    """
+    op.execute("SELECT 1")  # opens the dialect's transaction, so the script runs inside it
+    await_only(op.get_bind().connection.driver_connection.execute(sql))
+
+
 def upgrade() -> None:
-    op.execute(UPGRADE)
+    _script(UPGRADE)
 
 
 def downgrade() -> None:
-    op.execute(DOWNGRADE)
+    _script(DOWNGRADE)
