@@ -41,6 +41,8 @@ REVOKE ALL ON DATABASE :"db" FROM PUBLIC;
 GRANT CONNECT ON DATABASE :"db" TO opsledger_aggregator, opsledger_query;
 GRANT CONNECT, CREATE, TEMPORARY ON DATABASE :"db" TO opsledger_owner;
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+-- alembic keeps its version table in `public`.
+GRANT USAGE, CREATE ON SCHEMA public TO opsledger_owner;
 -- Managed services (RDS, Cloud SQL, Azure) give the admin user no superuser: it must be a member
 -- of the owner role to set that role's default privileges below.
 GRANT opsledger_owner TO CURRENT_USER;
