@@ -1,0 +1,74 @@
+"""The audit use cases over one database connection: verify an operation, export a bundle."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import orjson
+
+from services.audit import repository as repo
+from services.audit.export import Format, View, build_manifest, encode_events, select_rows
+from services.audit.export import write_bundle as _write
+from services.audit.verify import Projection, VerifyReport, verify_rows
+from services.common.db import LEDGER_SCHEMA
+
+
+def _row(record: asyncpg.Record) -> dict[str, Any]:
+    row = dict(record)
+    if isinstance(row["body"], str | bytes):  # a connection without the json codec
+        row["body"] = orjson.loads(row["body"])
+    return row
+
+
+async def verify_operation(
+    conn: asyncpg.Connection, operation_id: str, *, schema: str = LEDGER_SCHEMA
+) -> VerifyReport:
+    """Recompute the chain and totals of one operation from its events, in one snapshot."""
+    # One snapshot, so a batch the aggregator commits meanwhile cannot look like a mismatch.
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        rows = await repo.chain_rows(conn, operation_id, schema=schema)
+        head = await repo.chain_head(conn, operation_id, schema=schema)
+        totals = await repo.totals(conn, operation_id, schema=schema)
+        contributions = await repo.contribution_sums(conn, operation_id, schema=schema)
+    return verify_rows(
+        operation_id, [_row(r) for r in rows], Projection(totals, head, contributions)
+    )
+
+
+async def export_operation(
+    conn: asyncpg.Connection,
+    operation_id: str,
+    path: Path,
+    *,
+    fmt: Format,
+    view: View,
+    created_by: str,
+) -> dict[str, Any]:
+    """Write the operation's evidence bundle to ``path``; return its manifest."""
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        rows = await repo.chain_rows(conn, operation_id)
+        head = await repo.chain_head(conn, operation_id)
+        if view.as_of is None and view.known_at is None:
+            claimed = await repo.totals(conn, operation_id)
+        else:
+            claimed = await repo.contribution_sums(
+                conn, operation_id, as_of=view.as_of, known_at=view.known_at
+            )
+    selected = select_rows([_row(r) for r in rows], view)
+    data = encode_events(selected, fmt)
+    manifest = build_manifest(
+        operation_id,
+        selected,
+        data,
+        fmt,
+        claimed=claimed,
+        live_head=head,
+        view=view,
+        created_at=datetime.now(UTC),
+        created_by=created_by,
+    )
+    _write(path, manifest, data)
+    return manifest

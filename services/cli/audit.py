@@ -1,0 +1,338 @@
+"""`opsledger verify`, `opsledger export`, `opsledger rebuild`: the auditor's commands.
+
+Each logs itself in audit.access_log as principal ``cli:<os user>`` with the auditor role
+(offline bundle checks touch no database and are not logged).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Coroutine
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import asyncpg
+import orjson
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from services.aggregator.settings import AggregatorSettings
+from services.audit import access_log
+from services.audit import repository as repo
+from services.audit.export import FORMATS, Format, View, verify_bundle
+from services.audit.rebuild import RebuildReport, rebuild
+from services.audit.service import export_operation, verify_operation
+from services.audit.verify import VerifyReport
+from services.common.db import create_pool
+from services.common.settings import CommonSettings
+
+T = TypeVar("T")
+console = Console(stderr=True)
+out = Console()
+
+
+def _instant(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r} is not an RFC 3339 timestamp", param_hint=name
+        ) from None
+    if parsed.tzinfo is None:
+        raise typer.BadParameter("needs a UTC offset, e.g. 2026-11-23T09:00:00Z", param_hint=name)
+    return parsed
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a database-backed command; turn the usual setup failures into one clear line."""
+    try:
+        return asyncio.run(coro)
+    except asyncpg.UndefinedTableError as exc:
+        console.print(f"[red]the database is not migrated ({exc}): run `opsledger migrate`[/]")
+    except (OSError, asyncpg.PostgresConnectionError) as exc:
+        console.print(f"[red]cannot reach PostgreSQL or Kafka: {exc}[/]")
+    raise typer.Exit(3)
+
+
+def _print_json(doc: Any) -> None:
+    sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2, default=str).decode() + "\n")
+
+
+# ---- verify -----------------------------------------------------------------------------
+
+
+def _verify_table(reports: list[VerifyReport]) -> Table:
+    table = Table(title="opsledger verify")
+    for column in ("operation", "events", "chain", "totals"):
+        table.add_column(column)
+    for r in reports:
+        chain = (
+            "[green]intact[/]"
+            if r.chain_intact
+            else f"[red]broken at seq {r.first_broken_seq}[/]: {r.chain_problems[0].reason}"
+        )
+        totals = (
+            "[green]match[/]"
+            if r.totals_match
+            else "[red]differ[/]: "
+            + ", ".join(
+                f"{d.metric} events={d.expected} projection={d.actual}" for d in r.metric_diffs
+            )
+            + (f" ({len(r.row_diffs)} row(s))" if r.row_diffs else "")
+            + (
+                f" contributions≠totals on {len(r.contribution_diffs)} row(s)"
+                if r.contribution_diffs
+                else ""
+            )
+        )
+        table.add_row(r.operation_id, str(r.events), chain, totals)
+    return table
+
+
+async def _verify_db(settings: CommonSettings, operation: str | None) -> list[VerifyReport] | None:
+    pool = await create_pool(settings.database_url, max_size=2)
+    principal = access_log.cli_principal()
+    try:
+        async with pool.acquire() as conn:
+            ops = [operation] if operation else await repo.operations(conn)
+            if operation and operation not in await repo.operations(conn):
+                await access_log.record(conn, principal, "verify", operation, {})
+                return None
+            reports = []
+            for op in ops:
+                await access_log.record(conn, principal, "verify", op, {})
+                reports.append(await verify_operation(conn, op))
+            return reports
+    finally:
+        await pool.close()
+
+
+def verify(
+    operation: Annotated[
+        str | None, typer.Option("--operation", "-o", help="Only this operation (default: all).")
+    ] = None,
+    export: Annotated[
+        Path | None,
+        typer.Option("--export", help="Check an evidence bundle offline instead (no database)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the full report as JSON.")] = False,
+) -> None:
+    """Recompute hash chains and totals from events; exit 0 only when everything is intact."""
+    if export is not None:
+        bundle = verify_bundle(export)
+        if as_json:
+            _print_json(bundle.to_dict())
+        else:
+            for problem in bundle.problems:
+                out.print(f"[red]✗[/] {problem}")
+            if bundle.verify is not None:
+                out.print(_verify_table([bundle.verify]))
+            out.print("[green]bundle intact[/]" if bundle.ok else "[red]bundle NOT intact[/]")
+        raise typer.Exit(0 if bundle.ok else 1)
+    reports = _run(_verify_db(CommonSettings(), operation))
+    if reports is None:
+        console.print(f"[red]no events, chain head or totals for operation {operation!r}[/]")
+        raise typer.Exit(2)
+    if as_json:
+        _print_json(
+            {"ok": all(r.ok for r in reports), "operations": [r.to_dict() for r in reports]}
+        )
+    else:
+        out.print(_verify_table(reports))
+        bad = [r.operation_id for r in reports if not r.ok]
+        out.print(
+            f"[red]{len(bad)} of {len(reports)} operation(s) NOT intact[/]"
+            if bad
+            else f"[green]{len(reports)} operation(s) intact[/]"
+        )
+    raise typer.Exit(0 if all(r.ok for r in reports) else 1)
+
+
+# ---- export -----------------------------------------------------------------------------
+
+
+async def _export(
+    settings: CommonSettings, operation: str, path: Path, fmt: Format, view: View
+) -> dict[str, Any]:
+    pool = await create_pool(settings.database_url, max_size=2)
+    principal = access_log.cli_principal()
+    try:
+        async with pool.acquire() as conn:
+            params = {"format": fmt, "output": str(path), **view.to_dict()}
+            await access_log.record(conn, principal, "export", operation, params)
+            return await export_operation(
+                conn, operation, path, fmt=fmt, view=view, created_by=principal.subject
+            )
+    finally:
+        await pool.close()
+
+
+def export(
+    operation: Annotated[str, typer.Option("--operation", help="The operation to export.")],
+    fmt: Annotated[str, typer.Option("--format", help="Events file: jsonl or csv.")] = "jsonl",
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Bundle path (default <op>-evidence.tar).")
+    ] = None,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Totals of what had happened by T (occurred_at).")
+    ] = None,
+    known_at: Annotated[
+        str | None, typer.Option("--known-at", help="Totals of what the ledger knew at T.")
+    ] = None,
+) -> None:
+    """Write an evidence bundle (events + manifest); check it later with `verify --export`."""
+    if fmt not in FORMATS:
+        raise typer.BadParameter(f"expected one of {', '.join(FORMATS)}", param_hint="--format")
+    view = View(as_of=_instant(as_of, "--as-of"), known_at=_instant(known_at, "--known-at"))
+    path = output or Path(f"{operation}-evidence.tar")
+    manifest = _run(_export(CommonSettings(), operation, path, fmt, view))
+    if manifest["counts"]["events"] == 0:
+        console.print(f"[yellow]operation {operation!r} has no events[/]")
+    out.print(
+        f"wrote {path}: {manifest['counts']['events']} events"
+        f" ({manifest['counts']['in_view']} in view), chain head {manifest['chain']['head_hash']},"
+        f" {manifest['events_file']} sha256 {manifest['events_sha256']}"
+    )
+
+
+# ---- rebuild ----------------------------------------------------------------------------
+
+
+class _Bar:
+    """The rebuild's progress as a rich bar: records of the log, events/s, ETA."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.task = progress.add_task("replaying", total=None, rate="")
+        self.events = 0
+        self.total = 0
+        self.t0 = time.monotonic()
+
+    def started(self, total_records: int) -> None:
+        self.total += total_records
+        self.progress.update(self.task, total=self.total)
+
+    def advanced(self, records: int, events: int) -> None:
+        self.events += events
+        rate = self.events / max(time.monotonic() - self.t0, 1e-9)
+        self.progress.update(self.task, advance=records, rate=f"{rate:,.0f} events/s")
+
+
+def _rebuild_summary(report: RebuildReport) -> None:
+    out.print(
+        f"replayed {report.records:,} records, {report.events:,} events"
+        f" ({report.duplicates:,} duplicates, {report.conflicts} conflicts, {report.poison} poison)"
+        f" in {report.seconds:.1f} s: {report.events_per_s:,.0f} events/s"
+    )
+    for note in report.notes:
+        out.print(f"[yellow]note:[/] {note}")
+    if report.matches:
+        out.print(
+            f"[green]rebuilt projection equals the live one[/] ({report.operations} operations)"
+        )
+    else:
+        table = Table(title="differences (live vs rebuilt from the log)")
+        for column in ("operation", "metric", "detail", "area", "unit", "day", "live", "rebuilt"):
+            table.add_column(column)
+        for d in report.totals_differences[:200]:
+            table.add_row(
+                d.operation_id,
+                d.metric,
+                d.detail,
+                d.area,
+                d.unit,
+                d.day,
+                str(d.live),
+                str(d.rebuilt),
+            )
+        out.print(table)
+        for h in report.head_differences[:200]:
+            out.print(
+                f"[red]chain head differs[/] {h.operation_id}: live {h.live} rebuilt {h.rebuilt}"
+            )
+    if report.swapped:
+        out.print(f"[green]swapped in[/]; replaced schema {report.replaced_schema} dropped")
+
+
+def rebuild_cmd(
+    until: Annotated[
+        str | None, typer.Option("--until", help="Replay only submissions recorded by T.")
+    ] = None,
+    swap: Annotated[
+        bool, typer.Option("--swap", help="Replace the live projection with the rebuilt one.")
+    ] = False,
+    topic: Annotated[
+        str | None, typer.Option("--topic", help="Log to replay (default: settings).")
+    ] = None,
+    only_seen: Annotated[
+        bool,
+        typer.Option("--only-seen", help="Compare only operations found in the topic."),
+    ] = False,
+    keep_shadow: Annotated[
+        bool, typer.Option("--keep-shadow", help="Keep the shadow schema for inspection.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Recompute the projection from the log in a shadow schema; exit 1 if it differs from live."""
+    settings = AggregatorSettings()
+    when = _instant(until, "--until")
+
+    async def run(progress: Progress | None) -> RebuildReport:
+        pool = await create_pool(settings.database_url, max_size=4)
+        try:
+            return await rebuild(
+                pool,
+                settings.kafka_bootstrap_servers,
+                topic or settings.topic,
+                principal=access_log.cli_principal(),
+                consumer_group=settings.consumer_group,
+                until=when,
+                only_seen=only_seen,
+                swap=swap,
+                keep_shadow=keep_shadow,
+                progress=None if progress is None else _Bar(progress),
+            )
+        finally:
+            await pool.close()
+
+    try:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=as_json,
+        ) as progress:
+            report = _run(run(progress))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    if as_json:
+        _print_json(report.to_dict())
+    else:
+        _rebuild_summary(report)
+        if report.shadow and not report.swapped and keep_shadow:
+            out.print(f"shadow schema kept: {report.shadow}")
+    raise typer.Exit(0 if report.matches else 1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("verify")(verify)
+    app.command("export")(export)
+    app.command("rebuild")(rebuild_cmd)

@@ -1,0 +1,161 @@
+"""Auditor routes: event history, verification, evidence export and the access log.
+
+Every call is itself recorded in audit.access_log before it reads anything.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path as FsPath
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from starlette.responses import Response
+
+from services.audit import access_log
+from services.audit import repository as repo
+from services.audit.export import View
+from services.audit.service import export_operation, verify_operation
+from services.common.problems import ProblemError
+from services.query.deps import Auditor, Pool
+from services.query.jsonresp import json_response
+from services.query.params import parse_instant
+
+router = APIRouter(tags=["audit"])
+MAX_PAGE = 1000
+
+
+def _instants(**raw: str | None) -> dict[str, Any]:
+    errors: list[dict[str, Any]] = []
+    out = {k: None if v is None else parse_instant(k, v, errors) for k, v in raw.items()}
+    if errors:
+        raise ProblemError(
+            422,
+            "Invalid request",
+            detail="; ".join(f"{e['path']}: {e['message']}" for e in errors),
+            kind="invalid-request",
+            errors=errors,
+        )
+    return out
+
+
+@router.get("/v1/operations/{operation_id}/events")
+async def history(
+    operation_id: str,
+    pool: Pool,
+    principal: Auditor,
+    after_seq: Annotated[int, Query(ge=0, description="Cursor: return events after this seq.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Page size.")] = 100,
+    type: Annotated[str | None, Query(description="Only this event type.")] = None,  # noqa: A002
+    area: Annotated[str | None, Query(description="Only this area.")] = None,
+    unit: Annotated[str | None, Query(description="Only this unit.")] = None,
+    officer: Annotated[str | None, Query(description="Only this officer_id.")] = None,
+    occurred_from: Annotated[
+        str | None, Query(alias="from", description="occurred_at at or after (RFC 3339).")
+    ] = None,
+    occurred_to: Annotated[
+        str | None, Query(alias="to", description="occurred_at at or before (RFC 3339).")
+    ] = None,
+) -> Response:
+    """The operation's events in chain order, with hashes, Kafka position and void status."""
+    times = _instants(**{"from": occurred_from, "to": occurred_to})
+    filters = repo.HistoryFilter(type, area, unit, officer, times["from"], times["to"])
+    params = {
+        "after_seq": after_seq,
+        "limit": limit,
+        "type": type,
+        "area": area,
+        "unit": unit,
+        "officer": officer,
+        "from": occurred_from,
+        "to": occurred_to,
+    }
+    await access_log.record(
+        pool, principal, "history", operation_id, {k: v for k, v in params.items() if v is not None}
+    )
+    async with pool.acquire() as conn:
+        rows, next_seq = await repo.history_page(
+            conn, operation_id, filters, after_seq=after_seq, limit=limit
+        )
+    return json_response(
+        {
+            "operation_id": operation_id,
+            "events": [repo.plain(r) for r in rows],
+            "next_after_seq": next_seq,
+            "limit": limit,
+        }
+    )
+
+
+@router.get("/v1/operations/{operation_id}/verify")
+async def verify(operation_id: str, pool: Pool, principal: Auditor) -> Response:
+    """Recompute the hash chain and the totals from events; ``ok`` only when both are intact."""
+    await access_log.record(pool, principal, "verify", operation_id, {})
+    async with pool.acquire() as conn:
+        report = await verify_operation(conn, operation_id)
+    return json_response(report.to_dict())
+
+
+@router.get("/v1/operations/{operation_id}/export")
+async def export(
+    operation_id: str,
+    pool: Pool,
+    principal: Auditor,
+    format: Annotated[Literal["jsonl", "csv"], Query(description="Events file format.")] = "jsonl",  # noqa: A002
+    as_of: Annotated[str | None, Query(description="Totals as of (occurred_at).")] = None,
+    known_at: Annotated[str | None, Query(description="Totals as known at (recorded_at).")] = None,
+) -> Response:
+    """The evidence bundle (tar of manifest.json and the events file), see docs/audit.md."""
+    times = _instants(as_of=as_of, known_at=known_at)
+    params = {"format": format, "as_of": as_of, "known_at": known_at}
+    await access_log.record(
+        pool, principal, "export", operation_id, {k: v for k, v in params.items() if v}
+    )
+    with tempfile.TemporaryDirectory(prefix="opsledger-export-") as tmp:
+        path = FsPath(tmp) / f"{operation_id}.tar"
+        async with pool.acquire() as conn:
+            await export_operation(
+                conn,
+                operation_id,
+                path,
+                fmt=format,
+                view=View(as_of=times["as_of"], known_at=times["known_at"]),
+                created_by=principal.subject,
+            )
+        data = path.read_bytes()
+    return Response(
+        data,
+        media_type="application/x-tar",
+        headers={"Content-Disposition": f'attachment; filename="{operation_id}-evidence.tar"'},
+    )
+
+
+@router.get("/v1/audit/access-log")
+async def access_log_list(
+    pool: Pool,
+    principal: Auditor,
+    operation: Annotated[str | None, Query(description="Only this operation.")] = None,
+    action: Annotated[str | None, Query(description="Only this action.")] = None,
+    who: Annotated[str | None, Query(alias="principal", description="Only this principal.")] = None,
+    since: Annotated[str | None, Query(description="Only entries at or after (RFC 3339).")] = None,
+    before_id: Annotated[
+        int | None, Query(ge=1, description="Cursor: entries older than this id.")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Page size.")] = 100,
+) -> Response:
+    """Who read what and when, newest first (this listing is itself logged)."""
+    times = _instants(since=since)
+    params = {"operation": operation, "action": action, "principal": who, "since": since}
+    await access_log.record(
+        pool, principal, "access_log", None, {k: v for k, v in params.items() if v}
+    )
+    entries, next_id = await access_log.entries(
+        pool,
+        operation_id=operation,
+        action=action,
+        principal=who,
+        since=times["since"],
+        before_id=before_id,
+        limit=limit,
+    )
+    return json_response({"entries": entries, "next_before_id": next_id, "limit": limit})

@@ -1,0 +1,135 @@
+"""Verify against the real ledger: clean after a stream, and each kind of tampering named."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import pytest
+
+from services.audit.service import verify_operation
+
+pytestmark = pytest.mark.integration
+
+OPSLEDGER = [sys.executable, "-m", "services.cli.main"]
+
+
+async def tamper(pool: asyncpg.Pool, sql: str, *args: Any) -> None:
+    """What a malicious DBA would do: lift the append-only trigger around one statement."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("ALTER TABLE ledger.events DISABLE TRIGGER events_append_only")
+        await conn.execute(sql, *args)
+        await conn.execute("ALTER TABLE ledger.events ENABLE TRIGGER events_append_only")
+
+
+@dataclass
+class Done:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+async def cli(*args: str, database_url: str, **env: str) -> Done:
+    """Run the real console command (a child process, so its asyncio.run has its own loop)."""
+    proc = await asyncio.create_subprocess_exec(
+        *OPSLEDGER, *args,
+        env={**os.environ, "DATABASE_URL": database_url, "COLUMNS": "200", **env},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
+    assert proc.returncode is not None
+    return Done(proc.returncode, out.decode(), err.decode())
+
+
+async def test_stream_verifies_clean(pool: asyncpg.Pool, op_id: str, filled, database_url) -> None:
+    async with pool.acquire() as conn:
+        report = await verify_operation(conn, op_id)
+    assert report.ok, report.to_dict()
+    assert report.events == 13
+    assert report.recomputed["warrants_executed"] == 2
+    assert report.recomputed["mobile_phones_seized"] == 0  # voided
+    done = await cli("verify", "--operation", op_id, database_url=database_url)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "intact" in done.stdout
+
+
+async def test_updated_payload_is_named_at_its_seq(
+    pool: asyncpg.Pool, op_id: str, filled, database_url
+) -> None:
+    await tamper(
+        pool,
+        """UPDATE ledger.events SET body = jsonb_set(body, '{payload,quantity}', '40')
+           WHERE operation_id = $1 AND seq = 7""",
+        op_id,
+    )
+    async with pool.acquire() as conn:
+        report = await verify_operation(conn, op_id)
+    assert report.first_broken_seq == 7
+    assert [(d.metric, d.expected, d.actual) for d in report.metric_diffs] == [
+        ("weapons_seized", 40, 1)
+    ]
+    done = await cli("verify", "--operation", op_id, "--json", database_url=database_url)
+    assert done.returncode == 1
+    assert '"first_broken_seq": 7' in done.stdout
+
+
+async def test_deleted_row_is_named_by_its_missing_seq(
+    pool: asyncpg.Pool, op_id: str, filled
+) -> None:
+    await tamper(pool, "DELETE FROM ledger.events WHERE operation_id = $1 AND seq = 5", op_id)
+    async with pool.acquire() as conn:
+        report = await verify_operation(conn, op_id)
+    assert report.first_broken_seq == 5
+    assert "seq 5 missing" in report.chain_problems[0].reason
+    assert [d.metric for d in report.metric_diffs] == ["drug_wraps_seized"]
+
+
+async def test_inserted_forged_row_is_named_at_its_seq(
+    pool: asyncpg.Pool, op_id: str, filled
+) -> None:
+    await tamper(
+        pool,
+        """INSERT INTO ledger.events (event_id, operation_id, seq, type, schema_version,
+               occurred_at, recorded_at, principal, officer_id, unit, area, body, content_hash,
+               prev_hash, hash, kafka_partition, kafka_offset, kafka_index)
+           SELECT gen_random_uuid(), operation_id, 14, type, schema_version, occurred_at,
+               recorded_at, principal, officer_id, unit, area, body, content_hash, hash,
+               md5('forged') || md5('forged'), kafka_partition, kafka_offset, 9
+           FROM ledger.events WHERE operation_id = $1 AND seq = 13""",
+        op_id,
+    )
+    async with pool.acquire() as conn:
+        report = await verify_operation(conn, op_id)
+    assert report.first_broken_seq == 14
+    assert not report.chain_intact
+
+
+async def test_edit_without_disabling_the_trigger_is_refused(
+    pool: asyncpg.Pool, op_id: str, filled
+) -> None:
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        await pool.execute("DELETE FROM ledger.events WHERE operation_id = $1", op_id)
+
+
+async def test_projection_row_edited_is_named(pool: asyncpg.Pool, op_id: str, filled) -> None:
+    await pool.execute(
+        "UPDATE ledger.totals SET value = value + 5 WHERE operation_id = $1"
+        " AND metric = 'cash_seized_pence'",
+        op_id,
+    )
+    async with pool.acquire() as conn:
+        report = await verify_operation(conn, op_id)
+    assert report.chain_intact
+    assert [(d.metric, d.expected, d.actual) for d in report.metric_diffs] == [
+        ("cash_seized_pence", 1_250_000, 1_250_005)
+    ]
+    assert len(report.contribution_diffs) == 1  # contributions no longer sum to totals
+
+
+async def test_unknown_operation_exits_2(database_url: str, unique_id: str) -> None:
+    done = await cli("verify", "--operation", f"nothing-{unique_id}", database_url=database_url)
+    assert done.returncode == 2
