@@ -3,6 +3,7 @@
 Order inside the transaction (locks are always taken in this order, each set sorted, so two
 writers never deadlock):
 
+0. on the live schema, take the rebuild swap lock shared (`LEDGER_SWAP_LOCK`);
 1. lock this consumer's offset rows of the batch's partitions; drop records at or below the
    stored ``last_offset`` (a redelivery after a crash or a rebalance);
 2. lock the chain heads of the batch's operations (creating missing heads first);
@@ -30,7 +31,7 @@ from schemas.canonical import GENESIS_HASH
 from schemas.tally import Contribution
 from services.aggregator.plan import Head, Known, Plan, VoidRow, plan_batch
 from services.aggregator.records import Poison, PreparedBatch, RawRecord, prepare
-from services.common.db import LEDGER_SCHEMA, TOTALS_CHANNEL
+from services.common.db import LEDGER_SCHEMA, LEDGER_SWAP_LOCK, TOTALS_CHANNEL
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -66,8 +67,12 @@ class BatchWriter:
         consumer_group: str,
         schema: str = LEDGER_SCHEMA,
         notify: bool = True,
+        swap_lock: bool | None = None,
     ) -> None:
         self.pool = pool
+        # Writes to the live schema hold the swap lock shared, so `rebuild --swap` waits for
+        # the batch in flight; the rebuild's own shadow writer must not take it.
+        self.swap_lock = schema == LEDGER_SCHEMA if swap_lock is None else swap_lock
         self.topic = topic
         self.group = consumer_group
         self.schema = schema
@@ -99,6 +104,8 @@ class BatchWriter:
         partitions = sorted(last)
         sql = self._sql
         async with self.pool.acquire() as conn, conn.transaction():
+            if self.swap_lock:
+                await conn.execute(sql["swap_lock"], LEDGER_SWAP_LOCK)
             await conn.execute(sql["offsets_init"], self.group, self.topic, partitions)
             stored = {
                 r["partition"]: r["last_offset"]
@@ -244,6 +251,7 @@ def _statements(schema: str) -> dict[str, str]:
 
 
 _SQL = {
+    "swap_lock": "SELECT pg_advisory_xact_lock_shared($1)",
     "positions": "SELECT partition, last_offset FROM {s}.consumer_offsets"
     " WHERE consumer_group = $1 AND topic = $2",
     "offsets_init": "INSERT INTO {s}.consumer_offsets"

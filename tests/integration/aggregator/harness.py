@@ -1,0 +1,242 @@
+"""Test harness: the aggregator as a real process, records onto a private topic, ledger reads."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+from aiokafka import AIOKafkaProducer
+
+from schemas.canonical import GENESIS_HASH, chain_hash
+from services.common.settings import CommonSettings
+from services.common.wire import Submission, encode_submission
+from services.ingest.topics import ensure_topics
+
+RECORDED_AT = "2026-11-23T09:00:00+00:00"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class Target:
+    """Where one test's aggregator reads and writes: private topic, group and database."""
+
+    kafka: str
+    database_url: str
+    topic: str
+    group: str
+    partitions: int = 3
+
+    @property
+    def dlq(self) -> str:
+        return f"{self.topic}.dlq"
+
+    def settings(self) -> CommonSettings:
+        return CommonSettings(
+            kafka_bootstrap_servers=self.kafka,
+            database_url=self.database_url,
+            topic=self.topic,
+            dlq_topic=self.dlq,
+            topic_partitions=self.partitions,
+        )
+
+
+class AggregatorProcess:
+    """`opsledger serve aggregator` in a subprocess, configured only through the environment."""
+
+    def __init__(self, target: Target, data_dir: Path, **extra_env: str) -> None:
+        self.target = target
+        self.port = free_port()
+        self.log = data_dir / f"aggregator-{self.port}.log"
+        self.env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": target.kafka,
+            "DATABASE_URL": target.database_url,
+            "OPSLEDGER_TOPIC": target.topic,
+            "OPSLEDGER_DLQ_TOPIC": target.dlq,
+            "OPSLEDGER_TOPIC_PARTITIONS": str(target.partitions),
+            "OPSLEDGER_CONSUMER_GROUP": target.group,
+            "OPSLEDGER_AGGREGATOR_PORT": str(self.port),
+            "OPSLEDGER_AGGREGATOR_DATA_DIR": str(data_dir / "faust"),
+            "OPSLEDGER_AGGREGATOR_RETRY_MAX_S": "1",
+            **extra_env,
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self, timeout_s: float = 60) -> None:
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(  # noqa: ASYNC220 - a long-lived child, not awaited
+                [sys.executable, "-m", "services.cli.main", "serve", "aggregator"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + timeout_s
+        async with httpx.AsyncClient() as client:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise AssertionError(f"aggregator exited:\n{self.tail()}")
+                try:
+                    if (await client.get(f"{self.url}/readyz", timeout=1)).status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.2)
+        raise AssertionError(f"aggregator not ready in {timeout_s} s:\n{self.tail()}")
+
+    async def readyz(self) -> tuple[int, dict[str, Any]]:
+        async with httpx.AsyncClient() as client:
+            r = await client.get(f"{self.url}/readyz", timeout=2)
+            return r.status_code, r.json()
+
+    async def metric(self, name: str) -> float:
+        async with httpx.AsyncClient() as client:
+            text = (await client.get(f"{self.url}/metrics", timeout=2)).text
+        for line in text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        raise AssertionError(f"metric {name} not exposed")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+    def tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log)"
+
+
+def submission(events: Sequence[dict[str, Any]], principal: str = "pc-test") -> bytes:
+    return encode_submission(
+        Submission(events[0]["operation_id"], RECORDED_AT, principal, list(events))
+    )
+
+
+async def produce(target: Target, values: Iterable[tuple[str, bytes]]) -> int:
+    """Produce (key, value) records in order; return how many. The topics are created first."""
+    await ensure_topics(target.settings(), timeout_s=20)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=target.kafka, acks="all", enable_idempotence=True, linger_ms=5,
+        max_batch_size=1 << 20, max_request_size=4 << 20,
+    )  # fmt: skip
+    await producer.start()
+    try:
+        futures = [await producer.send(target.topic, v, key=k.encode()) for k, v in values]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return len(futures)
+
+
+async def metrics_of(db: str, operation_id: str) -> dict[str, int]:
+    """Headline totals of one operation, straight from ledger.totals."""
+    conn = await asyncpg.connect(db)
+    try:
+        rows = await conn.fetch(
+            "SELECT metric, sum(value)::bigint AS v FROM ledger.totals"
+            " WHERE operation_id = $1 GROUP BY metric",
+            operation_id,
+        )
+    finally:
+        await conn.close()
+    return {r["metric"]: r["v"] for r in rows if r["v"]}
+
+
+async def applied_offsets(db: str, target: Target) -> dict[int, int]:
+    conn = await asyncpg.connect(db)
+    try:
+        rows = await conn.fetch(
+            "SELECT partition, last_offset FROM ledger.consumer_offsets"
+            " WHERE consumer_group = $1 AND topic = $2",
+            target.group,
+            target.topic,
+        )
+    finally:
+        await conn.close()
+    return {r["partition"]: r["last_offset"] for r in rows}
+
+
+async def wait_applied(target: Target, records: int, timeout_s: float = 90) -> None:
+    """Wait until the consumer's stored offsets cover ``records`` records in total."""
+    deadline = time.monotonic() + timeout_s
+    seen = 0
+    while time.monotonic() < deadline:
+        offsets = await applied_offsets(target.database_url, target)
+        seen = sum(o + 1 for o in offsets.values())
+        if seen >= records:
+            return
+        await asyncio.sleep(0.25)
+    raise AssertionError(f"only {seen} of {records} records applied after {timeout_s} s")
+
+
+async def event_count(db: str, operation_id: str) -> int:
+    conn = await asyncpg.connect(db)
+    try:
+        n: int = await conn.fetchval(
+            "SELECT count(*) FROM ledger.events WHERE operation_id = $1", operation_id
+        )
+        return n
+    finally:
+        await conn.close()
+
+
+async def chain_problems(db: str, operation_id: str) -> list[str]:
+    """Recompute the operation's hash chain from the stored bodies; describe any break."""
+    conn = await asyncpg.connect(db)
+    try:
+        await conn.set_type_codec(
+            "jsonb", encoder=str, decoder=json.loads, schema="pg_catalog"
+        )
+        rows = await conn.fetch(
+            "SELECT seq, body, prev_hash, hash FROM ledger.events WHERE operation_id = $1"
+            " ORDER BY seq",
+            operation_id,
+        )
+        head = await conn.fetchrow(
+            "SELECT seq, hash FROM ledger.chain_heads WHERE operation_id = $1", operation_id
+        )
+    finally:
+        await conn.close()
+    problems, prev = [], GENESIS_HASH
+    for expected_seq, row in enumerate(rows, start=1):
+        if row["seq"] != expected_seq:
+            problems.append(f"seq {row['seq']} where {expected_seq} was expected")
+        if row["prev_hash"] != prev or row["hash"] != chain_hash(row["body"], prev):
+            problems.append(f"hash mismatch at seq {row['seq']}")
+        prev = row["hash"]
+    if rows and (head is None or (head["seq"], head["hash"]) != (len(rows), prev)):
+        problems.append(f"chain head {head} does not match the last event")
+    return problems
