@@ -24,6 +24,7 @@ from schemas.examples import example_events
 from services.aggregator.writer import BatchWriter
 from services.common.auth import Role, issue_token
 from services.common.db import create_pool
+from services.common.migrate import upgrade
 from services.common.wire import Submission, encode_submission
 from services.query.app import create_app
 from services.query.settings import QuerySettings
@@ -110,6 +111,11 @@ async def filled(live: Live, op_id: str) -> list[dict[str, Any]]:
     events = operation_events(op_id)
     await live.apply_values(submissions(op_id, events))
     return events
+
+
+async def migrate_database(dsn: str) -> None:
+    """Bring a fresh database to the current schema with the project's migrations."""
+    upgrade(dsn)
 
 
 # ---- Kafka ------------------------------------------------------------------------------
