@@ -85,7 +85,7 @@ def _split(rng: random.Random, total: int, parts: int) -> list[int]:
 
 class _Builder:
     def __init__(self, seed: int, operation_id: str, start: date) -> None:
-        self.rng = random.Random(seed)
+        self.rng = random.Random(seed)  # noqa: S311 - reproducible demo data, not secrets
         self.op = operation_id
         self.start = start
         self.n = 0
@@ -125,7 +125,10 @@ class _Builder:
 
     def true_events(self) -> list[dict[str, Any]]:
         rng, r = self.rng, REFERENCE
-        hexid = lambda: f"{rng.getrandbits(32):08x}"  # noqa: E731 - pseudonymous refs
+
+        def hexid() -> str:  # pseudonymous references
+            return f"{rng.getrandbits(32):08x}"
+
         events = self.many(
             "warrant_executed",
             [{"warrant_ref": f"W-2026-{1400 + i}", "premises": rng.choice(PREMISES)}

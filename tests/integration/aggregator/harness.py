@@ -217,9 +217,7 @@ async def chain_problems(db: str, operation_id: str) -> list[str]:
     """Recompute the operation's hash chain from the stored bodies; describe any break."""
     conn = await asyncpg.connect(db)
     try:
-        await conn.set_type_codec(
-            "jsonb", encoder=str, decoder=json.loads, schema="pg_catalog"
-        )
+        await conn.set_type_codec("jsonb", encoder=str, decoder=json.loads, schema="pg_catalog")
         rows = await conn.fetch(
             "SELECT seq, body, prev_hash, hash FROM ledger.events WHERE operation_id = $1"
             " ORDER BY seq",

@@ -24,14 +24,17 @@ def test_the_week_has_duplicates_voids_and_a_void_before_its_target() -> None:
     voids = [e for e in events if e["type"] == "event_voided"]
     assert len(voids) == week.voids == 4
     position = {e["event_id"]: i for i, e in reversed(list(enumerate(events)))}
-    early = [v for v in voids if position[v["payload"]["voided_event_id"]] > position[v["event_id"]]]
+    early = [
+        v for v in voids if position[v["payload"]["voided_event_id"]] > position[v["event_id"]]
+    ]
     assert len(early) == 1
 
 
 def test_the_week_spans_seven_days_three_counties_and_every_team() -> None:
     events = [e for s in week_of_action().sends for e in s.events]
     assert len({e["occurred_at"][:10] for e in events}) == 7
-    assert {e["location"]["area"] for e in events} == {"Buckinghamshire", "Berkshire", "Oxfordshire"}
+    areas = {e["location"]["area"] for e in events}
+    assert areas == {"Buckinghamshire", "Berkshire", "Oxfordshire"}
     assert {e["actor"]["unit"] for e in events} == {t[0] for t in TEAMS}
     substances = {e["payload"].get("substance") for e in events} - {None}
     assert substances == {"crack", "heroin", "cocaine"}
