@@ -79,7 +79,9 @@ class KafkaPart:
             metadata_max_age_ms=timeout_ms,
         )
         quiet = _DropFor(self.address)
-        loggers = [logging.getLogger(name) for name in ("aiokafka.client", "aiokafka.conn")]
+        loggers = [
+            logging.getLogger(name) for name in ("aiokafka", "aiokafka.client", "aiokafka.conn")
+        ]
         for logger in loggers:  # a broker still starting is expected here, not worth a log line
             logger.addFilter(quiet)
         try:

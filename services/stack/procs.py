@@ -34,13 +34,20 @@ class PidRecord:
     create_time: float
 
     def process(self) -> psutil.Process | None:
-        """The live process this record names, or None when it has exited (or was reused)."""
-        _reap(self.pid)
+        """The live process this record names, or None when it has exited (or was reused).
+
+        A dying multi-threaded server (the JVM) shows as a zombie while its other threads
+        still hold its sockets, so it only counts as gone once it has been reaped, or is a
+        zombie with no thread left.
+        """
+        exited = _reap(self.pid)
+        if exited:
+            return None
         try:
             proc = psutil.Process(self.pid)
             if abs(proc.create_time() - self.create_time) > 1.0:
                 return None
-            if proc.status() == psutil.STATUS_ZOMBIE:
+            if proc.status() == psutil.STATUS_ZOMBIE and _threads(self.pid) <= 1:
                 return None
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             return None
@@ -50,10 +57,27 @@ class PidRecord:
         return self.process() is not None
 
 
-def _reap(pid: int) -> None:
-    """Collect our own exited child, if it is one, so it does not linger as a zombie."""
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
+# Servers this process started. Holding the Popen keeps it from being collected while the
+# server runs (its __del__ would warn "subprocess is still running") and lets us reap it.
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def _reap(pid: int) -> bool:
+    """Collect our own child if it has fully exited; True when it has (and is gone)."""
+    child = _CHILDREN.get(pid)
+    if child is None:
+        return False
+    if child.poll() is None:  # waitpid succeeds only once every thread has exited
+        return False
+    del _CHILDREN[pid]
+    return True
+
+
+def _threads(pid: int) -> int:
+    try:
+        return len(os.listdir(f"/proc/{pid}/task"))
+    except OSError:
+        return 0
 
 
 def read_pid(path: Path) -> PidRecord | None:
@@ -85,7 +109,7 @@ def spawn(
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         out.write(f"{START_MARK} {stamp}: {' '.join(argv)}\n".encode())
         out.flush()
-        return subprocess.Popen(  # noqa: S603 - argv is built by us, never from user input
+        child = subprocess.Popen(  # noqa: S603 - argv is built by us, never from user input
             list(argv),
             stdin=subprocess.DEVNULL,
             stdout=out,
@@ -97,6 +121,8 @@ def spawn(
             group=_group_of(user),
             extra_groups=[] if user is not None else None,
         )
+    _CHILDREN[child.pid] = child
+    return child
 
 
 def _group_of(user: str | None) -> int | None:

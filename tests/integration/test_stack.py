@@ -17,6 +17,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from services import stack as local_stack
 from services.stack.settings import repo_root
 
 pytestmark = pytest.mark.integration
@@ -186,3 +187,31 @@ def _alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def test_api_restarts_single_parts_in_process(
+    private_stack: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What fault-injection tests do: SIGKILL the broker, stop PostgreSQL, bring both back.
+    for name in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in private_stack.items():
+        if name.startswith("OPSLEDGER_STACK_"):
+            monkeypatch.setenv(name, value)
+    info = local_stack.ensure_up(say=lambda _: None)
+    assert info.started == {"kafka", "postgres"}
+    kafka_pid = local_stack.pid_of("kafka")
+    assert kafka_pid is not None
+
+    assert local_stack.kill_kafka() is True
+    assert not _alive(kafka_pid)
+    assert [s.healthy for s in local_stack.status()] == [False, True]
+    assert local_stack.start_kafka() is True
+    assert local_stack.pid_of("kafka") not in (None, kafka_pid)
+
+    assert local_stack.stop_postgres() is True
+    assert [s.healthy for s in local_stack.status()] == [True, False]
+    assert local_stack.start_postgres() is True
+    assert all(s.healthy for s in local_stack.status())
+
+    assert local_stack.down() == {"kafka", "postgres"}
