@@ -137,7 +137,11 @@ class ChangeHub:
         delay = 0.2
         while True:
             try:
-                conn = await asyncpg.connect(self._dsn, timeout=5)
+                conn = await asyncpg.connect(
+                    self._dsn,
+                    timeout=5,
+                    server_settings={"application_name": "opsledger-query-listener"},
+                )
             except Exception as exc:  # noqa: BLE001 - any failure to connect means: retry later
                 log.warning("listener cannot connect (%s); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)

@@ -5,22 +5,65 @@ from __future__ import annotations
 from functools import lru_cache
 
 from pydantic import AliasChoices, Field
+from pydantic_settings import SettingsConfigDict
 
 from services.common.settings import CommonSettings
 
 
-class QuerySettings(CommonSettings):
-    """The read side: HTTP address, database pool bounds, freshness source and stream limits."""
+def _alias(name: str) -> AliasChoices:
+    # Service-specific names (OPSLEDGER_QUERY_PORT...), so one environment configures all services.
+    return AliasChoices(f"OPSLEDGER_QUERY_{name}")
 
-    host: str = Field("127.0.0.1", description="Interface the query HTTP server binds.")
-    port: int = Field(8081, ge=1, le=65535, description="Port the query HTTP server binds.")
-    pool_min_size: int = Field(1, ge=0, le=100, description="Connections kept open in the pool.")
-    pool_max_size: int = Field(10, ge=1, le=200, description="Upper bound on pooled connections.")
+
+class QuerySettings(CommonSettings):
+    """The read side: HTTP address, pool bounds, freshness source, stream limits.
+
+    Environment names: ``OPSLEDGER_QUERY_<FIELD>`` (e.g. ``OPSLEDGER_QUERY_PORT``); the consumer
+    group is ``OPSLEDGER_CONSUMER_GROUP``, shared with the aggregator.
+    """
+
+    # Constructor arguments by field name too (tests, the benchmark), not only by env alias.
+    model_config = SettingsConfigDict(**{**CommonSettings.model_config, "populate_by_name": True})
+
+    host: str = Field(
+        "127.0.0.1",
+        validation_alias=_alias("HOST"),
+        description="Interface the query HTTP server binds.",
+    )
+    port: int = Field(
+        8081,
+        validation_alias=_alias("PORT"),
+        ge=1,
+        le=65535,
+        description="Port the query HTTP server binds.",
+    )
+    pool_min_size: int = Field(
+        1,
+        validation_alias=_alias("POOL_MIN_SIZE"),
+        ge=0,
+        le=100,
+        description="Connections kept open in the pool.",
+    )
+    pool_max_size: int = Field(
+        10,
+        validation_alias=_alias("POOL_MAX_SIZE"),
+        ge=1,
+        le=200,
+        description="Upper bound on pooled connections.",
+    )
     statement_timeout_ms: int = Field(
-        10_000, ge=100, le=600_000, description="PostgreSQL statement_timeout for every read."
+        10_000,
+        validation_alias=_alias("STATEMENT_TIMEOUT_MS"),
+        ge=100,
+        le=600_000,
+        description="PostgreSQL statement_timeout for every read.",
     )
     ready_timeout_s: float = Field(
-        2.0, gt=0, le=30, description="Upper bound on the database check behind /readyz."
+        2.0,
+        validation_alias=_alias("READY_TIMEOUT_S"),
+        gt=0,
+        le=30,
+        description="Upper bound on the database check behind /readyz.",
     )
     # Same environment variable as the aggregator's setting, so one export configures both.
     consumer_group: str = Field(
@@ -29,26 +72,51 @@ class QuerySettings(CommonSettings):
         description="The aggregator's Kafka consumer group, whose offsets state freshness.",
     )
     stream_queue_size: int = Field(
-        8, ge=1, le=1000, description="Pending change signals kept per live-stream client."
+        8,
+        validation_alias=_alias("STREAM_QUEUE_SIZE"),
+        ge=1,
+        le=1000,
+        description="Pending change signals kept per live-stream client.",
     )
     stream_max_clients: int = Field(
-        1000, ge=1, le=100_000, description="Live-stream clients per process; more get 503."
+        1000,
+        validation_alias=_alias("STREAM_MAX_CLIENTS"),
+        ge=1,
+        le=100_000,
+        description="Live-stream clients per process; more get 503.",
     )
     stream_heartbeat_s: float = Field(
-        15.0, gt=0, le=300, description="Seconds between SSE heartbeat comments."
+        15.0,
+        validation_alias=_alias("STREAM_HEARTBEAT_S"),
+        gt=0,
+        le=300,
+        description="Seconds between SSE heartbeat comments.",
     )
     stream_min_interval_s: float = Field(
-        0.1, ge=0, le=60, description="Least time between two messages to one stream client."
+        0.1,
+        validation_alias=_alias("STREAM_MIN_INTERVAL_S"),
+        ge=0,
+        le=60,
+        description="Least time between two messages to one stream client.",
     )
     stream_retry_ms: int = Field(
-        2000, ge=100, le=600_000, description="Reconnect delay the SSE `retry:` field suggests."
+        2000,
+        validation_alias=_alias("STREAM_RETRY_MS"),
+        ge=100,
+        le=600_000,
+        description="Reconnect delay the SSE `retry:` field suggests.",
     )
     cache_totals: bool = Field(
         True,
+        validation_alias=_alias("CACHE_TOTALS"),
         description="Keep current totals in memory until the aggregator NOTIFYs a change.",
     )
     freshness_ttl_s: float = Field(
-        1.0, ge=0, le=60, description="How long a read of the consumer offsets is reused."
+        1.0,
+        validation_alias=_alias("FRESHNESS_TTL_S"),
+        ge=0,
+        le=60,
+        description="How long a read of the consumer offsets is reused.",
     )
 
 

@@ -1,0 +1,104 @@
+"""The wall-screen dashboard in headless Chromium: loads, shows the tally, updates live."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from playwright.async_api import Browser, expect
+
+from services.common.auth import issue_token
+from services.common.settings import CommonSettings
+from services.query.summary import pounds
+from tests.integration.query.ledger import Ledger, fold_metrics, make_event
+
+from .conftest import ARTIFACTS
+
+pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+
+T0 = datetime(2026, 11, 16, 6, 0, tzinfo=UTC)
+AREAS = ["Buckinghamshire", "Berkshire", "Oxfordshire"]
+
+
+def _week(op: str) -> list[dict[str, object]]:
+    """A few days of a week of action across the three counties."""
+    events: list[dict[str, object]] = []
+    for day in range(5):
+        for i, area in enumerate(AREAS):
+            at = T0 + timedelta(days=day, hours=i)
+            unit = f"Stronghold {area[:4]}"
+            for _ in range((day + i) % 3 + 1):
+                events.append(make_event(op, "warrant_executed", at, area=area, unit=unit))
+            events.append(make_event(op, "arrest_made", at, area=area, unit=unit, age_band="adult"))
+            events.append(
+                make_event(op, "item_seized", at, area=area, unit=unit, item="drug_wrap",
+                           substance=["crack", "heroin", "cocaine"][i], quantity=20 + 7 * day)
+            )
+            events.append(
+                make_event(op, "item_seized", at, area=area, unit=unit, item="cash",
+                           amount_pence=125_050 * (day + 1) + 7 * i, currency="GBP")
+            )
+        events.append(make_event(op, "school_visited", T0 + timedelta(days=day, hours=5)))
+    events.append(make_event(op, "item_seized", T0, item="mobile_phone", quantity=4))
+    events.append(make_event(op, "vulnerable_person_engaged", T0 + timedelta(hours=3)))
+    return events
+
+
+async def test_dashboard_shows_the_tally_and_updates_live(
+    served_query: str, ledger: Ledger, browser: Browser, unique_id: str
+) -> None:
+    op = f"dash-{unique_id}"
+    week = _week(op)
+    await ledger.submit(week, T0 + timedelta(days=6))
+    warrants = sum(1 for e in week if e["type"] == "warrant_executed")
+    token = issue_token(CommonSettings(), role="supervisor", operations=[op], ttl_s=600)
+
+    page = await browser.new_page(viewport={"width": 1600, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    await page.goto(f"{served_query}/?token={token}&operation={op}")
+
+    figure = page.locator('.tile[data-metric="warrants_executed"] .figure')
+    await expect(figure).to_have_text(str(warrants), timeout=10_000)
+    await expect(page.locator("#live")).to_have_text("live")
+    assert "token=" not in page.url  # dropped from the address bar once stored
+    await expect(page.locator("#operation-name")).to_have_text(op)
+    cash = page.locator('.tile[data-metric="cash_seized_pence"] .figure')
+    await expect(cash).to_have_text(pounds(fold_metrics(week)["cash_seized_pence"]))
+    # Charts: one bar per area and one column per day.
+    await expect(page.locator("#by-area rect.bar")).to_have_count(3)
+    await expect(page.locator("#by-day rect.bar")).to_have_count(5)
+    await expect(page.locator("#freshness")).to_contain_text("aggregator up to date")
+
+    # A new event committed by the aggregator appears without a reload.
+    await ledger.submit(
+        [make_event(op, "warrant_executed", T0 + timedelta(days=4, hours=8), area="Berkshire")],
+        T0 + timedelta(days=6, hours=1),
+    )
+    await expect(figure).to_have_text(str(warrants + 1), timeout=3_000)
+    await page.wait_for_timeout(1600)  # let the change highlight fade before the picture
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / "dashboard.png"))
+
+    # Tapping a tile charts that metric.
+    await page.locator('.tile[data-metric="drug_wraps_seized"]').click()
+    await expect(page.locator("#by-area .metric-name, [data-role=metric-name]").first).to_have_text(
+        "Drug wraps seized"
+    )
+    await page.screenshot(path=str(ARTIFACTS / "dashboard-drug-wraps.png"))
+    assert errors == []
+    await page.close()
+
+
+async def test_dashboard_without_a_token_asks_for_one(
+    served_query: str, browser: Browser
+) -> None:
+    page = await browser.new_page()
+    await page.goto(served_query + "/")
+    await page.evaluate("localStorage.clear()")
+    await page.reload()
+    await expect(page.locator("#login")).to_be_visible()
+    await page.fill("#token-input", "not-a-token")
+    await page.click("#login button")
+    await expect(page.locator("#login-error")).to_contain_text("401")
+    await page.close()

@@ -1,0 +1,69 @@
+"""The totals cache serves the projection until a change signal, and never stores a stale read."""
+
+from __future__ import annotations
+
+from services.query.cache import ReadCache
+from services.query.hub import ChangeHub
+
+
+def _hub(connected: bool = True) -> ChangeHub:
+    hub = ChangeHub("postgresql://unused")
+    hub.connected = connected
+    return hub
+
+
+async def test_cached_until_the_operation_is_signalled() -> None:
+    hub = _hub()
+    cache = ReadCache(hub, enabled=True, freshness_ttl_s=60)
+    loads = 0
+
+    async def load() -> int:
+        nonlocal loads
+        loads += 1
+        return loads
+
+    assert await cache.totals("op-a", "k", load) == 1
+    assert await cache.totals("op-a", "k", load) == 1
+    hub._on_notify(None, 0, "opsledger_totals", "op-b")  # another operation: still cached
+    assert await cache.totals("op-a", "k", load) == 1
+    hub._on_notify(None, 0, "opsledger_totals", "op-a")
+    assert await cache.totals("op-a", "k", load) == 2
+
+
+async def test_a_signal_during_the_read_keeps_the_read_out_of_the_cache() -> None:
+    hub = _hub()
+    cache = ReadCache(hub, enabled=True, freshness_ttl_s=60)
+    values = iter([1, 2])
+
+    async def racing_load() -> int:
+        hub._on_notify(None, 0, "opsledger_totals", "op-a")  # a commit lands mid-read
+        return next(values)
+
+    assert await cache.totals("op-a", "k", racing_load) == 1
+    assert await cache.totals("op-a", "k", racing_load) == 2
+
+
+async def test_nothing_is_cached_while_the_listener_is_down() -> None:
+    hub = _hub(connected=False)
+    cache = ReadCache(hub, enabled=True, freshness_ttl_s=60)
+    counter = iter(range(10))
+
+    async def load() -> int:
+        return next(counter)
+
+    assert [await cache.totals("op-a", "k", load) for _ in range(3)] == [0, 1, 2]
+    assert [await cache.freshness(load) for _ in range(2)] == [3, 4]
+
+
+async def test_freshness_is_reread_after_any_signal() -> None:
+    hub = _hub()
+    cache = ReadCache(hub, enabled=True, freshness_ttl_s=60)
+    counter = iter(range(10))
+
+    async def load() -> int:
+        return next(counter)
+
+    assert await cache.freshness(load) == 0
+    assert await cache.freshness(load) == 0
+    hub._on_notify(None, 0, "opsledger_totals", "op-z")
+    assert await cache.freshness(load) == 1
