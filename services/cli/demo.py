@@ -1,0 +1,74 @@
+"""`opsledger demo [--seed N]`: the reference week of action through the real pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from services.aggregator.demo_data import DEFAULT_SEED
+
+err = Console(stderr=True)
+out = Console()
+
+
+def _say(message: str) -> None:
+    err.print(message, highlight=False, markup=False)
+
+
+def demo(
+    seed: Annotated[
+        int, typer.Option(help="Seed of the generated week (same seed, same events).")
+    ] = DEFAULT_SEED,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the totals.")] = 60.0,
+) -> None:
+    """Bring up the stack and services, send the week of action over HTTP, print the tally."""
+    # Imported here so that `opsledger --help` stays fast.
+    from services import stack
+    from services.aggregator.settings import AggregatorSettings
+    from services.common.settings import CommonSettings
+    from services.demo.run import DemoError, play, progress_bar
+    from services.demo.services import Service, Services
+    from services.ingest.settings import IngestSettings
+    from services.query.settings import QuerySettings
+    from services.stack.settings import repo_root
+
+    try:
+        stack.ensure_up(say=_say)
+    except stack.StackError as exc:
+        err.print(f"[bold red]the local stack is not ready:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    ingest_s, query_s, agg_s = IngestSettings(), QuerySettings(), AggregatorSettings()
+    ingest = Service("ingest", ingest_s.host, ingest_s.port)
+    query = Service("query", query_s.host, query_s.port)
+    aggregator = Service("aggregator", agg_s.host, agg_s.port)
+    running = Services(repo_root() / ".local" / "demo")
+    try:
+        for service in (aggregator, ingest, query):
+            running.ensure(service, _say)
+        with progress_bar() as progress:
+            outcome = asyncio.run(
+                play(seed, ingest.url, query.url, CommonSettings(), progress, timeout)
+            )
+    except (DemoError, RuntimeError) as exc:
+        err.print(f"[bold red]demo failed:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    finally:
+        running.stop_all(_say)
+    week = outcome.week
+    out.print(
+        f"\n[bold]Week of action[/] {week.operation_id}: {week.event_count} events sent over "
+        f"{len(week.sends)} requests ({week.duplicates} resent by flaky devices, "
+        f"{week.voids} mistakes voided and re-entered), tally in {outcome.seconds:.1f} s\n",
+        highlight=False,
+    )
+    out.print(outcome.summary(), highlight=False, markup=False)
+    if not outcome.exact:
+        err.print("[bold red]the totals do not match the reference tally[/]")
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo)

@@ -1,0 +1,1 @@
+"""`opsledger demo`: the reference week of action through the real pipeline."""
