@@ -1,0 +1,61 @@
+"""`opsledger summary`: the press-release bullet list of an operation, read from PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+
+from services.common.db import connect
+from services.common.problems import ProblemError
+from services.query import repository
+from services.query.params import totals_query
+from services.query.repository import TotalsQuery
+from services.query.settings import QuerySettings
+from services.query.summary import details_from_groups, format_summary
+
+
+async def _summary(dsn: str, q: TotalsQuery) -> str | None:
+    conn = await connect(dsn, timeout=10)
+    try:
+        result = await repository.read_totals(conn, q)
+    finally:
+        await conn.close()
+    if result is None:
+        return None
+    return format_summary(result.metrics, details_from_groups(result.groups))
+
+
+def summary(
+    operation: Annotated[str, typer.Option("--operation", "-o", help="The operation's id.")],
+    as_of: Annotated[
+        str | None,
+        typer.Option(help="Only what had happened by this RFC 3339 instant (occurred_at)."),
+    ] = None,
+    known_at: Annotated[
+        str | None,
+        typer.Option(help="Only what the ledger knew at this RFC 3339 instant (recorded_at)."),
+    ] = None,
+) -> None:
+    """Print the operation's tally as the press-release bullet list (Markdown)."""
+    try:
+        q = totals_query(operation, ["item"], as_of, known_at)
+    except ProblemError as exc:
+        for error in exc.errors or []:
+            typer.echo(f"--{error['path'].replace('_', '-')}: {error['message']}", err=True)
+        raise typer.Exit(2) from exc
+    settings = QuerySettings()
+    try:
+        text = asyncio.run(_summary(settings.database_url, q))
+    except OSError as exc:
+        typer.echo(f"cannot reach PostgreSQL at {settings.database_url}: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    if text is None:
+        typer.echo(f"unknown operation {operation!r}: no event of it has been applied", err=True)
+        raise typer.Exit(1)
+    typer.echo(text, nl=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("summary")(summary)

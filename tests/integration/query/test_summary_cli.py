@@ -1,0 +1,63 @@
+"""`opsledger summary` prints the same press-release list as the HTTP summary."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from .ledger import Ledger, make_event
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2026, 11, 17, 9, 0, tzinfo=UTC)
+
+
+async def opsledger(*args: str, database_url: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.cli.main", *args,
+        env={**os.environ, "DATABASE_URL": database_url},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_summary_command_matches_the_http_summary(
+    client: httpx.AsyncClient, ledger: Ledger, op_id: str, token, database_url: str
+) -> None:
+    events = [
+        make_event(op_id, "warrant_executed", T0),
+        make_event(op_id, "item_seized", T0, item="drug_wrap", substance="cocaine", quantity=3),
+        make_event(op_id, "item_seized", T0 + timedelta(hours=2), item="mobile_phone",
+                   quantity=118),
+    ]
+    await ledger.submit(events, T0 + timedelta(hours=3))
+    code, out, err = await opsledger("summary", "--operation", op_id, database_url=database_url)
+    assert code == 0, err
+    assert out == (
+        "- 1 warrant executed\n- 3 wraps of cocaine seized\n- 118 mobile phones seized\n"
+    )
+    r = await client.get(f"/v1/operations/{op_id}/summary", headers=token("auditor"))
+    assert r.text == out
+
+    as_of = (T0 + timedelta(hours=1)).isoformat()
+    code, out, _ = await opsledger(
+        "summary", "--operation", op_id, "--as-of", as_of, database_url=database_url
+    )
+    assert (code, out) == (0, "- 1 warrant executed\n- 3 wraps of cocaine seized\n")
+
+
+async def test_summary_command_refuses_bad_input(database_url: str) -> None:
+    code, _, err = await opsledger("summary", "-o", "never-seen-op", database_url=database_url)
+    assert code == 1 and "unknown operation" in err
+    code, _, err = await opsledger(
+        "summary", "-o", "x-op", "--known-at", "noon", database_url=database_url
+    )
+    assert code == 2 and "--known-at" in err
