@@ -138,6 +138,21 @@ async def topic_end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
         await consumer.stop()
 
 
+async def applied_offsets(dsn: str, group: str, topic: str) -> dict[int, int]:
+    """The group's last applied offset per partition, as stored with the rows."""
+    conn = await asyncpg.connect(dsn, timeout=5)
+    try:
+        rows = await conn.fetch(
+            "SELECT partition, last_offset FROM ledger.consumer_offsets"
+            " WHERE consumer_group = $1 AND topic = $2",
+            group,
+            topic,
+        )
+    finally:
+        await conn.close()
+    return {r["partition"]: r["last_offset"] for r in rows}
+
+
 async def wait_applied(
     dsn: str, bootstrap: str, topic: str, group: str, timeout_s: float = 120.0
 ) -> None:
@@ -147,17 +162,7 @@ async def wait_applied(
     deadline = time.monotonic() + timeout_s
     behind: dict[int, tuple[int, int]] = {}
     while time.monotonic() < deadline:
-        conn = await asyncpg.connect(dsn, timeout=5)
-        try:
-            rows = await conn.fetch(
-                "SELECT partition, last_offset FROM ledger.consumer_offsets"
-                " WHERE consumer_group = $1 AND topic = $2",
-                group,
-                topic,
-            )
-        finally:
-            await conn.close()
-        have = {r["partition"]: r["last_offset"] for r in rows}
+        have = await applied_offsets(dsn, group, topic)
         behind = {p: (have.get(p, -1), w) for p, w in want.items() if have.get(p, -1) < w}
         if not behind:
             return

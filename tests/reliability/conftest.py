@@ -60,7 +60,7 @@ class Cluster:
             "OPSLEDGER_AGGREGATOR_DATA_DIR": str(self.log_dir / "faust"),
             "OPSLEDGER_LOG_LEVEL": "WARNING",
             # A crashed member leaves the group after this long (faust's default is 60 s).
-            "BROKER_SESSION_TIMEOUT": "10",
+            "BROKER_SESSION_TIMEOUT": "6",
             "BROKER_HEARTBEAT_INTERVAL": "1",
             **extra,
         }
