@@ -48,6 +48,17 @@ class CommonSettings(BaseSettings):
     kafka_timeout_s: float = Field(
         5.0, gt=0, le=120, description="Upper bound on any single wait for the broker."
     )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="How clients talk to the brokers (SASL_SSL in production)."
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, description="SASL mechanism when the protocol is SASL_*."
+    )
+    kafka_sasl_username: str | None = Field(None, description="SASL user of this service.")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password.")
+    kafka_ssl_cafile: str | None = Field(
+        None, description="CA bundle that signed the brokers' certificates (SSL, SASL_SSL)."
+    )
     jwt_secret: SecretStr = Field(
         SecretStr(DEV_JWT_SECRET), description="HMAC key for HS256 tokens (>= 32 bytes)."
     )
@@ -61,6 +72,13 @@ class CommonSettings(BaseSettings):
         secret = self.jwt_secret.get_secret_value()
         if self.env == "production" and secret == DEV_JWT_SECRET:
             raise ValueError("OPSLEDGER_JWT_SECRET must be set to a real secret in production")
+        if self.kafka_security_protocol.startswith("SASL_") and not (
+            self.kafka_sasl_mechanism and self.kafka_sasl_username and self.kafka_sasl_password
+        ):
+            raise ValueError(
+                "OPSLEDGER_KAFKA_SECURITY_PROTOCOL=SASL_* needs OPSLEDGER_KAFKA_SASL_MECHANISM, "
+                "OPSLEDGER_KAFKA_SASL_USERNAME and OPSLEDGER_KAFKA_SASL_PASSWORD"
+            )
         if len(secret.encode()) < 32:
             raise ValueError("OPSLEDGER_JWT_SECRET must be at least 32 bytes")
         return self
