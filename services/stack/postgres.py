@@ -135,9 +135,14 @@ class PostgresPart:
             str(_bin_dir() / "initdb"), "-D", str(self.data_dir), "-U", self.s.pg_user,
             "--auth=trust", "--encoding=UTF8", "--no-locale", "--no-instructions",
         ]  # fmt: skip
+        # The server account's own group, and no supplementary groups: keeping root's group
+        # would make a root-owned parent with o+x but no g+x (a 0700 dir made traversable by
+        # _make_traversable, e.g. under /root or a pytest tmp dir) deny access.
+        group = pwd.getpwnam(self.user).pw_gid if self.user is not None else None
         result = subprocess.run(  # noqa: S603
             argv, capture_output=True, text=True, timeout=180, check=False,
-            env=_clean_env(), user=self.user, cwd=self.home,
+            env=_clean_env(), user=self.user, group=group,
+            extra_groups=[] if self.user is not None else None, cwd=self.home,
         )  # fmt: skip
         if result.returncode != 0:
             raise StackError(f"initdb failed:\n{result.stdout}\n{result.stderr}")
