@@ -22,6 +22,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from services.aggregator.records import PreparedBatch, prepare
 from services.aggregator.writer import BatchWriter
 from services.audit import access_log
+from services.audit.parallel import replay_in_processes
 from services.audit.repository import ident
 from services.common.auth import Principal
 from services.common.db import LEDGER_SCHEMA, LEDGER_SWAP_LOCK
@@ -202,6 +203,16 @@ class _Counts:
     poison: int = 0
 
 
+async def _put(queue: asyncio.Queue[Any], item: Any, consumer: asyncio.Task[None]) -> None:
+    """Queue ``item``, unless the consumer of the queue has died (then raise its error)."""
+    put = asyncio.ensure_future(queue.put(item))
+    await asyncio.wait({put, consumer}, return_when=asyncio.FIRST_COMPLETED)
+    if not put.done():
+        put.cancel()
+        consumer.result()  # raises the writer's error
+        raise RuntimeError("the writer stopped")
+
+
 class LogReplayer:
     """Reads one topic with a group-less consumer and applies it through a `BatchWriter`."""
 
@@ -213,9 +224,11 @@ class LogReplayer:
         *,
         until: datetime | None = None,
         progress: Progress | None = None,
+        partitions: Sequence[int] | None = None,
     ) -> None:
         self.topic = topic
-        self._bootstrap = bootstrap
+        self._only = None if partitions is None else set(partitions)
+        self.bootstrap = bootstrap
         self.writer = writer
         self.until = until
         self.progress = progress or _Silent()
@@ -232,7 +245,9 @@ class LogReplayer:
         self.positions: dict[int, int] = {}  # partition -> next offset to read
 
     async def start(self) -> None:
-        partitions = await topic_partitions(self._bootstrap, self.topic)
+        partitions = await topic_partitions(self.bootstrap, self.topic)
+        if self._only is not None:
+            partitions = [p for p in partitions if p in self._only]
         await self._consumer.start()
         self._tps = [TopicPartition(self.topic, p) for p in partitions]
         self._consumer.assign(self._tps)
@@ -255,7 +270,8 @@ class LogReplayer:
         self.progress.started(sum(max(0, targets.get(p, 0) - o) for p, o in self.positions.items()))
         for tp in self._tps:
             self._consumer.seek(tp, self.positions[tp.partition])
-        queue: asyncio.Queue[list[tuple[int, int, bytes | None]] | None] = asyncio.Queue(maxsize=2)
+        # Decoding (CPU, here) overlaps the previous batch's transaction (in PostgreSQL).
+        queue: asyncio.Queue[tuple[int, PreparedBatch] | None] = asyncio.Queue(maxsize=2)
         writing = asyncio.create_task(self._write_from(queue))
         try:
             pending: list[tuple[int, int, bytes | None]] = []
@@ -273,7 +289,9 @@ class LogReplayer:
                         size += len(m.value or b"")
                         self.positions[tp.partition] = m.offset + 1
                         if len(pending) >= BATCH_RECORDS or size >= BATCH_BYTES:
-                            await queue.put(pending)
+                            await _put(
+                                queue, (len(pending), self._in_time(prepare(pending))), writing
+                            )
                             pending, size = [], 0
                     # Offsets can skip (compaction, transaction markers): trust the position.
                     position = await self._consumer.position(tp)
@@ -283,25 +301,23 @@ class LogReplayer:
                         )
                         todo.discard(tp)
             if pending:
-                await queue.put(pending)
+                await _put(queue, (len(pending), self._in_time(prepare(pending))), writing)
         finally:
             if not writing.done():
                 await queue.put(None)
             await writing
 
-    async def _write_from(
-        self, queue: asyncio.Queue[list[tuple[int, int, bytes | None]] | None]
-    ) -> None:
-        while (records := await queue.get()) is not None:
-            batch = self._in_time(prepare(records))
+    async def _write_from(self, queue: asyncio.Queue[tuple[int, PreparedBatch] | None]) -> None:
+        while (item := await queue.get()) is not None:
+            n_records, batch = item
             result = await self.writer.write(batch)
             c = self.counts
-            c.records += len(records)
+            c.records += n_records
             c.events += result.applied
             c.duplicates += result.duplicates
             c.conflicts += result.conflicts
             c.poison += len(result.poison)
-            self.progress.advanced(len(records), result.applied + result.duplicates)
+            self.progress.advanced(n_records, result.applied + result.duplicates)
 
     def _in_time(self, batch: PreparedBatch) -> PreparedBatch:
         if self.until is None:
@@ -468,6 +484,8 @@ async def rebuild(
     swap: bool = False,
     keep_shadow: bool = False,
     progress: Progress | None = None,
+    dsn: str | None = None,
+    workers: int = 1,
 ) -> RebuildReport:
     """Replay ``topic`` into a new shadow schema, compare with the live projection, maybe swap.
 
@@ -498,7 +516,10 @@ async def rebuild(
     try:
         await replayer.start()
         started = time.monotonic()
-        await replayer.read_to(await replayer.end_offsets())
+        targets = await replayer.end_offsets()
+        await first_pass(
+            replayer, targets, dsn=dsn, shadow=shadow, group=consumer_group, workers=workers
+        )
         report.seconds = time.monotonic() - started
         if swap:
             await _compare_and_swap(pool, replayer, report, consumer_group, only_seen)
@@ -513,6 +534,36 @@ async def rebuild(
             async with pool.acquire() as conn:
                 await drop_schema(conn, shadow)
     return report
+
+
+async def first_pass(
+    replayer: LogReplayer,
+    targets: dict[int, int],
+    *,
+    dsn: str | None,
+    shadow: str,
+    group: str,
+    workers: int,
+) -> None:
+    """Replay up to ``targets``: in this process, or split over ``workers`` processes."""
+    if workers <= 1 or dsn is None:
+        await replayer.read_to(targets)
+        return
+    starts = dict(replayer.positions)
+    replayer.progress.started(sum(max(0, targets[p] - starts.get(p, 0)) for p in targets))
+    counts = await replay_in_processes(
+        dsn=dsn, bootstrap=replayer.bootstrap, topic=replayer.topic, schema=shadow, group=group,
+        starts=starts, targets=targets, until=replayer.until, workers=workers,
+        progress=replayer.progress,
+    )  # fmt: skip
+    for p, target in targets.items():
+        replayer.positions[p] = max(replayer.positions.get(p, 0), target)
+    c = replayer.counts
+    c.records += counts.get("records", 0)
+    c.events += counts.get("events", 0)
+    c.duplicates += counts.get("duplicates", 0)
+    c.conflicts += counts.get("conflicts", 0)
+    c.poison += counts.get("poison", 0)
 
 
 async def _differences(conn: asyncpg.Connection, report: RebuildReport, only_seen: bool) -> None:

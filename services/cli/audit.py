@@ -7,6 +7,7 @@ Each logs itself in audit.access_log as principal ``cli:<os user>`` with the aud
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 from collections.abc import Coroutine
@@ -285,6 +286,12 @@ def rebuild_cmd(
     keep_shadow: Annotated[
         bool, typer.Option("--keep-shadow", help="Keep the shadow schema for inspection.")
     ] = False,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers", min=1, max=32, help="Processes for the first pass (partitions split)."
+        ),
+    ] = min(4, os.cpu_count() or 1),
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Recompute the projection from the log in a shadow schema; exit 1 if it differs from live."""
@@ -305,6 +312,8 @@ def rebuild_cmd(
                 swap=swap,
                 keep_shadow=keep_shadow,
                 progress=None if progress is None else _Bar(progress),
+                dsn=settings.database_url,
+                workers=workers,
             )
         finally:
             await pool.close()

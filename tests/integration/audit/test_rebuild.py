@@ -65,8 +65,14 @@ async def _live_stream(live: Live, kafka_bootstrap: str, topic: str, unique_id: 
     return ops
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 async def test_rebuild_equals_live_to_the_unit(
-    pool: asyncpg.Pool, kafka_bootstrap: str, topic: str, unique_id: str
+    pool: asyncpg.Pool,
+    kafka_bootstrap: str,
+    topic: str,
+    unique_id: str,
+    database_url: str,
+    workers: int,
 ) -> None:
     live = Live(pool, topic, f"audit-test-{unique_id}")
     ops = await _live_stream(live, kafka_bootstrap, topic, unique_id)
@@ -74,8 +80,9 @@ async def test_rebuild_equals_live_to_the_unit(
         async with pool.acquire() as conn:
             assert (await verify_operation(conn, op)).ok
     report = await rebuild(
-        pool, kafka_bootstrap, topic, principal=AUDITOR, consumer_group=live.group, only_seen=True
-    )
+        pool, kafka_bootstrap, topic, principal=AUDITOR, consumer_group=live.group,
+        only_seen=True, dsn=database_url, workers=workers,
+    )  # fmt: skip
     assert report.matches, report.to_dict()
     assert report.operations == 2
     assert report.events == 13 + 13 + 2

@@ -1,0 +1,183 @@
+"""Rebuild throughput: the log replayed into a shadow schema, beside a bare consumer's ceiling.
+
+Produces N events (submissions of EVENTS_PER_SUBMISSION, keyed over OPERATIONS operations) to a
+topic of its own, then in the same run: (1) a bare aiokafka consumer reads the whole topic (the
+ceiling: decoding nothing, writing nothing); (2) the rebuild's replayer reads it and applies it
+through the aggregator's BatchWriter into a fresh shadow schema, exactly as `opsledger rebuild`
+does. The shadow schema and the topic are dropped afterwards; the live ledger is not touched.
+
+Run alone with ``python -m bench.bench_rebuild`` (``OPSLEDGER_BENCH_REBUILD_EVENTS`` sets N);
+``run()`` returns the figures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import os
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from schemas.examples import example_events
+from services.aggregator.writer import BatchWriter
+from services.audit import access_log
+from services.audit.rebuild import LogReplayer, create_shadow, drop_schema, first_pass, shadow_name
+from services.common.auth import Principal
+from services.common.db import create_pool
+from services.common.settings import CommonSettings
+from services.common.wire import Submission, encode_submission
+
+EVENTS = int(os.environ.get("OPSLEDGER_BENCH_REBUILD_EVENTS", "1000000"))
+WORKERS = int(os.environ.get("OPSLEDGER_BENCH_REBUILD_WORKERS", str(os.cpu_count() or 1)))
+EVENTS_PER_SUBMISSION = 50
+OPERATIONS = 24
+PARTITIONS = 12
+TARGET_EVENTS_PER_S = 30_000
+
+
+def _submissions(run_id: str, total: int) -> list[tuple[bytes, bytes]]:
+    """(key, value) records: the sample kinds (no voids) with fresh ids, spread over operations."""
+    kinds = [e for e in example_events() if e["type"] != "event_voided"]
+    start = datetime(2026, 11, 23, 8, tzinfo=UTC)
+    out = []
+    n = 0
+    while n < total:
+        op = f"bench-rebuild-{run_id}-{len(out) % OPERATIONS:02d}"
+        events = []
+        for i in range(min(EVENTS_PER_SUBMISSION, total - n)):
+            e = dict(kinds[(n + i) % len(kinds)])
+            e["event_id"] = str(uuid.uuid4())
+            e["operation_id"] = op
+            events.append(e)
+        recorded = (start + timedelta(milliseconds=len(out))).isoformat()
+        out.append((op.encode(), encode_submission(Submission(op, recorded, "bench", events))))
+        n += len(events)
+    return out
+
+
+async def _produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> float:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", linger_ms=20, max_batch_size=1 << 20,
+        max_request_size=8 << 20, compression_type=None,
+    )  # fmt: skip
+    await producer.start()
+    t0 = time.perf_counter()
+    try:
+        for at in range(0, len(records), 2000):
+            futures = [await producer.send(topic, v, key=k) for k, v in records[at : at + 2000]]
+            await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return time.perf_counter() - t0
+
+
+async def _bare_consumer(bootstrap: str, topic: str) -> tuple[int, float]:
+    """Records read from the beginning to the end offsets by a group-less consumer, and seconds."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+        fetch_max_bytes=32 << 20, max_partition_fetch_bytes=8 << 20,
+    )  # fmt: skip
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        t0 = time.perf_counter()
+        todo, records = {tp for tp in tps if ends[tp] > 0}, 0
+        while todo:
+            fetched = await consumer.getmany(*todo, timeout_ms=500, max_records=5000)
+            for tp, messages in fetched.items():
+                records += len(messages)
+                if messages and messages[-1].offset + 1 >= ends[tp]:
+                    todo.discard(tp)
+        return records, time.perf_counter() - t0
+    finally:
+        await consumer.stop()
+
+
+async def _run(events: int, workers: int) -> dict[str, Any]:
+    settings = CommonSettings()
+    bootstrap = settings.kafka_bootstrap_servers
+    run_id = uuid.uuid4().hex[:8]
+    topic = f"bench-rebuild-{run_id}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    await admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)])
+    pool = await create_pool(settings.database_url, max_size=4)
+    shadow = shadow_name()
+    try:
+        records = _submissions(run_id, events)
+        produce_s = await _produce(bootstrap, topic, records)
+        del records
+        ceiling_records, ceiling_s = await _bare_consumer(bootstrap, topic)
+        principal = Principal(subject=f"bench:{getpass.getuser()}", role="auditor")
+        await access_log.record(pool, principal, "rebuild", None, {"topic": topic, "bench": True})
+        async with pool.acquire() as conn:
+            await create_shadow(conn, shadow)
+        writer = BatchWriter(
+            pool, topic=topic, consumer_group="bench-rebuild", schema=shadow, notify=False
+        )
+        replayer = LogReplayer(bootstrap, topic, writer)
+        await replayer.start()
+        try:
+            t0 = time.perf_counter()
+            await first_pass(
+                replayer, await replayer.end_offsets(), dsn=settings.database_url,
+                shadow=shadow, group="bench-rebuild", workers=workers,
+            )  # fmt: skip
+            rebuild_s = time.perf_counter() - t0
+        finally:
+            await replayer.stop()
+        applied = replayer.counts.events
+        rows = await pool.fetchval(f"SELECT count(*) FROM {shadow}.events")  # noqa: S608
+        if rows != events or applied != events:
+            raise RuntimeError(f"rebuild applied {applied} events ({rows} rows), expected {events}")
+    finally:
+        async with pool.acquire() as conn:
+            await drop_schema(conn, shadow)
+        await pool.close()
+        await admin.delete_topics([topic])
+        await admin.close()
+    rate = events / rebuild_s
+    ceiling = ceiling_records * EVENTS_PER_SUBMISSION / ceiling_s
+    return {
+        "rebuild": {
+            "events": events,
+            "events_per_submission": EVENTS_PER_SUBMISSION,
+            "workers": workers,
+            "records": ceiling_records,
+            "seconds": round(rebuild_s, 2),
+            "events_per_s": round(rate),
+            "ceiling_bare_consumer_events_per_s": round(ceiling),
+            "ratio_to_ceiling": round(rate / ceiling, 3),
+            "produce_seconds": round(produce_s, 2),
+            "target_events_per_s": TARGET_EVENTS_PER_S,
+            "meets_target": rate >= TARGET_EVENTS_PER_S,
+        }
+    }
+
+
+def run(events: int = EVENTS, workers: int = WORKERS) -> dict[str, Any]:
+    """Rebuild N events from Kafka into a shadow schema; events/s beside the bare consumer."""
+    return asyncio.run(_run(events, workers))
+
+
+def main() -> None:
+    r = run()["rebuild"]
+    print(
+        f"rebuild of {r['events']:,} events ({r['records']:,} records of"
+        f" {r['events_per_submission']}, {r['workers']} worker(s)):"
+        f" {r['seconds']} s, {r['events_per_s']:,} events/s; bare aiokafka consumer"
+        f" {r['ceiling_bare_consumer_events_per_s']:,} events/s; ratio {r['ratio_to_ceiling']};"
+        f" target {r['target_events_per_s']:,}: {'met' if r['meets_target'] else 'NOT met'}"
+    )
+
+
+if __name__ == "__main__":
+    main()
