@@ -10,7 +10,7 @@ import typer
 from services.common.db import connect
 from services.common.problems import ProblemError
 from services.query import repository
-from services.query.params import totals_query
+from services.query.params import parse_totals_query
 from services.query.repository import TotalsQuery
 from services.query.settings import QuerySettings
 from services.query.summary import details_from_groups, format_summary
@@ -40,7 +40,7 @@ def summary(
 ) -> None:
     """Print the operation's tally as the press-release bullet list (Markdown)."""
     try:
-        q = totals_query(operation, ["item"], as_of, known_at)
+        q = parse_totals_query(operation, ["item"], as_of, known_at)
     except ProblemError as exc:
         for error in exc.errors or []:
             typer.echo(f"--{error['path'].replace('_', '-')}: {error['message']}", err=True)

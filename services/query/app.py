@@ -18,6 +18,7 @@ from services.query.metrics import MetricsMiddleware
 from services.query.reads import Reads
 from services.query.routes import routers
 from services.query.settings import QuerySettings
+from services.query.tokens import TokenCache
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.tokens = TokenCache(settings)
     install(app)
     app.add_middleware(MetricsMiddleware)
     for router in [*routers(), *extra_routers]:

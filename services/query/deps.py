@@ -12,14 +12,14 @@ from typing import Annotated
 import asyncpg
 from fastapi import Depends, Request
 
-from services.common.auth import AuthError, Principal, Role, decode_token
-from services.common.http import require_role
+from services.common.auth import AuthError, Principal, Role
+from services.common.http import bearer_token
 from services.common.problems import ProblemError
-from services.common.settings import CommonSettings
 from services.query.access import check_access
 from services.query.hub import ChangeHub
 from services.query.reads import Reads
 from services.query.settings import QuerySettings
+from services.query.tokens import TokenCache
 
 __all__ = [
     "AUDIT_ROLES",
@@ -38,58 +38,74 @@ READ_ROLES: tuple[Role, ...] = ("supervisor", "auditor", "admin")
 AUDIT_ROLES: tuple[Role, ...] = ("auditor", "admin")
 
 
-def get_settings(request: Request) -> QuerySettings:
+# Every dependency here is `async def`: FastAPI runs a plain `def` dependency in a worker
+# thread, which cost more than the whole cached read.
+async def get_settings(request: Request) -> QuerySettings:
     """The settings the app was built with."""
+    return _settings(request)
+
+
+def _settings(request: Request) -> QuerySettings:
     settings: QuerySettings = request.app.state.settings
     return settings
 
 
-def _settings_of(request: Request) -> CommonSettings:
-    return get_settings(request)
-
-
-def get_pool(request: Request) -> asyncpg.Pool:
+async def get_pool(request: Request) -> asyncpg.Pool:
     """The process's PostgreSQL pool (opened by the app's lifespan)."""
     pool: asyncpg.Pool = request.app.state.pool
     return pool
 
 
-def get_hub(request: Request) -> ChangeHub:
+async def get_hub(request: Request) -> ChangeHub:
     """The process's single LISTEN connection and its subscribers."""
     hub: ChangeHub = request.app.state.hub
     return hub
 
 
-def get_reads(request: Request) -> Reads:
+async def get_reads(request: Request) -> Reads:
     """The read use-cases (totals, freshness, audit logging) over the pool and cache."""
     reads: Reads = request.app.state.reads
     return reads
 
 
-_require_reader = require_role(_settings_of, *READ_ROLES)
-_require_auditor = require_role(_settings_of, *AUDIT_ROLES)
+def _principal(request: Request, token: str, roles: tuple[Role, ...]) -> Principal:
+    tokens: TokenCache = request.app.state.tokens
+    try:
+        principal = tokens.decode(token)
+    except AuthError as exc:
+        raise ProblemError(
+            401,
+            "Authentication failed",
+            detail=str(exc),
+            kind="unauthenticated",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        ) from exc
+    if principal.role not in roles:
+        raise ProblemError(
+            403,
+            "Forbidden",
+            detail=f"role {principal.role!r} may not do this; needs one of {', '.join(roles)}",
+            kind="forbidden",
+        )
+    request.state.principal = principal
+    return principal
+
+
+# Same answers as services.common.http.require_role (401 / 403), through the token cache.
+async def _require_reader(request: Request) -> Principal:
+    return _principal(request, bearer_token(request), READ_ROLES)
+
+
+async def _require_auditor(request: Request) -> Principal:
+    return _principal(request, bearer_token(request), AUDIT_ROLES)
 
 
 async def stream_reader(request: Request) -> Principal:
     """Like the reader check, but also accepts ``?access_token=`` (EventSource sets no headers)."""
     token = request.query_params.get("access_token")
     if request.headers.get("authorization") or not token:
-        return await _require_reader(request)
-    try:
-        principal = decode_token(get_settings(request), token)
-    except AuthError as exc:
-        raise ProblemError(
-            401, "Authentication failed", detail=str(exc), kind="unauthenticated"
-        ) from exc
-    if principal.role not in READ_ROLES:
-        raise ProblemError(
-            403,
-            "Forbidden",
-            detail=f"role {principal.role!r} may not do this; needs one of {', '.join(READ_ROLES)}",
-            kind="forbidden",
-        )
-    request.state.principal = principal
-    return principal
+        token = bearer_token(request)
+    return _principal(request, token, READ_ROLES)
 
 
 Settings = Annotated[QuerySettings, Depends(get_settings)]

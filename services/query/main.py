@@ -1,11 +1,10 @@
-"""`opsledger serve query`: the read side in the foreground."""
+"""`opsledger serve query`: the read side under uvicorn (uvloop, httptools)."""
 
 from __future__ import annotations
 
 import uvicorn
 
 from services.common.logging import configure
-from services.query.app import create_app
 from services.query.settings import QuerySettings
 
 
@@ -14,10 +13,15 @@ def run(host: str | None = None, port: int | None = None) -> None:
     settings = QuerySettings()
     configure(settings.log_level, settings.log_json)
     uvicorn.run(
-        create_app(settings),
+        # A factory by import path, so that `workers > 1` can build one app per process.
+        "services.query.app:create_app",
+        factory=True,
         host=host or settings.host,
         port=port or settings.port,
-        log_config=None,
+        workers=settings.workers,
+        loop="uvloop",
+        http="httptools",
         access_log=False,
+        log_config=None,
         lifespan="on",
     )

@@ -28,7 +28,7 @@ def _error(name: str, message: str) -> dict[str, Any]:
     return {"path": name, "in": "query", "message": message}
 
 
-def totals_query(
+async def totals_query(
     operation_id: Annotated[str, Path(description="The operation's slug.")],
     group_by: Annotated[
         list[str] | None,
@@ -44,7 +44,17 @@ def totals_query(
         str | None, Query(description="Only what the ledger knew at this instant (recorded_at).")
     ] = None,
 ) -> TotalsQuery:
-    """Validate the parameters of a totals, summary or stream read."""
+    """Validate the parameters of a totals, summary or stream read (a FastAPI dependency)."""
+    return parse_totals_query(operation_id, group_by, as_of, known_at)
+
+
+def parse_totals_query(
+    operation_id: str,
+    group_by: list[str] | None = None,
+    as_of: str | None = None,
+    known_at: str | None = None,
+) -> TotalsQuery:
+    """The `TotalsQuery` these raw parameters ask for; ProblemError 422 naming each bad one."""
     errors: list[dict[str, Any]] = []
     groups: list[str] = []
     for raw in group_by or []:

@@ -37,6 +37,13 @@ class QuerySettings(CommonSettings):
         le=65535,
         description="Port the query HTTP server binds.",
     )
+    workers: int = Field(
+        1,
+        validation_alias=_alias("WORKERS"),
+        ge=1,
+        le=64,
+        description="Query server processes (uvicorn workers) on one port; each has one listener.",
+    )
     pool_min_size: int = Field(
         1,
         validation_alias=_alias("POOL_MIN_SIZE"),

@@ -1,0 +1,263 @@
+"""Read-side latency: an operation of 1,000,000 events, read by 50 concurrent readers.
+
+Generates the operation's contribution rows with one ``generate_series`` INSERT (its projection
+and chain head from them), starts `opsledger serve query` as its own process, and drives it with
+httpx readers in two client processes (so the load generator does not share the server's
+interpreter). Figures: headline and grouped totals (the projection, and with the in-memory cache
+off), and as_of / known_at reads (which sum the indexed contributions). The rows are deleted at
+the end. Run alone with ``python -m bench.bench_query``; ``run()`` returns the figures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import httpx
+import orjson
+
+from services.common.auth import issue_token
+from services.common.settings import CommonSettings
+
+EVENTS = 1_000_000
+READERS = 50
+CLIENT_PROCS = 2
+DURATION_S = 4.0
+WARMUP_S = 1.0
+TIME_TRAVEL_READERS = 4
+START = datetime(2026, 11, 16, 6, 0, tzinfo=UTC)
+SPACING_MS = 600  # 1,000,000 events over ~6.9 days
+TARGETS_MS = {"totals_p99": 50.0, "time_travel_p99": 500.0}
+
+_GENERATE = """
+INSERT INTO ledger.contributions
+    (event_id, operation_id, metric, detail, area, unit, day, delta, occurred_at, recorded_at)
+SELECT gen_random_uuid(), $1,
+       (ARRAY['warrants_executed','arrests','drug_wraps_seized','mobile_phones_seized',
+              'weapons_seized','cash_seized_pence','schools_visited',
+              'vulnerable_people_engaged','other_items_seized'])[1 + i % 9],
+       CASE i % 9 WHEN 1 THEN (ARRAY['adult','youth'])[1 + (i / 9) % 2]
+                  WHEN 2 THEN (ARRAY['crack','heroin','cocaine'])[1 + (i / 9) % 3]
+                  ELSE '' END,
+       (ARRAY['Buckinghamshire','Berkshire','Oxfordshire'])[1 + (i / 7) % 3],
+       'Stronghold ' || ((i / 13) % 12),
+       (occ AT TIME ZONE 'Europe/London')::date,
+       CASE i % 9 WHEN 5 THEN 100 + (i % 50000) WHEN 2 THEN 1 + i % 20 ELSE 1 END,
+       occ,
+       occ + (i % 900) * interval '1 second'
+FROM generate_series(0, $3::int - 1) AS i,
+     LATERAL (SELECT $2::timestamptz + i * $4::int * interval '1 millisecond') AS t(occ)
+"""
+
+_PROJECT = """
+INSERT INTO ledger.totals (operation_id, metric, detail, area, unit, day, value)
+SELECT operation_id, metric, detail, area, unit, day, SUM(delta)
+FROM ledger.contributions WHERE operation_id = $1
+GROUP BY operation_id, metric, detail, area, unit, day
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def _setup(dsn: str, op: str, group: str, topic: str) -> dict[str, Any]:
+    conn = await asyncpg.connect(dsn, command_timeout=None)
+    try:
+        started = time.perf_counter()
+        await conn.execute(_GENERATE, op, START, EVENTS, SPACING_MS)
+        generated = time.perf_counter() - started
+        await conn.execute(_PROJECT, op)
+        await conn.execute(
+            "INSERT INTO ledger.chain_heads (operation_id, seq, hash) VALUES ($1, $2, $3)",
+            op, EVENTS, "0" * 64,
+        )
+        await conn.execute(
+            "INSERT INTO ledger.consumer_offsets "
+            "(consumer_group, topic, partition, last_offset, highwater, last_event_at) "
+            "SELECT $1, $2, p, 1000000, 1000001, now() FROM generate_series(0, 11) AS p",
+            group, topic,
+        )
+        # Index-only scans need the visibility map; the planner needs statistics.
+        await conn.execute("VACUUM (ANALYZE) ledger.contributions")
+        await conn.execute("ANALYZE ledger.totals")
+        rows = await conn.fetchval("SELECT count(*) FROM ledger.totals WHERE operation_id=$1", op)
+        return {
+            "events": EVENTS,
+            "generate_s": round(generated, 1),
+            "setup_s": round(time.perf_counter() - started, 1),
+            "projection_rows": rows,
+        }
+    finally:
+        await conn.close()
+
+
+async def _cleanup(dsn: str, op: str, group: str) -> None:
+    conn = await asyncpg.connect(dsn, command_timeout=None)
+    try:
+        for table in ("contributions", "totals", "chain_heads"):
+            await conn.execute(f"DELETE FROM ledger.{table} WHERE operation_id = $1", op)  # noqa: S608
+        await conn.execute("DELETE FROM ledger.consumer_offsets WHERE consumer_group = $1", group)
+        await conn.execute("VACUUM ledger.contributions")
+    finally:
+        await conn.close()
+
+
+@contextlib.contextmanager
+def _server(env: dict[str, str], port: int) -> Iterator[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "services.cli.main", "serve", "query", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError("opsledger serve query exited during start")
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError("opsledger serve query not ready within 30 s")
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def _read_loop(
+    url: str, path: str, params: list[tuple[str, str]], token: str, readers: int, duration: float
+) -> tuple[list[float], int]:
+    limits = httpx.Limits(max_connections=readers, max_keepalive_connections=readers)
+    headers = {"Authorization": f"Bearer {token}"}
+    latencies: list[float] = []
+    errors = 0
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30, headers=headers) as c:
+        warm_until = time.perf_counter() + WARMUP_S
+        stop_at = warm_until + duration
+
+        async def reader() -> None:
+            nonlocal errors
+            while (now := time.perf_counter()) < stop_at:
+                r = await c.get(path, params=params)
+                took = time.perf_counter() - now
+                if r.status_code != 200:
+                    errors += 1
+                elif now >= warm_until:
+                    latencies.append(took)
+
+        await asyncio.gather(*(reader() for _ in range(readers)))
+    return latencies, errors
+
+
+def _client_proc(
+    url: str, path: str, params: list[tuple[str, str]], token: str, readers: int, duration: float
+) -> tuple[list[float], int]:
+    return asyncio.run(_read_loop(url, path, params, token, readers, duration))
+
+
+def _measure(
+    url: str, path: str, params: list[tuple[str, str]], token: str, readers: int
+) -> dict[str, Any]:
+    procs = min(CLIENT_PROCS, readers)
+    shares = [readers // procs + (1 if i < readers % procs else 0) for i in range(procs)]
+    with ProcessPoolExecutor(procs) as pool:
+        futures = [
+            pool.submit(_client_proc, url, path, params, token, n, DURATION_S) for n in shares
+        ]
+        results = [f.result() for f in futures]
+    latencies = sorted(x for lat, _ in results for x in lat)
+    errors = sum(e for _, e in results)
+    if not latencies:
+        return {"requests": 0, "errors": errors}
+
+    def pct(p: float) -> float:
+        return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000, 2)
+
+    return {
+        "readers": readers,
+        "requests": len(latencies),
+        "errors": errors,
+        "per_s": round(len(latencies) / DURATION_S, 1),
+        "p50_ms": pct(0.50),
+        "p99_ms": pct(0.99),
+        "max_ms": round(latencies[-1] * 1000, 2),
+        "mean_ms": round(statistics.fmean(latencies) * 1000, 2),
+    }
+
+
+def run() -> dict[str, Any]:
+    """Generate the operation, measure every read shape, clean up; the figures."""
+    settings = CommonSettings()
+    run_id = secrets.token_hex(4)
+    op, group, topic = f"bench-query-{run_id}", f"bench-query-{run_id}", f"bench-query-{run_id}"
+    dsn = settings.database_url
+    token = issue_token(settings, role="supervisor", operations=[op], ttl_s=3600)
+    env = {
+        **os.environ,
+        "OPSLEDGER_CONSUMER_GROUP": group,
+        "OPSLEDGER_TOPIC": topic,
+        "OPSLEDGER_QUERY_POOL_MAX_SIZE": "10",
+    }
+    path = f"/v1/operations/{op}/totals"
+    mid = START + timedelta(milliseconds=SPACING_MS * EVENTS // 2)
+    out: dict[str, Any] = {"machine": {"cpus": os.cpu_count()}}
+    try:
+        out["setup"] = asyncio.run(_setup(dsn, op, group, topic))
+        with _server(env, _free_port()) as url:
+            out["totals"] = _measure(url, path, [], token, READERS)
+            out["grouped"] = _measure(
+                url, path, [("group_by", "area"), ("group_by", "day")], token, READERS
+            )
+            tt = TIME_TRAVEL_READERS
+            out["as_of"] = _measure(url, path, [("as_of", mid.isoformat())], token, tt)
+            out["known_at"] = _measure(url, path, [("known_at", mid.isoformat())], token, tt)
+            out["as_of_known_at_grouped"] = _measure(
+                url,
+                path,
+                [("as_of", mid.isoformat()), ("known_at", mid.isoformat()), ("group_by", "area")],
+                token,
+                tt,
+            )
+            out["as_of_single_reader"] = _measure(url, path, [("as_of", mid.isoformat())], token, 1)
+        nocache = {**env, "OPSLEDGER_QUERY_CACHE_TOTALS": "false"}
+        with _server(nocache, _free_port()) as url:
+            out["totals_uncached"] = _measure(url, path, [], token, READERS)
+            out["grouped_uncached"] = _measure(
+                url, path, [("group_by", "area"), ("group_by", "day")], token, READERS
+            )
+    finally:
+        asyncio.run(_cleanup(dsn, op, group))
+    out["targets_ms"] = TARGETS_MS
+    out["meets"] = {
+        "totals_p99": out["totals"].get("p99_ms", 1e9) < TARGETS_MS["totals_p99"],
+        "as_of_p99": out["as_of"].get("p99_ms", 1e9) < TARGETS_MS["time_travel_p99"],
+        "known_at_p99": out["known_at"].get("p99_ms", 1e9) < TARGETS_MS["time_travel_p99"],
+    }
+    return out
+
+
+if __name__ == "__main__":
+    sys.stdout.write(orjson.dumps(run(), option=orjson.OPT_INDENT_2).decode() + "\n")
