@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas.parsing import parse_event
 from schemas.tally import fold
+from services.audit.service import verify_operation
 
 from .oracle import Fates
 
@@ -45,6 +46,7 @@ class Report:
     refused_counted: list[str] = field(default_factory=list)  # refused, yet in ledger or topic
     unexpected: list[str] = field(default_factory=list)  # in the ledger, never sent
     totals_diff: dict[str, Any] = field(default_factory=dict)  # op -> {row: (expected, actual)}
+    chain_broken: dict[str, Any] = field(default_factory=dict)  # op -> audit verify problems
     topic_records: int = 0
     topic_event_copies: int = 0  # events on the topic, retries included
     anomalies: list[str] = field(default_factory=list)  # from the oracle
@@ -58,6 +60,7 @@ class Report:
             or self.refused_counted
             or self.unexpected
             or self.totals_diff
+            or self.chain_broken
             or self.anomalies
         )
 
@@ -79,6 +82,8 @@ class Report:
                 parts.append(f"{name} ({len(values)}): {values[:5]}")
         if self.totals_diff:
             parts.append(f"totals differ: {str(self.totals_diff)[:1500]}")
+        if self.chain_broken:
+            parts.append(f"hash chain / projection broken: {str(self.chain_broken)[:1500]}")
         return "\n".join(parts)
 
 
@@ -217,6 +222,11 @@ async def check(
             " WHERE operation_id = ANY($1::text[]) AND value <> 0",
             operations,
         )
+        for op in operations:
+            # The auditor's own check: chain contiguous and linked, projection = its events.
+            verified = await verify_operation(conn, op)
+            if not verified.ok:
+                report.chain_broken[op] = verified.to_dict()
     finally:
         await conn.close()
     in_ledger = Counter({r["id"]: r["n"] for r in rows})

@@ -82,6 +82,15 @@ class Service:
         self.proc.wait(timeout=10)
         self.kills += 1
 
+    def freeze_then_kill(self, frozen_s: float = 0.3) -> None:
+        """SIGSTOP, then SIGKILL: produce requests already on the wire still reach the broker,
+        but their acknowledgements are never read and no reply is ever sent."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGSTOP)
+        time.sleep(frozen_s)
+        self.sigkill()
+
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after a grace period: used at teardown."""
         if self.proc is None or self.proc.poll() is not None:
