@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +39,9 @@ from services.aggregator.writer import BatchResult, BatchWriter
 from services.common.db import create_pool
 
 log = logging.getLogger("opsledger.aggregator")
+# Decoding time between two turns of the event loop: short enough for the transaction in flight
+# to make its round trips promptly, long enough not to pay for a loop turn per record.
+YIELD_EVERY_S = 0.002
 
 
 @dataclass(slots=True)
@@ -51,10 +54,14 @@ class Chunk:
     size: int = 0
 
 
-def chunks(events: Sequence[Any], max_events: int) -> list[Chunk]:
-    """Decode a take's records and cut them, in order, into chunks of about max_events events."""
-    out: list[Chunk] = []
+async def chunks(events: Sequence[Any], max_events: int) -> AsyncIterator[Chunk]:
+    """Decode a take's records and cut them, in order, into chunks of about max_events events.
+
+    Yields to the event loop every YIELD_EVERY_S of decoding, so that the previous chunk's
+    transaction (in flight in PostgreSQL) keeps making round trips while this one is decoded.
+    """
     current = Chunk()
+    turn = time.perf_counter()
     for event in events:
         message = event.message
         item = prepare_record(message.partition, message.offset, message.value)
@@ -67,11 +74,13 @@ def chunks(events: Sequence[Any], max_events: int) -> list[Chunk]:
             current.size += len(item.events)
         current.events.append(event)
         if current.size >= max_events:
-            out.append(current)
+            yield current
             current = Chunk()
+        if time.perf_counter() - turn > YIELD_EVERY_S:
+            await asyncio.sleep(0)
+            turn = time.perf_counter()
     if current.events:
-        out.append(current)
-    return out
+        yield current
 
 
 class Aggregator:
@@ -102,11 +111,29 @@ class Aggregator:
         within = self.settings.batch_max_ms / 1000
         # noack_take is missing from faust's StreamT protocol, present on Stream.
         take = stream.noack_take  # type: ignore[attr-defined]
-        async for events in take(self.settings.batch_max_events, within=within):
-            for chunk in chunks(events, self.settings.batch_max_events):
-                await self.commit(chunk)
-                for event in chunk.events:
-                    await stream.ack(event)
+        pending: asyncio.Task[BatchResult] | None = None
+        try:
+            async for events in take(self.settings.batch_max_events, within=within):
+                # One transaction at a time, in log order; the next chunk is decoded while the
+                # previous one commits. Each chunk is acked only once its commit returned.
+                committing: Chunk | None = None
+                async for chunk in chunks(events, self.settings.batch_max_events):
+                    if pending is not None and committing is not None:
+                        await pending
+                        await self._ack(stream, committing)
+                    pending, committing = asyncio.ensure_future(self.commit(chunk)), chunk
+                if pending is not None and committing is not None:
+                    await pending
+                    await self._ack(stream, committing)
+                pending = None
+        finally:
+            if pending is not None and not pending.done():
+                pending.cancel()  # stopping: the chunk is not acked, and will be redelivered
+
+    @staticmethod
+    async def _ack(stream: faust.StreamT[bytes], chunk: Chunk) -> None:
+        for event in chunk.events:
+            await stream.ack(event)
 
     async def commit(self, chunk: Chunk) -> BatchResult:
         """Dead-letter the chunk's poison, then write it; retry until both succeed."""

@@ -1,0 +1,267 @@
+"""Aggregator throughput: a pre-loaded topic drained into the ledger, beside a bare-write ceiling.
+
+In one run, on a private database (created, migrated and dropped here) and private topics:
+
+1. ``submissions_100``: N events pre-loaded as submissions of 100; the real aggregator process
+   (``opsledger serve aggregator``) drains them. Timed from its first committed batch to the
+   last offset applied (start-up and group join excluded).
+2. ``submissions_1``: M events as submissions of 1, the same way.
+3. ``ceiling``: the same kind of rows (events, contributions, totals) written with one
+   ``unnest`` insert/upsert per table per 1,000 events, one transaction each, from rows computed
+   beforehand: what PostgreSQL alone costs, no Kafka, no decoding, no hashing.
+
+Run alone with ``python -m bench.bench_aggregator``; ``run()`` returns the figures. Sizes:
+``OPSLEDGER_BENCH_AGG_EVENTS`` (default 200000) and ``OPSLEDGER_BENCH_AGG_SINGLE_EVENTS``
+(default 40000).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from schemas.examples import example_events
+from services.aggregator.plan import plan_batch
+from services.aggregator.records import prepare
+from services.aggregator.writer import _SQL
+from services.common.migrate import upgrade
+from services.common.settings import CommonSettings
+from services.common.wire import Submission, encode_submission
+
+EVENTS = int(os.environ.get("OPSLEDGER_BENCH_AGG_EVENTS", "200000"))
+SINGLE_EVENTS = int(os.environ.get("OPSLEDGER_BENCH_AGG_SINGLE_EVENTS", "40000"))
+OPERATIONS = 24
+PARTITIONS = 12
+TARGETS = {"submissions_100": 20_000, "submissions_1": 3_000}
+TARGET_RATIO = 0.5
+
+
+def _records(run_id: str, total: int, per: int, tag: str) -> list[tuple[bytes, bytes]]:
+    """(key, value) submissions of ``per`` events (no voids), spread over OPERATIONS."""
+    kinds = [e for e in example_events() if e["type"] != "event_voided"]
+    out: list[tuple[bytes, bytes]] = []
+    n = 0
+    while n < total:
+        op = f"bench-agg-{tag}-{run_id}-{len(out) % OPERATIONS:02d}"
+        events = []
+        for i in range(min(per, total - n)):
+            e = dict(kinds[(n + i) % len(kinds)])
+            e["event_id"] = str(uuid.uuid4())
+            e["operation_id"] = op
+            events.append(e)
+        sub = Submission(op, "2026-11-23T08:00:00+00:00", "bench", events)
+        out.append((op.encode(), encode_submission(sub)))
+        n += len(events)
+    return out
+
+
+async def _create_topic(bootstrap: str, topic: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
+    finally:
+        await admin.close()
+
+
+async def _delete_topics(bootstrap: str, topics: list[str]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics(topics)
+    finally:
+        await admin.close()
+
+
+async def _produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+    await _create_topic(bootstrap, topic)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", linger_ms=20, max_batch_size=1 << 20,
+        max_request_size=8 << 20,
+    )  # fmt: skip
+    await producer.start()
+    try:
+        for at in range(0, len(records), 5000):
+            futures = [await producer.send(topic, v, key=k) for k, v in records[at : at + 5000]]
+            await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def _drain(
+    settings: CommonSettings, dsn: str, topic: str, records: int, events: int, work: Path, ops: str
+) -> dict[str, Any]:
+    """Run the aggregator on ``topic`` until every record is applied; time the draining."""
+    group = f"bench-{topic}"
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "DATABASE_URL": dsn,
+        "OPSLEDGER_TOPIC": topic,
+        "OPSLEDGER_DLQ_TOPIC": f"{topic}.dlq",
+        "OPSLEDGER_CONSUMER_GROUP": group,
+        "OPSLEDGER_AGGREGATOR_PORT": "0",
+        "OPSLEDGER_AGGREGATOR_DATA_DIR": str(work / "faust"),
+        "OPSLEDGER_LOG_LEVEL": "WARNING",
+    }
+    log = (work / f"{topic}.log").open("wb")
+    proc = subprocess.Popen(  # noqa: ASYNC220 - long-lived child
+        [sys.executable, "-m", "services.cli.main", "serve", "aggregator"],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    conn = await asyncpg.connect(dsn)
+    try:
+        sql = (
+            "SELECT coalesce(sum(last_offset + 1), 0) FROM ledger.consumer_offsets"
+            " WHERE consumer_group = $1 AND topic = $2"
+        )
+        started = None
+        deadline = time.monotonic() + 900
+        while True:
+            done = await conn.fetchval(sql, group, topic)
+            now = time.perf_counter()
+            if started is None and done > 0:
+                started = now
+            if done >= records:
+                break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"aggregator stopped or timed out; see {log.name}")
+            await asyncio.sleep(0.05)
+        assert started is not None
+        seconds = max(now - started, 1e-6)
+        applied = await conn.fetchval(
+            "SELECT count(*) FROM ledger.events WHERE operation_id LIKE $1", ops + "%"
+        )
+    finally:
+        await conn.close()
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+    return {
+        "events": events,
+        "records": records,
+        "applied": applied,
+        "seconds": round(seconds, 3),
+        "events_per_s": round(events / seconds),
+        "records_per_s": round(records / seconds),
+    }
+
+
+async def _ceiling(dsn: str, run_id: str, total: int) -> dict[str, Any]:
+    """The same rows written by bare unnest statements, 1,000 events per transaction."""
+    raw = _records(f"{run_id}c", total, 100, "ceiling")
+    batches = []
+    heads: dict[str, Any] = {}
+    for at in range(0, len(raw), 10):  # 10 submissions of 100 = 1,000 events
+        prepared = prepare((0, at + i, v) for i, (_, v) in enumerate(raw[at : at + 10]))
+        batches.append(plan_batch(prepared.records, heads, {}, {}))
+        heads.update(batches[-1].heads)
+    sql = {k: v.replace("{s}", '"ledger"') for k, v in _SQL.items()}
+    conn = await asyncpg.connect(dsn)
+    try:
+        t0 = time.perf_counter()
+        for plan in batches:
+            async with conn.transaction():
+                cols: list[list[Any]] = [[] for _ in range(18)]
+                for ce in plan.events:
+                    e = ce.event
+                    row = (
+                        e.event_id, e.operation_id, ce.seq, e.type, e.schema_version,
+                        e.occurred_at, e.recorded_at, e.principal, e.officer_id, e.unit, e.area,
+                        e.body_json.decode(), e.content_hash, ce.prev_hash, ce.hash,
+                        e.partition, e.offset, e.index,
+                    )  # fmt: skip
+                    for col, value in zip(cols, row, strict=True):
+                        col.append(value)
+                await conn.execute(sql["events"], *cols)
+                rows = plan.contributions
+                await conn.execute(
+                    sql["contributions"],
+                    [r.event_id for r in rows], [r.operation_id for r in rows],
+                    [r.c.metric for r in rows], [r.c.detail for r in rows],
+                    [r.c.area for r in rows], [r.c.unit for r in rows], [r.c.day for r in rows],
+                    [r.c.delta for r in rows], [r.occurred_at for r in rows],
+                    [r.recorded_at for r in rows],
+                )  # fmt: skip
+                keys = sorted(plan.totals)
+                await conn.execute(
+                    sql["totals"], *([k[i] for k in keys] for i in range(6)),
+                    [plan.totals[k] for k in keys],
+                )  # fmt: skip
+        seconds = time.perf_counter() - t0
+    finally:
+        await conn.close()
+    return {"events": total, "seconds": round(seconds, 3), "events_per_s": round(total / seconds)}
+
+
+async def _run() -> dict[str, Any]:
+    settings = CommonSettings()
+    run_id = uuid.uuid4().hex[:8]
+    db_name = f"opsledger_bench_agg_{run_id}"
+    admin = await asyncpg.connect(settings.database_url)
+    await admin.execute(f'CREATE DATABASE "{db_name}"')
+    dsn = settings.database_url.rsplit("/", 1)[0] + f"/{db_name}"
+    work = Path(tempfile.mkdtemp(prefix="bench-agg-"))
+    topics = [f"bench-agg-100-{run_id}", f"bench-agg-1-{run_id}"]
+    try:
+        await asyncio.to_thread(upgrade, dsn)
+        many = _records(run_id, EVENTS, 100, "100")
+        single = _records(run_id, SINGLE_EVENTS, 1, "1")
+        await _produce(settings.kafka_bootstrap_servers, topics[0], many)
+        await _produce(settings.kafka_bootstrap_servers, topics[1], single)
+        s100 = await _drain(
+            settings, dsn, topics[0], len(many), EVENTS, work, f"bench-agg-100-{run_id}-"
+        )
+        s1 = await _drain(
+            settings, dsn, topics[1], len(single), SINGLE_EVENTS, work, f"bench-agg-1-{run_id}-"
+        )
+        ceiling = await _ceiling(dsn, run_id, min(EVENTS, 100_000))
+    finally:
+        await _delete_topics(settings.kafka_bootstrap_servers, topics)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+        await admin.close()
+        shutil.rmtree(work, ignore_errors=True)
+    for name, figures in (("submissions_100", s100), ("submissions_1", s1)):
+        figures["ceiling_events_per_s"] = ceiling["events_per_s"]
+        figures["ratio"] = round(figures["events_per_s"] / ceiling["events_per_s"], 3)
+        figures["target_events_per_s"] = TARGETS[name]
+        figures["meets_target"] = figures["events_per_s"] >= TARGETS[name] and (
+            name != "submissions_100" or figures["ratio"] >= TARGET_RATIO
+        )
+    return {
+        "aggregator": {"submissions_100": s100, "submissions_1": s1},
+        "ceilings": {"pg_copy_upsert": ceiling},
+    }
+
+
+def run() -> dict[str, Any]:
+    """Pre-load, drain and time; return the figures (see the module docstring)."""
+    return asyncio.run(_run())
+
+
+def main() -> None:
+    result = run()
+    ceiling = result["ceilings"]["pg_copy_upsert"]
+    print(f"ceiling (bare unnest, 1,000 events/transaction): {ceiling['events_per_s']:,} events/s")
+    for name, f in result["aggregator"].items():
+        print(
+            f"{name}: {f['events']:,} events in {f['seconds']} s = {f['events_per_s']:,} events/s,"
+            f" {f['records_per_s']:,} records/s; ratio {f['ratio']} to the ceiling;"
+            f" target {f['target_events_per_s']:,} -> {'met' if f['meets_target'] else 'MISSED'}"
+        )
+
+
+if __name__ == "__main__":
+    main()
