@@ -10,9 +10,10 @@ from fastapi import FastAPI
 
 from services.common.http import BodyLimitMiddleware, install
 from services.ingest import docs
+from services.ingest.fastlane import FastLane
 from services.ingest.metrics import IngestMetrics, RequestMetricsMiddleware
 from services.ingest.producer import EventProducer, KafkaEventProducer
-from services.ingest.routes import Ingest, router
+from services.ingest.routes import Ingest, post_batch, post_event, router
 from services.ingest.settings import IngestSettings, ingest_settings
 
 
@@ -43,6 +44,8 @@ def create_app(
     app.state.ingest = Ingest(settings, producer, metrics)
     install(app)
     app.include_router(router)
+    fast_routes = {("POST", "/v1/events"): post_event, ("POST", "/v1/events/batch"): post_batch}
+    app.add_middleware(FastLane, routes=fast_routes)
     # Outermost last: the body limit answers 413 before anything reads the body, and the
     # metrics middleware sees every answer, the 413s included.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

@@ -1,0 +1,302 @@
+"""Ingest throughput and latency against the real broker, beside Kafka's own producer ceiling.
+
+Starts `opsledger serve ingest` as a separate process on a free port, drives it with many
+concurrent httpx clients (in their own processes, so the load generator does not share the
+server's interpreter), then runs Kafka's ProducerPerformance for records of the same size on
+the same broker. Run alone with ``python -m bench.bench_ingest``; ``run()`` returns the figures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import ProcessPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import orjson
+import psutil
+
+from schemas.examples import example_events
+from schemas.parsing import event_to_dict, parse_event
+from services.common.auth import issue_token
+from services.common.wire import Submission, encode_submission
+from services.ingest.settings import IngestSettings
+from services.stack.settings import StackSettings
+
+DURATION_S = 8.0
+WARMUP_S = 1.5
+OPERATIONS = 24  # spread over the partitions, as many operations would be
+BATCH_SIZE = 500
+CLIENT_PROCS = 2
+SINGLE_CONCURRENCY = 48  # in flight per client process
+BATCH_CONCURRENCY = 4
+TARGETS = {"single": 3_000, "batch": 30_000}
+WORKERS = int(os.environ.get("BENCH_INGEST_WORKERS", "1"))  # ingest server processes
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _ops(run_id: str) -> list[str]:
+    return [f"bench-{run_id}-{n:02d}" for n in range(OPERATIONS)]
+
+
+_KINDS = ("warrant_executed", "arrest_made", "item_seized", "school_visited")
+_TEMPLATES = [example_events(kind)[0] for kind in _KINDS]
+
+
+def _event(op: str, n: int) -> dict[str, Any]:
+    """A valid event for ``op`` (nested parts shared with the template: it is only serialised)."""
+    return {
+        **_TEMPLATES[n % len(_TEMPLATES)],
+        "event_id": str(uuid.uuid4()),
+        "operation_id": op,
+        "occurred_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
+    }
+
+
+def _bodies(kind: str, run_id: str, worker: int, count: int) -> list[bytes]:
+    """Request bodies prepared up front, so the clients spend their CPU on HTTP only."""
+    ops = _ops(run_id)
+    if kind == "single":
+        return [orjson.dumps(_event(ops[(worker + n) % OPERATIONS], n)) for n in range(count)]
+    return [
+        orjson.dumps(
+            {"events": [_event(ops[(worker + n) % OPERATIONS], i) for i in range(BATCH_SIZE)]}
+        )
+        for n in range(count)
+    ]
+
+
+def _client(args: tuple[str, str, str, str, int, int, float]) -> tuple[int, list[float], int]:
+    """One load-generator process: (requests done, latencies in s, failures) in the window."""
+    url, kind, token, run_id, worker, concurrency, start_at = args
+    pool = 64 if kind == "batch" else 4000
+    bodies = _bodies(kind, run_id, worker, pool)
+    path = "/v1/events" if kind == "single" else "/v1/events/batch"
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    measure_from, stop_at = start_at + WARMUP_S, start_at + WARMUP_S + DURATION_S
+    latencies: list[float] = []
+    failures = 0
+
+    async def worker(n: int) -> None:
+        nonlocal failures
+        # One client (one connection) per worker: one httpx pool shared by dozens of
+        # concurrent requests spends more CPU on its own bookkeeping than on HTTP.
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            await asyncio.sleep(max(0.0, start_at - time.time()))
+            while time.time() < stop_at:
+                sent = time.perf_counter()
+                r = await client.post(path, content=bodies[n % pool], headers=headers)
+                took = time.perf_counter() - sent
+                n += concurrency
+                if time.time() >= measure_from:
+                    if r.status_code == 202:
+                        latencies.append(took)
+                    else:
+                        failures += 1
+
+    async def main() -> None:
+        await asyncio.gather(*(worker(i) for i in range(concurrency)))
+
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        uvloop.install()
+    asyncio.run(main())
+    return len(latencies), latencies, failures
+
+
+def _cpu_seconds(pid: int) -> float:
+    """CPU time used so far by the ingest server and its worker processes."""
+    root = psutil.Process(pid)
+    total = 0.0
+    for proc in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            times = proc.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def _drive(url: str, kind: str, token: str, run_id: str, server_pid: int) -> dict[str, Any]:
+    concurrency = SINGLE_CONCURRENCY if kind == "single" else BATCH_CONCURRENCY
+    start_at = time.time() + 3.0  # time for the client processes to start and build bodies
+    jobs = [(url, kind, token, run_id, w, concurrency, start_at) for w in range(CLIENT_PROCS)]
+    cpu: list[float] = []
+
+    def sample_server_cpu() -> None:
+        for moment in (start_at + WARMUP_S, start_at + WARMUP_S + DURATION_S):
+            time.sleep(max(0.0, moment - time.time()))
+            cpu.append(_cpu_seconds(server_pid))
+
+    sampler = threading.Thread(target=sample_server_cpu)
+    sampler.start()
+    with ProcessPoolExecutor(max_workers=CLIENT_PROCS) as pool:
+        results = list(pool.map(_client, jobs))
+    sampler.join()
+    latencies = sorted(lat for _, lats, _ in results for lat in lats)
+    per_request = 1 if kind == "single" else BATCH_SIZE
+    events = len(latencies) * per_request
+
+    def pct(q: float) -> float:
+        if not latencies:
+            return float("nan")
+        return round(latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000, 2)
+
+    return {
+        "events_per_s": round(events / DURATION_S),
+        "requests_per_s": round(len(latencies) / DURATION_S, 1),
+        "p50_ms": pct(0.50),
+        "p99_ms": pct(0.99),
+        "failures": sum(f for _, _, f in results),
+        # Load-independent cost: server CPU per accepted event (1e6 / this = events/s per core).
+        "server_cpu_us_per_event": round((cpu[1] - cpu[0]) / events * 1e6, 1) if events else None,
+        "events_per_request": per_request,
+        "concurrency": concurrency * CLIENT_PROCS,
+        "duration_s": DURATION_S,
+        "server_workers": WORKERS,
+    }
+
+
+def _record_size(count: int) -> int:
+    """Bytes of one Kafka record holding ``count`` events (what ingest writes per request)."""
+    events = [event_to_dict(parse_event(_event("bench-size-00", i))) for i in range(count)]
+    now = datetime.now(UTC).isoformat(timespec="microseconds")
+    return len(encode_submission(Submission("bench-size-00", now, "bench", events)))
+
+
+def _producer_perf(bootstrap: str, topic: str, record_size: int, records: int) -> dict[str, Any]:
+    """Kafka's own producer (acks=all, idempotent) writing ``records`` of ``record_size``."""
+    libs = StackSettings().kafka_libs
+    argv = [
+        "java", "-Xmx512m", "-cp", f"{libs}/*", "org.apache.kafka.tools.ProducerPerformance",
+        "--topic", topic, "--num-records", str(records), "--record-size", str(record_size),
+        "--throughput", "-1", "--producer-props", f"bootstrap.servers={bootstrap}", "acks=all",
+        "enable.idempotence=true", "linger.ms=2", "batch.size=1048576",
+        "max.request.size=2097152",
+    ]  # fmt: skip
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=180, check=True).stdout
+    summary = [line for line in out.splitlines() if "records sent" in line][-1]
+    match = re.search(
+        r"([\d.]+) records/sec \(([\d.]+) MB/sec\), ([\d.]+) ms avg latency.*?"
+        r"(\d+) ms 50th, (\d+) ms 95th, (\d+) ms 99th",
+        summary,
+    )
+    if match is None:
+        raise RuntimeError(f"unexpected ProducerPerformance output: {summary}")
+    rps, mbps, _avg, p50, _p95, p99 = match.groups()
+    return {
+        "record_size": record_size,
+        "records": records,
+        "records_per_s": round(float(rps)),
+        "mb_per_s": float(mbps),
+        "p50_ms": float(p50),
+        "p99_ms": float(p99),
+    }
+
+
+async def _topics(bootstrap: str, names: list[str], create: bool) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        if create:
+            await admin.create_topics([NewTopic(n, 12, 1) for n in names])
+        else:
+            await admin.delete_topics(names)
+    finally:
+        await admin.close()
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"ingest exited with {proc.returncode}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        time.sleep(0.3)
+    raise RuntimeError(f"ingest at {url} was not ready within {timeout_s} s")
+
+
+def run() -> dict[str, Any]:
+    """Single events and 500-event batches through ingest, and Kafka's producer ceiling."""
+    settings = IngestSettings()
+    bootstrap = settings.kafka_bootstrap_servers
+    run_id = uuid.uuid4().hex[:6]
+    topic, perf_topic = f"bench-ingest-{run_id}", f"bench-ingest-perf-{run_id}"
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = os.environ | {
+        "OPSLEDGER_TOPIC": topic,
+        "OPSLEDGER_DLQ_TOPIC": f"{topic}.dlq",
+        "OPSLEDGER_LOG_LEVEL": "WARNING",
+        "OPSLEDGER_WORKERS": str(WORKERS),
+    }
+    token = issue_token(settings, role="field", operations=_ops(run_id), ttl_s=3600)
+    serve = [sys.executable, "-m", "services.cli.main", "serve", "ingest", "--port", str(port)]
+    proc = subprocess.Popen(serve, env=env, stdout=subprocess.DEVNULL)  # noqa: S603
+    try:
+        _wait_ready(url, proc)
+        single = _drive(url, "single", token, run_id, proc.pid)
+        batch = _drive(url, "batch", token, run_id, proc.pid)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    asyncio.run(_topics(bootstrap, [perf_topic], create=True))
+    try:
+        single_size, batch_size = _record_size(1), _record_size(BATCH_SIZE)
+        perf_single = _producer_perf(bootstrap, perf_topic, single_size, 300_000)
+        perf_batch = _producer_perf(bootstrap, perf_topic, batch_size, 600)
+    finally:
+        asyncio.run(_topics(bootstrap, [perf_topic, topic, f"{topic}.dlq"], create=False))
+    single["ceiling_events_per_s"] = perf_single["records_per_s"]
+    batch["ceiling_events_per_s"] = perf_batch["records_per_s"] * BATCH_SIZE
+    for name, figures in (("single", single), ("batch", batch)):
+        figures["ratio_to_ceiling"] = round(
+            figures["events_per_s"] / figures["ceiling_events_per_s"], 3
+        )
+        figures["target_events_per_s"] = TARGETS[name]
+        figures["meets_target"] = figures["events_per_s"] >= TARGETS[name]
+    return {
+        "ingest": {"single": single, "batch": batch},
+        "ceilings": {
+            "kafka_producer_perf": {"single_record": perf_single, "batch_record": perf_batch}
+        },
+    }
+
+
+def main() -> None:
+    result = run()
+    for name, f in result["ingest"].items():
+        print(
+            f"ingest {name:6s}: server CPU {f['server_cpu_us_per_event']} µs/event; "
+            f"ingest {name:6s}: {f['events_per_s']:>8,} events/s  p50 {f['p50_ms']:.1f} ms"
+            f"  p99 {f['p99_ms']:.1f} ms  | Kafka producer ceiling {f['ceiling_events_per_s']:>10,}"
+            f" events/s  ratio {f['ratio_to_ceiling']:.3f}  (target {f['target_events_per_s']:,}:"
+            f" {'met' if f['meets_target'] else 'MISSED'}; failures {f['failures']})"
+        )
+    print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+
+
+if __name__ == "__main__":
+    main()
