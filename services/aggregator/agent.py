@@ -93,6 +93,7 @@ class Aggregator:
         self.applied: dict[int, int] = {}  # partition -> last applied offset (after commit)
         self._pool: asyncpg.Pool | None = None
         self._writer: BatchWriter | None = None
+        self._writer_lock = asyncio.Lock()
         self.topic = app.topic(
             settings.topic,
             key_type=bytes,
@@ -183,16 +184,23 @@ class Aggregator:
     # -- resources -----------------------------------------------------------------------------
 
     async def _ensure_writer(self) -> BatchWriter:
-        if self._writer is None:
-            self._pool = await create_pool(
-                self.settings.database_url, min_size=1, max_size=self.settings.pool_max_size
-            )
-            self._writer = BatchWriter(
-                self._pool, topic=self.settings.topic, consumer_group=self.settings.consumer_group
-            )
-            for partition, offset in (await self._writer.positions()).items():
-                self.applied[partition] = max(offset, self.applied.get(partition, -1))
-        return self._writer
+        async with self._writer_lock:  # the agent and the lag timer may both get here first
+            if self._writer is None:
+                if self._pool is None:
+                    self._pool = await create_pool(
+                        self.settings.database_url,
+                        min_size=1,
+                        max_size=self.settings.pool_max_size,
+                    )
+                writer = BatchWriter(
+                    self._pool,
+                    topic=self.settings.topic,
+                    consumer_group=self.settings.consumer_group,
+                )
+                for partition, offset in (await writer.positions()).items():
+                    self.applied[partition] = max(offset, self.applied.get(partition, -1))
+                self._writer = writer
+            return self._writer
 
     async def _send(
         self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
@@ -218,6 +226,14 @@ class Aggregator:
         return hw if isinstance(hw, int) else None
 
     async def _refresh_lag(self) -> None:
+        if self._writer is None:
+            # Lag is measured against the positions stored in PostgreSQL: read them even when
+            # no record has arrived yet, or an idle aggregator would report its whole history.
+            try:
+                await self._ensure_writer()
+            except Exception as exc:  # noqa: BLE001 - the next tick tries again
+                log.debug("positions not loaded yet: %r", exc)
+                return
         try:
             assigned = self.app.consumer.assignment()
         except Exception:  # noqa: BLE001 - not subscribed yet

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -111,7 +113,7 @@ async def test_killed_mid_batch_and_restarted_the_totals_are_exact(
 
 
 async def test_a_poison_record_goes_to_the_dlq_and_later_events_are_counted(
-    target: Target, aggregator: AggregatorProcess
+    target: Target, tmp_path: Path
 ) -> None:
     op = f"poison-{target.topic}"
     before, after = fresh_events(op, 3), fresh_events(op, 4)
@@ -123,8 +125,19 @@ async def test_a_poison_record_goes_to_the_dlq_and_later_events_are_counted(
         (op, submission(after)),
     ]
     await produce(target, records)
-    await aggregator.start()
-    await wait_applied(target, len(records))
+    aggregator = AggregatorProcess(target, tmp_path, OPSLEDGER_AGGREGATOR_STALL_AFTER_S="2")
+    try:
+        await aggregator.start()
+        await wait_applied(target, len(records))
+        aggregator.stop()
+        # Restarted with nothing new to read, it stays ready: no lag is mistaken for a stall.
+        await aggregator.start()
+        await asyncio.sleep(4)
+        assert await aggregator.readyz() == (200, {"status": "ready", "problems": [], "lag": {
+            "0": 0, "1": 0, "2": 0}})  # fmt: skip
+        assert await aggregator.metric("opsledger_aggregator_dead_lettered_total") == 0
+    finally:
+        aggregator.stop()
     expected = nonzero(fold(parse_event(e) for e in before + after).metrics)
     assert await metrics_of(target.database_url, op) == expected
     consumer = AIOKafkaConsumer(
