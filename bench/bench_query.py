@@ -2,8 +2,9 @@
 
 Generates the operation's contribution rows with one ``generate_series`` INSERT (its projection
 and chain head from them), starts `opsledger serve query` as its own process, and drives it with
-httpx readers in two client processes (so the load generator does not share the server's
-interpreter). Figures: headline and grouped totals (the projection, and with the in-memory cache
+readers in two client processes (so the load generator does not share the server's
+interpreter; a minimal keep-alive HTTP/1.1 client, as httpx would cost more CPU than the server).
+Figures: headline and grouped totals (the projection, and with the in-memory cache
 off), and as_of / known_at reads (which sum the indexed contributions). The rows are deleted at
 the end. Run alone with ``python -m bench.bench_query``; ``run()`` returns the figures.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import secrets
 import socket
 import statistics
@@ -22,7 +24,9 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import asyncpg
 import httpx
@@ -40,6 +44,8 @@ TIME_TRAVEL_READERS = 4
 START = datetime(2026, 11, 16, 6, 0, tzinfo=UTC)
 SPACING_MS = 600  # 1,000,000 events over ~6.9 days
 TARGETS_MS = {"totals_p99": 50.0, "time_travel_p99": 500.0}
+GROUPED = [("group_by", "area"), ("group_by", "day")]
+RANDOM = "@random"  # a parameter value replaced by a fresh instant on every request
 
 _GENERATE = """
 INSERT INTO ledger.contributions
@@ -118,7 +124,7 @@ async def _cleanup(dsn: str, op: str, group: str) -> None:
 
 
 @contextlib.contextmanager
-def _server(env: dict[str, str], port: int) -> Iterator[str]:
+def _server(env: dict[str, str], port: int) -> Iterator[tuple[str, int]]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "services.cli.main", "serve", "query", "--port", str(port)],
         env=env,
@@ -137,7 +143,7 @@ def _server(env: dict[str, str], port: int) -> Iterator[str]:
             if time.monotonic() > deadline:
                 raise RuntimeError("opsledger serve query not ready within 30 s")
             time.sleep(0.1)
-        yield url
+        yield url, proc.pid
     finally:
         proc.terminate()
         try:
@@ -147,28 +153,69 @@ def _server(env: dict[str, str], port: int) -> Iterator[str]:
             proc.wait()
 
 
+def _instant(rng: random.Random) -> str:
+    # A different instant per read, so each one sums the contributions (no cache can answer).
+    span_ms = SPACING_MS * EVENTS
+    at = START + timedelta(milliseconds=rng.uniform(0.25, 0.75) * span_ms)
+    return at.isoformat()
+
+
+class _Connection:
+    """A minimal keep-alive HTTP/1.1 GET client: a fraction of httpx's CPU per request, so the
+    load generator's own cost on this 2-core machine stays out of the server's latency."""
+
+    def __init__(self, host: str, port: int, token: str) -> None:
+        self.host, self.port = host, port
+        self.head = f"Host: {host}:{port}\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def get(self, target: str) -> int:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        self.writer.write(b"GET " + target.encode() + b" HTTP/1.1\r\n" + self.head)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        await self.reader.readexactly(length)
+        return status
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
 async def _read_loop(
     url: str, path: str, params: list[tuple[str, str]], token: str, readers: int, duration: float
 ) -> tuple[list[float], int]:
-    limits = httpx.Limits(max_connections=readers, max_keepalive_connections=readers)
-    headers = {"Authorization": f"Bearer {token}"}
+    rng = random.Random()
+    host, port = url.removeprefix("http://").split(":")
     latencies: list[float] = []
     errors = 0
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30, headers=headers) as c:
-        warm_until = time.perf_counter() + WARMUP_S
-        stop_at = warm_until + duration
+    warm_until = time.perf_counter() + WARMUP_S
+    stop_at = warm_until + duration
 
-        async def reader() -> None:
-            nonlocal errors
+    async def reader() -> None:
+        nonlocal errors
+        conn = _Connection(host, int(port), token)
+        try:
             while (now := time.perf_counter()) < stop_at:
-                r = await c.get(path, params=params)
+                query = [(k, _instant(rng) if v == RANDOM else v) for k, v in params]
+                target = path + ("?" + urlencode(query) if query else "")
+                status = await conn.get(target)
                 took = time.perf_counter() - now
-                if r.status_code != 200:
+                if status != 200:
                     errors += 1
                 elif now >= warm_until:
                     latencies.append(took)
+        finally:
+            conn.close()
 
-        await asyncio.gather(*(reader() for _ in range(readers)))
+    await asyncio.gather(*(reader() for _ in range(readers)))
     return latencies, errors
 
 
@@ -178,9 +225,16 @@ def _client_proc(
     return asyncio.run(_read_loop(url, path, params, token, readers, duration))
 
 
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _measure(
-    url: str, path: str, params: list[tuple[str, str]], token: str, readers: int
+    server: tuple[str, int], path: str, params: list[tuple[str, str]], token: str, readers: int
 ) -> dict[str, Any]:
+    url, pid = server
+    cpu_before = _cpu_s(pid)
     procs = min(CLIENT_PROCS, readers)
     shares = [readers // procs + (1 if i < readers % procs else 0) for i in range(procs)]
     with ProcessPoolExecutor(procs) as pool:
@@ -188,6 +242,7 @@ def _measure(
             pool.submit(_client_proc, url, path, params, token, n, DURATION_S) for n in shares
         ]
         results = [f.result() for f in futures]
+    server_cpu = _cpu_s(pid) - cpu_before
     latencies = sorted(x for lat, _ in results for x in lat)
     errors = sum(e for _, e in results)
     if not latencies:
@@ -205,6 +260,9 @@ def _measure(
         "p99_ms": pct(0.99),
         "max_ms": round(latencies[-1] * 1000, 2),
         "mean_ms": round(statistics.fmean(latencies) * 1000, 2),
+        # CPU the server spent per answer (warm-up included): what a free core would sustain,
+        # whatever else shares the machine.
+        "server_cpu_ms_per_request": round(1000 * server_cpu / max(1, len(latencies)), 3),
     }
 
 
@@ -222,32 +280,25 @@ def run() -> dict[str, Any]:
         "OPSLEDGER_QUERY_POOL_MAX_SIZE": "10",
     }
     path = f"/v1/operations/{op}/totals"
-    mid = START + timedelta(milliseconds=SPACING_MS * EVENTS // 2)
+    mid = (START + timedelta(milliseconds=SPACING_MS * EVENTS // 2)).isoformat()
     out: dict[str, Any] = {"machine": {"cpus": os.cpu_count()}}
     try:
         out["setup"] = asyncio.run(_setup(dsn, op, group, topic))
-        with _server(env, _free_port()) as url:
-            out["totals"] = _measure(url, path, [], token, READERS)
-            out["grouped"] = _measure(
-                url, path, [("group_by", "area"), ("group_by", "day")], token, READERS
-            )
+        with _server(env, _free_port()) as server:
+            out["totals"] = _measure(server, path, [], token, READERS)
+            out["grouped"] = _measure(server, path, GROUPED, token, READERS)
             tt = TIME_TRAVEL_READERS
-            out["as_of"] = _measure(url, path, [("as_of", mid.isoformat())], token, tt)
-            out["known_at"] = _measure(url, path, [("known_at", mid.isoformat())], token, tt)
+            out["as_of"] = _measure(server, path, [("as_of", RANDOM)], token, tt)
+            out["known_at"] = _measure(server, path, [("known_at", RANDOM)], token, tt)
             out["as_of_known_at_grouped"] = _measure(
-                url,
-                path,
-                [("as_of", mid.isoformat()), ("known_at", mid.isoformat()), ("group_by", "area")],
-                token,
-                tt,
+                server, path, [("as_of", RANDOM), ("known_at", RANDOM), *GROUPED[:1]], token, tt
             )
-            out["as_of_single_reader"] = _measure(url, path, [("as_of", mid.isoformat())], token, 1)
+            out["as_of_one_reader"] = _measure(server, path, [("as_of", RANDOM)], token, 1)
+            out["as_of_repeated"] = _measure(server, path, [("as_of", mid)], token, READERS)
         nocache = {**env, "OPSLEDGER_QUERY_CACHE_TOTALS": "false"}
-        with _server(nocache, _free_port()) as url:
-            out["totals_uncached"] = _measure(url, path, [], token, READERS)
-            out["grouped_uncached"] = _measure(
-                url, path, [("group_by", "area"), ("group_by", "day")], token, READERS
-            )
+        with _server(nocache, _free_port()) as server:
+            out["totals_uncached"] = _measure(server, path, [], token, READERS)
+            out["grouped_uncached"] = _measure(server, path, GROUPED, token, READERS)
     finally:
         asyncio.run(_cleanup(dsn, op, group))
     out["targets_ms"] = TARGETS_MS

@@ -39,7 +39,10 @@ def create_app(
         )
         await hub.start()
         cache = ReadCache(
-            hub, enabled=settings.cache_totals, freshness_ttl_s=settings.freshness_ttl_s
+            hub,
+            enabled=settings.cache_totals,
+            freshness_ttl_s=settings.freshness_ttl_s,
+            max_age_s=settings.cache_max_age_s,
         )
         app.state.pool, app.state.hub = pool, hub
         app.state.reads = Reads(pool, cache, settings)

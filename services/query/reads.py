@@ -30,7 +30,7 @@ class Reads:
             async with self.pool.acquire() as conn:
                 return await repository.read_totals(conn, q)
 
-        result = await (load() if q.time_travel else self.cache.totals(q.operation_id, q, load))
+        result = await self.cache.totals(q.operation_id, q, load)
         if result is None:
             raise ProblemError(
                 404,

@@ -116,7 +116,14 @@ class QuerySettings(CommonSettings):
     cache_totals: bool = Field(
         True,
         validation_alias=_alias("CACHE_TOTALS"),
-        description="Keep current totals in memory until the aggregator NOTIFYs a change.",
+        description="Keep read answers in memory until the aggregator NOTIFYs a change.",
+    )
+    cache_max_age_s: float = Field(
+        30.0,
+        validation_alias=_alias("CACHE_MAX_AGE_S"),
+        gt=0,
+        le=3600,
+        description="Longest a cached answer is served (bounds changes made outside NOTIFY).",
     )
     freshness_ttl_s: float = Field(
         1.0,

@@ -194,3 +194,20 @@ async def test_summary_is_the_press_release_list(
         headers=token("supervisor", op_id),
     )
     assert r.text == "- 1 warrant executed\n"
+
+
+async def test_a_late_event_changes_an_as_of_read_already_made(
+    client: httpx.AsyncClient, ledger: Ledger, op_id: str, token
+) -> None:
+    await ledger.submit([make_event(op_id, "item_seized", at(0),
+                                    item="weapon", quantity=1)], at(0.1))
+    url = f"/v1/operations/{op_id}/totals"
+    params = {"as_of": at(2).isoformat(), "known_at": at(10).isoformat()}
+    headers = token("supervisor", op_id)
+    first = await client.get(url, params=params, headers=headers)
+    assert first.json()["metrics"]["weapons_seized"] == 1
+    # Uploaded late: happened at 10:00, recorded at 14:00; the same read now includes it.
+    await ledger.submit([make_event(op_id, "item_seized", at(1), item="weapon", quantity=2)],
+                        at(5))
+    again = await client.get(url, params=params, headers=headers)
+    assert again.json()["metrics"]["weapons_seized"] == 3

@@ -67,3 +67,66 @@ async def test_freshness_is_reread_after_any_signal() -> None:
     assert await cache.freshness(load) == 0
     hub._on_notify(None, 0, "opsledger_totals", "op-z")
     assert await cache.freshness(load) == 1
+
+
+async def test_no_entry_is_served_past_its_max_age(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    hub = _hub()
+    cache = ReadCache(hub, enabled=True, freshness_ttl_s=60, max_age_s=30)
+    counter = iter(range(10))
+
+    async def load() -> int:
+        return next(counter)
+
+    now = time.monotonic()
+    monkeypatch.setattr(time, "monotonic", lambda: now)
+    assert await cache.totals("op-a", "k", load) == 0
+    monkeypatch.setattr(time, "monotonic", lambda: now + 29)
+    assert await cache.totals("op-a", "k", load) == 0
+    monkeypatch.setattr(time, "monotonic", lambda: now + 31)
+    assert await cache.totals("op-a", "k", load) == 1
+
+
+async def test_a_burst_of_identical_misses_reads_once() -> None:
+    import asyncio
+
+    hub = _hub()
+    cache = ReadCache(hub, enabled=True, freshness_ttl_s=60)
+    loads = 0
+    gate = asyncio.Event()
+
+    async def slow_load() -> int:
+        nonlocal loads
+        loads += 1
+        await gate.wait()
+        return 42
+
+    readers = [asyncio.create_task(cache.totals("op-a", "k", slow_load)) for _ in range(50)]
+    await asyncio.sleep(0.01)
+    gate.set()
+    assert await asyncio.gather(*readers) == [42] * 50
+    assert loads == 1
+
+
+async def test_a_failed_read_fails_every_waiter_and_is_not_cached() -> None:
+    import asyncio
+
+    hub = _hub()
+    cache = ReadCache(hub, enabled=True, freshness_ttl_s=60)
+    gate = asyncio.Event()
+
+    async def failing() -> int:
+        await gate.wait()
+        raise OSError("database went away")
+
+    readers = [asyncio.create_task(cache.totals("op-a", "k", failing)) for _ in range(3)]
+    await asyncio.sleep(0.01)
+    gate.set()
+    results = await asyncio.gather(*readers, return_exceptions=True)
+    assert all(isinstance(r, OSError) for r in results)
+
+    async def ok() -> int:
+        return 7
+
+    assert await cache.totals("op-a", "k", ok) == 7  # the failure left nothing behind
