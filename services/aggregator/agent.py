@@ -7,10 +7,13 @@ Why the ack ordering is safe (faust-streaming 0.15):
   be acked and its offset committed: the event would be skipped. We use ``noack_take()``, which
   never acks, and ack each event ourselves with ``stream.ack(event)`` only after the
   transaction holding its effects and its offset has committed.
-* The consumer commits, per partition, the highest offset below which every offset was acked
-  (``Consumer._new_offset`` stops at the first gap). With ``concurrency=1`` and acks in log
-  order, the committed offset never passes a record whose transaction did not commit
-  (faust-streaming issue 606 is the concurrency > 1 case, which we do not use).
+* The consumer commits, per partition, the end of the first run of consecutive acked offsets
+  (``Consumer._new_offset``). Its head-gap guard is off by one (faust-streaming issue 606,
+  PR 707): acked offsets starting one past an in-flight record are committed over it. That
+  needs an ack *ahead of* an unacked record, which only concurrency > 1 or out-of-order acks
+  produce. We run ``concurrency=1``, commit chunks one at a time in log order and ack each
+  chunk whole after its commit, so per partition the acked offsets are always a prefix of the
+  delivered ones and the committed offset never passes an uncommitted record.
 * No exception escapes the agent for a database or broker failure: the batch is retried with
   capped exponential backoff while the partition waits (``/readyz`` reports it). A crash at any
   instant leaves Kafka's committed offset at or below PostgreSQL's ``last_offset``; redelivered
