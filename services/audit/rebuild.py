@@ -164,6 +164,51 @@ async def create_shadow(conn: asyncpg.Connection, shadow: str, live: str = LEDGE
                 f"ALTER TABLE {s}.{table} ALTER COLUMN {column}"
                 f" SET DEFAULT nextval('{s}.{seq}'::regclass)"
             )
+        await copy_privileges(conn, live, shadow)
+
+
+_GRANTS = """
+    SELECT c.relname AS name, a.privilege_type AS privilege,
+           CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END
+               AS grantee
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace, aclexplode(c.relacl) a
+    WHERE n.nspname = $1 AND c.relkind IN ('r', 'S') AND a.grantee <> c.relowner
+    UNION ALL
+    SELECT NULL, a.privilege_type,
+           CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END
+    FROM pg_namespace n, aclexplode(n.nspacl) a
+    WHERE n.nspname = $1 AND a.grantee <> n.nspowner
+"""
+
+
+async def copy_privileges(conn: asyncpg.Connection, source: str, target: str) -> None:
+    """Give ``target``'s schema, tables and sequences exactly the grants ``source``'s have.
+
+    A swapped-in ledger must keep what the deployment granted and revoked table by table
+    (e.g. no UPDATE on events for the aggregator), not only what default privileges give.
+    """
+    s = ident(target)
+
+    def on(name: str | None, kind: str) -> str:
+        return f"SCHEMA {s}" if name is None else f"{kind} {s}.{ident(name)}"
+
+    kinds = {
+        r["relname"]: "SEQUENCE" if r["relkind"] == "S" else "TABLE"
+        for r in await conn.fetch(
+            """SELECT c.relname, c.relkind FROM pg_class c
+               JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1""",
+            target,
+        )
+    }
+    for r in await conn.fetch(_GRANTS, target):  # what default privileges gave the new objects
+        kind = kinds.get(r["name"], "TABLE") if r["name"] else "SCHEMA"
+        await conn.execute(f"REVOKE ALL ON {on(r['name'], kind)} FROM {r['grantee']}")
+    for r in await conn.fetch(_GRANTS, source):
+        if r["name"] is not None and r["name"] not in kinds:
+            continue  # an object the shadow does not have (none today)
+        kind = kinds.get(r["name"], "TABLE") if r["name"] else "SCHEMA"
+        privilege = r["privilege"]
+        await conn.execute(f"GRANT {privilege} ON {on(r['name'], kind)} TO {r['grantee']}")
 
 
 async def drop_schema(conn: asyncpg.Connection, schema: str) -> None:

@@ -42,13 +42,30 @@ async def swap_pool(database_url: str, unique_id: str) -> AsyncIterator[asyncpg.
         await admin.close()
 
 
+@pytest.fixture
+async def swap_role(database_url: str, unique_id: str) -> AsyncIterator[str]:
+    """A role (cluster-wide, so private to this test by name) to carry grants over the swap."""
+    name = f"audit_swap_{unique_id}"
+    admin = await asyncpg.connect(database_url)
+    await admin.execute(f"CREATE ROLE {name} NOLOGIN")
+    try:
+        yield name
+    finally:
+        await admin.execute(f"DROP ROLE IF EXISTS {name}")  # after swap_pool dropped its database
+        await admin.close()
+
+
 async def test_swap_repairs_the_projection_while_readers_read(
-    swap_pool: asyncpg.Pool, kafka_bootstrap: str, topic: str, unique_id: str
+    swap_role: str, swap_pool: asyncpg.Pool, kafka_bootstrap: str, topic: str, unique_id: str
 ) -> None:
     pool = swap_pool
     live = Live(pool, topic, "opsledger-aggregator")
     ops, keyed = _stream(unique_id)
     await live.apply(await produce(kafka_bootstrap, topic, keyed))
+    # table-by-table grants of the deployment (deploy/postgres/grants.sql) must survive the swap
+    await pool.execute(f"GRANT USAGE ON SCHEMA ledger TO {swap_role}")
+    await pool.execute(f"GRANT SELECT, INSERT ON ledger.totals, ledger.events TO {swap_role}")
+    await pool.execute(f"REVOKE INSERT ON ledger.events FROM {swap_role}")
     true_arrests = await pool.fetchval(
         "SELECT sum(value) FROM ledger.totals WHERE operation_id = $1 AND metric = 'arrests'",
         ops[0],
@@ -100,6 +117,17 @@ async def test_swap_repairs_the_projection_while_readers_read(
     assert [r["nspname"] for r in names] == ["ledger"]  # old and shadow schemas are gone
     with pytest.raises(asyncpg.InsufficientPrivilegeError):  # the trigger came along
         await pool.execute("DELETE FROM ledger.events WHERE operation_id = $1", ops[0])
+    privileges = await pool.fetchrow(
+        f"""SELECT has_schema_privilege('{swap_role}', 'ledger', 'USAGE') AS usage,
+                   has_table_privilege('{swap_role}', 'ledger.totals', 'INSERT') AS totals_insert,
+                   has_table_privilege('{swap_role}', 'ledger.events', 'SELECT') AS events_select,
+                   has_table_privilege('{swap_role}', 'ledger.events', 'INSERT') AS events_insert,
+                   has_table_privilege('{swap_role}', 'ledger.voids', 'SELECT') AS voids_select"""
+    )
+    assert dict(privileges) == {
+        "usage": True, "totals_insert": True, "events_select": True,
+        "events_insert": False, "voids_select": False,
+    }  # fmt: skip
     assert await pool.fetchval("SELECT pg_get_serial_sequence('ledger.conflicts', 'id')") == (
         "ledger.conflicts_id_seq"
     )
