@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Depends, Request
@@ -18,9 +18,11 @@ from starlette.responses import StreamingResponse
 from services.common.problems import ProblemError
 from services.query.access import check_access
 from services.query.deps import Hub, ReadsDep, Settings, StreamReader
+from services.query.hub import ChangeHub
 from services.query.params import totals_query
 from services.query.reads import Reads, answer
 from services.query.repository import TotalsQuery
+from services.query.settings import QuerySettings
 
 router = APIRouter(prefix="/v1/operations", tags=["stream"])
 
@@ -55,7 +57,7 @@ async def stream(
 
 
 async def _events(
-    reads: Reads, hub: Any, settings: Any, q: TotalsQuery, last_id: str | None
+    reads: Reads, hub: ChangeHub, settings: QuerySettings, q: TotalsQuery, last_id: str | None
 ) -> AsyncIterator[bytes]:
     yield f"retry: {settings.stream_retry_ms}\n\n".encode()
     # Subscribe before the first read, so no change can fall between the two.
