@@ -24,6 +24,7 @@
     token: null,
     operation: null,
     selected: "warrants_executed",
+    chosen: false, // true once someone tapped a figure
     data: null,
     source: null,
     receivedAt: null,
@@ -103,7 +104,10 @@
       caption.className = "label";
       caption.textContent = label;
       tile.append(figure, caption);
-      tile.addEventListener("click", () => select(metric));
+      tile.addEventListener("click", () => {
+        state.chosen = true;
+        select(metric);
+      });
       tile.addEventListener("animationend", () => tile.classList.remove("bump"));
       tiles.append(tile);
     }
@@ -136,6 +140,14 @@
   function render(data) {
     const first = state.data === null;
     state.data = data;
+    if (!state.chosen && !(data.metrics[state.selected] > 0)) {
+      // Until someone picks, chart the first figure that has something to show.
+      const some = METRICS.find(([m]) => data.metrics[m] > 0);
+      if (some) {
+        state.selected = some[0];
+        markSelected();
+      }
+    }
     state.receivedAt = new Date();
     for (const tile of document.querySelectorAll(".tile")) {
       const metric = tile.dataset.metric;

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import socket
@@ -50,43 +51,66 @@ def query_env(database_url: str) -> dict[str, str]:
     }
 
 
-@pytest.fixture(scope="session")
-def served_query(query_env: dict[str, str]) -> Iterator[str]:
-    """`opsledger serve query` running for the session; its base URL."""
-    port = query_env["OPSLEDGER_QUERY_PORT"]
+@contextlib.contextmanager
+def serve(name: str, env: dict[str, str], port: int, ready_s: float = 30) -> Iterator[str]:
+    """`opsledger serve <name> --port <port>` until the block ends; its base URL once ready."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    log_path = ARTIFACTS / "dashboard-query-server.log"
+    log_path = ARTIFACTS / f"dashboard-{name}.log"
     log = log_path.open("wb")  # a file, not a pipe: a chatty server can never block on it
     proc = subprocess.Popen(
-        [sys.executable, "-m", "services.cli.main", "serve", "query", "--port", port],
-        env=query_env,
+        [sys.executable, "-m", "services.cli.main", "serve", name, "--port", str(port)],
+        env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + ready_s
     try:
         while True:
             if proc.poll() is not None:
                 err = log_path.read_text(errors="replace")[-2000:]
-                pytest.fail(f"opsledger serve query exited: {err}")
+                pytest.fail(f"opsledger serve {name} exited: {err}")
             try:
                 if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail("opsledger serve query was not ready within 20 s")
-            time.sleep(0.1)
+                pytest.fail(f"opsledger serve {name} was not ready within {ready_s} s")
+            time.sleep(0.2)
         yield url
     finally:
         proc.terminate()
         try:
-            proc.wait(10)
+            proc.wait(20)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
         log.close()
+
+
+@pytest.fixture(scope="session")
+def served_query(query_env: dict[str, str]) -> Iterator[str]:
+    """`opsledger serve query` running for the session; its base URL."""
+    with serve("query", query_env, int(query_env["OPSLEDGER_QUERY_PORT"])) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def served_pipeline(
+    query_env: dict[str, str], kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """`opsledger serve ingest` and `serve aggregator` on the session's topic; ingest's URL."""
+    env = {
+        **query_env,
+        "OPSLEDGER_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "OPSLEDGER_AGGREGATOR_DATA_DIR": str(tmp_path_factory.mktemp("faust")),
+    }
+    with (
+        serve("aggregator", env, _free_port(), ready_s=60),
+        serve("ingest", env, _free_port()) as ingest_url,
+    ):
+        yield ingest_url
 
 
 @pytest.fixture(scope="session")
