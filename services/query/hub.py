@@ -74,6 +74,8 @@ class ChangeHub:
         self._task: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
         self.connected = False
+        self.backend_pid: int | None = None  # the listening connection's server process
+        self.reconnects = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self, wait_s: float = 5.0) -> None:
@@ -154,6 +156,8 @@ class ChangeHub:
                 log.warning("listener connection lost: %s", exc)
             finally:
                 self.connected = False
+                self.backend_pid = None
+                self.reconnects += 1
                 self._listening.clear()
                 conn.terminate()
                 # Signals may have been missed while not listening: every subscriber re-reads.
@@ -163,6 +167,7 @@ class ChangeHub:
         lost = asyncio.Event()
         conn.add_termination_listener(lambda _c: lost.set())
         await conn.add_listener(self._channel, self._on_notify)
+        self.backend_pid = conn.get_server_pid()
         self.connected = True
         self._wake_all()  # changes made before LISTEN took effect are not signalled
         self._listening.set()

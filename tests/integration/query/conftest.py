@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 import uvicorn
+from fastapi import FastAPI
 
 from services.common.auth import Role, issue_token
 from services.common.db import create_pool
@@ -48,10 +49,16 @@ def query_settings(database_url: str) -> QuerySettings:
 
 
 @pytest.fixture(scope="session")
-async def query_url(query_settings: QuerySettings) -> AsyncIterator[str]:
+def query_app(query_settings: QuerySettings) -> FastAPI:
+    """The app under test (its state holds the pool and the change hub once served)."""
+    return create_app(query_settings)
+
+
+@pytest.fixture(scope="session")
+async def query_url(query_settings: QuerySettings, query_app: FastAPI) -> AsyncIterator[str]:
     """Base URL of a query server running in this process for the whole session."""
     config = uvicorn.Config(
-        create_app(query_settings),
+        query_app,
         host="127.0.0.1",
         port=query_settings.port,
         log_level="warning",

@@ -133,3 +133,27 @@ async def test_many_clients_share_one_listener(
     assert await asyncio.gather(*watchers) == [2] * 20
     # 20 live clients opened no connection of their own: at most the pool grew.
     assert during - before < 10
+
+
+async def test_the_stream_survives_losing_the_listen_connection(
+    client: httpx.AsyncClient, ledger: Ledger, op_id: str, token, query_app
+) -> None:
+    await ledger.submit([make_event(op_id, "warrant_executed", T0)], T0)
+    hub = query_app.state.hub
+    url = f"/v1/operations/{op_id}/stream"
+    async with client.stream("GET", url, headers=token("supervisor", op_id)) as r:
+        messages = sse_messages(r)
+        await next_data(messages, 5)
+        lost_pid = hub.backend_pid
+        assert lost_pid is not None
+        # PostgreSQL drops the listening connection (as on a restart or a failover).
+        await ledger.writer.pool.execute("SELECT pg_terminate_backend($1)", lost_pid)
+        async with asyncio.timeout(10):
+            while not (hub.connected and hub.backend_pid not in (None, lost_pid)):  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        # A change committed after the reconnect still reaches the client that stayed connected.
+        await ledger.submit([make_event(op_id, "warrant_executed", T0)], T0)
+        change = await next_data(messages, 2)
+        assert json.loads(change["data"])["metrics"]["warrants_executed"] == 2
+    ready = await client.get("/readyz")
+    assert ready.json()["live_updates"] is True
