@@ -6,14 +6,35 @@ serves /healthz, /readyz and /metrics), and no leader topic.
 
 from __future__ import annotations
 
+from typing import Any
+
 import faust
 
 from services.aggregator.settings import AggregatorSettings
+from services.common.kafka import ssl_context
+from services.common.settings import CommonSettings
 
 
 def broker_urls(bootstrap: str) -> list[str]:
     """faust's spelling of a Kafka bootstrap list."""
     return [f"kafka://{h.strip()}" for h in bootstrap.split(",") if h.strip()]
+
+
+def broker_credentials(settings: CommonSettings) -> Any:
+    """faust's credentials for the configured protocol (None for PLAINTEXT)."""
+    protocol = settings.kafka_security_protocol
+    context = ssl_context(settings)
+    if protocol.startswith("SASL_"):
+        password = settings.kafka_sasl_password
+        return faust.SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=password.get_secret_value() if password else None,
+            ssl_context=context,
+            mechanism=settings.kafka_sasl_mechanism,
+        )
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
 
 
 def create_app(settings: AggregatorSettings) -> faust.App:
@@ -23,6 +44,7 @@ def create_app(settings: AggregatorSettings) -> faust.App:
     return faust.App(
         settings.consumer_group,
         broker=broker_urls(settings.kafka_bootstrap_servers),
+        broker_credentials=broker_credentials(settings),
         datadir=str(data_dir),
         store="memory://",
         autodiscover=False,
@@ -33,6 +55,7 @@ def create_app(settings: AggregatorSettings) -> faust.App:
         topic_replication_factor=settings.topic_replication,
         topic_disable_leader=True,
         consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.session_timeout_s,
         producer_acks=-1,
         # Offsets committed to Kafka are only a starting hint: the applied position is the one
         # kept in PostgreSQL with the rows, and records at or below it are skipped.

@@ -30,7 +30,7 @@ class AggregatorSettings(CommonSettings):
         ge=1,
         le=100_000,
         validation_alias=_alias("BATCH_MAX_EVENTS"),
-        description="Most records taken into one batch (one PostgreSQL transaction).",
+        description="Most events per batch transaction (and records taken off the stream at once).",
     )
     batch_max_ms: int = Field(
         50,
@@ -71,6 +71,13 @@ class AggregatorSettings(CommonSettings):
         le=3600,
         validation_alias=_alias("STALL_AFTER_S"),
         description="/readyz fails when there is lag and no batch committed for this long.",
+    )
+    session_timeout_s: float = Field(
+        10.0,
+        ge=6,
+        le=300,
+        validation_alias=_alias("SESSION_TIMEOUT_S"),
+        description="Kafka group session timeout: how soon a crashed instance's partitions move.",
     )
     pool_max_size: int = Field(
         4,

@@ -238,3 +238,29 @@ async def chain_problems(db: str, operation_id: str) -> list[str]:
     if rows and (head is None or (head["seq"], head["hash"]) != (len(rows), prev)):
         problems.append(f"chain head {head} does not match the last event")
     return problems
+
+
+async def wait_in_transaction(db: str, pid: int, timeout_s: float = 60) -> None:
+    """Return while one of process ``pid``'s PostgreSQL sessions is inside a transaction."""
+    import psutil  # type: ignore[import-untyped]
+
+    conn = await asyncpg.connect(db)
+    try:
+        server_port = int(await conn.fetchval("SELECT inet_server_port()"))
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            ports = [
+                c.laddr.port
+                for c in psutil.Process(pid).net_connections(kind="tcp")
+                if c.raddr and c.raddr.port == server_port
+            ]
+            busy = await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE client_port = ANY($1::int[])"
+                " AND xact_start IS NOT NULL AND backend_xid IS NOT NULL",
+                ports,
+            )
+            if busy:
+                return
+        raise AssertionError(f"process {pid} opened no write transaction in {timeout_s} s")
+    finally:
+        await conn.close()

@@ -25,6 +25,7 @@ from .harness import (
     produce,
     submission,
     wait_applied,
+    wait_in_transaction,
 )
 
 pytestmark = pytest.mark.integration
@@ -100,7 +101,11 @@ async def test_killed_mid_batch_and_restarted_the_totals_are_exact(
     applied = 0
     while applied < 2000:  # well into the run, far from its end
         applied = sum([await event_count(target.database_url, op) for op in ops])
+    assert aggregator.proc is not None
+    # Killed while a batch transaction has written rows and not committed.
+    await wait_in_transaction(target.database_url, aggregator.proc.pid)
     aggregator.kill()
+    applied = sum([await event_count(target.database_url, op) for op in ops])
     assert applied < 24000, "the run finished before the kill; the test proves nothing"
     await aggregator.start()
     await wait_applied(target, len(records))
