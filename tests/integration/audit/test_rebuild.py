@@ -151,3 +151,16 @@ async def test_cli_rebuild_of_a_topic(
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert "rebuilt projection equals the live one (2 operations)" in done.stdout
+
+
+async def test_until_between_a_void_and_its_late_target(
+    pool: asyncpg.Pool, kafka_bootstrap: str, topic: str, unique_id: str
+) -> None:
+    """Known at 08:31:30 the void (08:31) was recorded but not its target (08:32): no effect."""
+    live = Live(pool, topic, f"audit-test-{unique_id}")
+    await _live_stream(live, kafka_bootstrap, topic, unique_id)
+    report = await rebuild(
+        pool, kafka_bootstrap, topic, principal=AUDITOR, consumer_group=live.group,
+        only_seen=True, until=T0 + timedelta(minutes=31, seconds=30),
+    )  # fmt: skip
+    assert report.matches, report.to_dict()
