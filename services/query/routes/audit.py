@@ -5,6 +5,7 @@ Every call is itself recorded in audit.access_log before it reads anything.
 
 from __future__ import annotations
 
+import re
 import tempfile
 from pathlib import Path as FsPath
 from typing import Annotated, Any, Literal
@@ -23,6 +24,14 @@ from services.query.params import parse_instant
 
 router = APIRouter(tags=["audit"])
 MAX_PAGE = 1000
+
+
+def _attachment(operation_id: str) -> str:
+    """Content-Disposition of a bundle. The id is raw path text from the client: only an ASCII
+    slug form goes into the header (a quote, CR/LF or non-Latin-1 character would forge a
+    parameter, split the header, or fail encoding with a 500)."""
+    name = re.sub(r"[^a-z0-9-]", "_", operation_id)[:64] or "operation"
+    return f'attachment; filename="{name}-evidence.tar"'
 
 
 def _instants(**raw: str | None) -> dict[str, Any]:
@@ -126,7 +135,7 @@ async def export(
     return Response(
         data,
         media_type="application/x-tar",
-        headers={"Content-Disposition": f'attachment; filename="{operation_id}-evidence.tar"'},
+        headers={"Content-Disposition": _attachment(operation_id)},
     )
 
 
