@@ -1,0 +1,101 @@
+"""Schemathesis against the query service's OpenAPI: no 5xx and no answer outside its schema.
+
+The query service runs as `opsledger serve query` over the real PostgreSQL and is called as an
+auditor (the widest read role), so generated requests reach the handlers; the live stream (an
+endless response) is left out.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+
+from services.common.auth import issue_token
+from services.common.settings import CommonSettings
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def query_url(
+    database_url: str, world: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A query server process for this module."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "OPSLEDGER_ENV": "test", "DATABASE_URL": database_url,
+           "OPSLEDGER_DATABASE_URL": database_url, "OPSLEDGER_TOPIC": world.topic,
+           "OPSLEDGER_CONSUMER_GROUP": f"{world.topic}-group"}  # fmt: skip
+    log = tmp_path_factory.mktemp("query") / "query.log"
+    opsledger = str(Path(sys.executable).with_name("opsledger"))
+    with log.open("wb") as out:
+        proc = subprocess.Popen(  # noqa: S603 - our own console script
+            [opsledger, "serve", "query", "--port", str(port)], env=env, stdout=out,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, log.read_text()
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+TOKEN = issue_token(CommonSettings(), role="auditor", ttl_s=3600)
+
+
+def _run(query_url: str, **checks: Any) -> list[str]:
+    """Every operation but the stream, 15 generated cases each; returns the operations run."""
+    schema = schemathesis.openapi.from_url(f"{query_url}/openapi.json")
+    tested = []
+    for result in schema.exclude(path_regex=r".*/stream$").get_all_operations():
+        operation = result.ok()
+
+        @given(case=operation.as_strategy())
+        @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
+        def run(case: schemathesis.Case) -> None:
+            case.call_and_validate(headers={"Authorization": f"Bearer {TOKEN}"}, **checks)
+
+        run()
+        tested.append(operation.label)
+    assert len(tested) >= 8, tested
+    return tested
+
+
+def test_query_api_never_answers_5xx_nor_breaks_its_response_schemas(query_url: str) -> None:
+    """Server errors, bodies that break their schema, invalid input accepted: none."""
+    c = schemathesis.checks
+    # The three checks of the OpenAPI's completeness fail today: see the xfail test below.
+    undocumented = [c.status_code_conformance, c.content_type_conformance,
+                    c.positive_data_acceptance]  # fmt: skip
+    _run(query_url, excluded_checks=undocumented)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="query's OpenAPI is incomplete: only 200/422 documented (its 401/403/404 answers are "
+    "not), application/problem+json not documented, timestamp parameters typed as plain "
+    "strings (as_of='' is schema-valid, answered 422); reported to the query owner",
+)
+def test_query_api_documents_every_status_it_answers(query_url: str) -> None:
+    _run(query_url)
