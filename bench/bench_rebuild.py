@@ -131,7 +131,7 @@ async def _run(events: int, workers: int) -> dict[str, Any]:
         writer = BatchWriter(
             pool, topic=topic, consumer_group="bench-rebuild", schema=shadow, notify=False
         )
-        replayer = LogReplayer(bootstrap, topic, writer)
+        replayer = LogReplayer(settings, topic, writer)
         await replayer.start()
         try:
             cpu0 = _cpu_seconds()

@@ -25,7 +25,7 @@ class Share:
     """What one worker replays: where, which partitions, from and to which offsets."""
 
     dsn: str
-    bootstrap: str
+    kafka: Any  # services.audit.rebuild.Kafka (a bootstrap string or settings)
     topic: str
     schema: str
     group: str
@@ -55,7 +55,7 @@ async def _replay(share: Share, q: Queue[Any]) -> dict[str, int]:
             pool, topic=share.topic, consumer_group=share.group, schema=share.schema, notify=False
         )
         replayer = LogReplayer(
-            share.bootstrap, share.topic, writer, until=share.until,
+            share.kafka, share.topic, writer, until=share.until,
             progress=_Reporter(q), partitions=share.partitions,
         )  # fmt: skip
         await replayer.start()
@@ -79,7 +79,7 @@ def _worker(share: Share, q: Queue[Any]) -> None:
 async def replay_in_processes(
     *,
     dsn: str,
-    bootstrap: str,
+    kafka: Any,
     topic: str,
     schema: str,
     group: str,
@@ -97,7 +97,7 @@ async def replay_in_processes(
     for w in range(min(workers, len(partitions))):
         mine = tuple(partitions[w::workers])
         share = Share(
-            dsn, bootstrap, topic, schema, group, mine,
+            dsn, kafka, topic, schema, group, mine,
             {p: starts.get(p, 0) for p in mine}, {p: targets[p] for p in mine}, until,
         )  # fmt: skip
         proc = ctx.Process(target=_worker, args=(share, q), daemon=True)

@@ -26,6 +26,8 @@ from services.audit.parallel import replay_in_processes
 from services.audit.repository import ident
 from services.common.auth import Principal
 from services.common.db import LEDGER_SCHEMA, LEDGER_SWAP_LOCK
+from services.common.kafka import client_kwargs
+from services.common.settings import CommonSettings
 
 #: Records handed to the writer per transaction, and the bytes that also close a batch.
 BATCH_RECORDS = 1000
@@ -221,9 +223,19 @@ async def drop_schema(conn: asyncpg.Connection, schema: str) -> None:
 # ---- reading the log --------------------------------------------------------------------
 
 
-async def topic_partitions(bootstrap: str, topic: str, *, wait_s: float = 10.0) -> list[int]:
+#: Where Kafka is: a bootstrap string, or settings (TLS/SASL included, see common/kafka.py).
+#: Both pickle, so the rebuild's worker processes receive it as it is.
+Kafka = str | CommonSettings
+
+
+def kafka_options(kafka: Kafka) -> dict[str, Any]:
+    """Keyword arguments for an aiokafka client."""
+    return {"bootstrap_servers": kafka} if isinstance(kafka, str) else client_kwargs(kafka)
+
+
+async def topic_partitions(kafka: Kafka, topic: str, *, wait_s: float = 10.0) -> list[int]:
     """The topic's partition numbers; raise LookupError if it does not exist."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_options(kafka))
     await admin.start()
     try:
         deadline = time.monotonic() + wait_s
@@ -233,7 +245,7 @@ async def topic_partitions(bootstrap: str, topic: str, *, wait_s: float = 10.0) 
             if described.get("error_code", 0) == 0 and partitions:
                 return partitions
             if time.monotonic() > deadline:  # a just-created topic takes a moment to appear
-                raise LookupError(f"topic {topic!r} does not exist on {bootstrap}")
+                raise LookupError(f"topic {topic!r} does not exist")
             await asyncio.sleep(0.2)
     finally:
         await admin.close()
@@ -263,7 +275,7 @@ class LogReplayer:
 
     def __init__(
         self,
-        bootstrap: str,
+        kafka: Kafka,
         topic: str,
         writer: BatchWriter,
         *,
@@ -273,13 +285,13 @@ class LogReplayer:
     ) -> None:
         self.topic = topic
         self._only = None if partitions is None else set(partitions)
-        self.bootstrap = bootstrap
+        self.kafka = kafka
         self.writer = writer
         self.until = until
         self.progress = progress or _Silent()
         self.counts = _Counts()
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
+            **kafka_options(kafka),
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -290,7 +302,7 @@ class LogReplayer:
         self.positions: dict[int, int] = {}  # partition -> next offset to read
 
     async def start(self) -> None:
-        partitions = await topic_partitions(self.bootstrap, self.topic)
+        partitions = await topic_partitions(self.kafka, self.topic)
         if self._only is not None:
             partitions = [p for p in partitions if p in self._only]
         await self._consumer.start()
@@ -519,7 +531,7 @@ ALIGN_WAIT_S = 5.0
 
 async def rebuild(
     pool: asyncpg.Pool,
-    bootstrap: str,
+    kafka: Kafka,
     topic: str,
     *,
     principal: Principal,
@@ -557,7 +569,7 @@ async def rebuild(
     writer = BatchWriter(
         pool, topic=topic, consumer_group=consumer_group, schema=shadow, notify=False
     )
-    replayer = LogReplayer(bootstrap, topic, writer, until=until, progress=progress)
+    replayer = LogReplayer(kafka, topic, writer, until=until, progress=progress)
     try:
         await replayer.start()
         started = time.monotonic()
@@ -597,7 +609,7 @@ async def first_pass(
     starts = dict(replayer.positions)
     replayer.progress.started(sum(max(0, targets[p] - starts.get(p, 0)) for p in targets))
     counts = await replay_in_processes(
-        dsn=dsn, bootstrap=replayer.bootstrap, topic=replayer.topic, schema=shadow, group=group,
+        dsn=dsn, kafka=replayer.kafka, topic=replayer.topic, schema=shadow, group=group,
         starts=starts, targets=targets, until=replayer.until, workers=workers,
         progress=replayer.progress,
     )  # fmt: skip

@@ -303,7 +303,7 @@ def rebuild_cmd(
         try:
             return await rebuild(
                 pool,
-                settings.kafka_bootstrap_servers,
+                settings,
                 topic or settings.topic,
                 principal=access_log.cli_principal(),
                 consumer_group=settings.consumer_group,
