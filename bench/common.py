@@ -1,0 +1,336 @@
+"""Shared bench helpers: the local stack, services as subprocesses, Kafka's own tools, the machine.
+
+Every bench run uses its own topic, consumer group and operation ids (from ``run_id``), so it
+never mixes with the shared stack's other users; the services it starts listen on free ports
+and are stopped when the ``with`` block ends, whatever happens inside it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from services.common.settings import CommonSettings
+from services.stack.settings import StackSettings
+
+QUICK = os.environ.get("OPSLEDGER_BENCH_QUICK", "").lower() in {"1", "true", "yes"}
+# A directory: run ingest and the aggregators under pyinstrument, one session file each.
+PROFILE_DIR = os.environ.get("OPSLEDGER_BENCH_PROFILE", "")
+
+
+def say(message: str) -> None:
+    """Progress to stderr (stdout carries the results table)."""
+    print(f"[bench {datetime.now(UTC):%H:%M:%S}] {message}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def new_run_id() -> str:
+    """A short random id naming this run's topic, group and operations."""
+    return uuid.uuid4().hex[:8]
+
+
+def ensure_stack() -> CommonSettings:
+    """Start the local Kafka and PostgreSQL if they are not running; the settings to reach them."""
+    from services.stack import ensure_up
+
+    ensure_up(say=say)
+    return CommonSettings()
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """The q-quantile (0..1) of already sorted values, nearest rank."""
+    if not sorted_values:
+        return float("nan")
+    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+
+
+# -- services as subprocesses ------------------------------------------------------------------
+
+
+@dataclass
+class Pipeline:
+    """Ingest, N aggregators and query, started for one run on a private topic and group."""
+
+    run_id: str
+    settings: CommonSettings
+    aggregators: int = 1
+    query_env: Mapping[str, str] = field(default_factory=dict)
+    ingest_url: str = ""
+    query_url: str = ""
+    topic: str = ""
+    group: str = ""
+    procs: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
+    work: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="bench-e2e-")))
+
+    def env(self) -> dict[str, str]:
+        """The environment every service of this run shares."""
+        return {
+            **os.environ,
+            "OPSLEDGER_TOPIC": self.topic,
+            "OPSLEDGER_DLQ_TOPIC": f"{self.topic}.dlq",
+            "OPSLEDGER_CONSUMER_GROUP": self.group,
+            "OPSLEDGER_LOG_LEVEL": "WARNING",
+        }
+
+    def start(self) -> None:
+        """Start every service and wait until each answers its health check."""
+        self.topic = self.group = f"bench-e2e-{self.run_id}"
+        ingest_port, query_port = free_port(), free_port()
+        self.ingest_url = f"http://127.0.0.1:{ingest_port}"
+        self.query_url = f"http://127.0.0.1:{query_port}"
+        self._spawn("ingest", ["--port", str(ingest_port)], {})
+        _wait_http(f"{self.ingest_url}/readyz", self.procs[-1][1], "ingest")
+        for n in range(self.aggregators):
+            port = free_port()
+            env = {
+                "OPSLEDGER_AGGREGATOR_PORT": str(port),
+                "OPSLEDGER_AGGREGATOR_DATA_DIR": str(self.work / f"faust-{n}"),
+            }
+            self._spawn("aggregator", [], env, name=f"aggregator-{n}")
+            _wait_http(f"http://127.0.0.1:{port}/healthz", self.procs[-1][1], f"aggregator-{n}")
+        self._spawn("query", ["--port", str(query_port)], dict(self.query_env))
+        _wait_http(f"{self.query_url}/readyz", self.procs[-1][1], "query")
+
+    def _spawn(
+        self, service: str, args: list[str], extra: Mapping[str, str], name: str | None = None
+    ) -> None:
+        name = name or service
+        log = (self.work / f"{name}.log").open("wb")
+        argv = [sys.executable, "-m", "services.cli.main", "serve", service, *args]
+        if PROFILE_DIR and service in {"ingest", "aggregator"}:
+            Path(PROFILE_DIR).mkdir(parents=True, exist_ok=True)
+            out = Path(PROFILE_DIR) / f"{name}-{self.run_id}.pyisession"
+            argv[1:2] = ["-m", "pyinstrument", "-r", "pyisession", "-o", str(out), "-m"]
+        proc = subprocess.Popen(  # noqa: S603 - our own entry point
+            argv, env={**self.env(), **extra}, stdout=log, stderr=subprocess.STDOUT
+        )
+        log.close()
+        self.procs.append((name, proc))
+
+    def pid(self, name: str) -> int:
+        """Process id of the service started under ``name``."""
+        return next(p.pid for n, p in self.procs if n == name)
+
+    def stop(self) -> None:
+        """Stop every started service (newest first), drop the private topics and files."""
+        for _name, proc in reversed(self.procs):
+            if proc.poll() is None:
+                # under pyinstrument, SIGINT lets the service stop cleanly and the profile save
+                proc.send_signal(signal.SIGINT if PROFILE_DIR else signal.SIGTERM)
+        for _name, proc in reversed(self.procs):
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        self.procs.clear()
+        if self.topic:
+            with contextlib.suppress(Exception):
+                delete_topics(
+                    self.settings.kafka_bootstrap_servers, [self.topic, f"{self.topic}.dlq"]
+                )
+        shutil.rmtree(self.work, ignore_errors=True)
+
+    def log_tail(self, name: str, lines: int = 20) -> str:
+        """The end of one service's log (for error messages)."""
+        path = self.work / f"{name}.log"
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+@contextlib.contextmanager
+def pipeline(
+    settings: CommonSettings,
+    run_id: str,
+    *,
+    aggregators: int = 1,
+    query_env: Mapping[str, str] | None = None,
+) -> Iterator[Pipeline]:
+    """Ingest, ``aggregators`` aggregator processes and query for the duration of the block."""
+    p = Pipeline(run_id, settings, aggregators, dict(query_env or {}))
+    try:
+        p.start()
+        yield p
+    finally:
+        p.stop()
+
+
+def _wait_http(url: str, proc: subprocess.Popen[bytes], name: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with {proc.returncode} at start-up")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"{name} did not answer {url} within {timeout_s:.0f} s")
+
+
+# -- Kafka ---------------------------------------------------------------------------------------
+
+
+def delete_topics(bootstrap: str, topics: list[str]) -> None:
+    """Delete topics (missing ones are ignored by the broker's answer)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    async def go() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+        await admin.start()
+        try:
+            await admin.delete_topics(topics)
+        finally:
+            await admin.close()
+
+    asyncio.run(go())
+
+
+def create_topic(bootstrap: str, topic: str, partitions: int = 12) -> None:
+    """Create a topic with ``partitions`` partitions, replication 1."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    async def go() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(topic, partitions, 1)])
+        finally:
+            await admin.close()
+
+    asyncio.run(go())
+
+
+def kafka_tool(main: str, *args: str, timeout_s: float = 300) -> str:
+    """Run one of Kafka's own tools (org.apache.kafka.tools.*) from the stack's jars; stdout."""
+    libs = StackSettings().kafka_libs
+    argv = ["java", "-Xmx512m", "-cp", f"{libs}/*", f"org.apache.kafka.tools.{main}", *args]
+    done = subprocess.run(  # noqa: S603 - fixed argv
+        argv, capture_output=True, text=True, timeout=timeout_s, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{main} failed ({done.returncode}): {done.stderr[-800:]}")
+    return done.stdout
+
+
+def producer_perf(bootstrap: str, topic: str, record_size: int, records: int) -> dict[str, Any]:
+    """Kafka's ProducerPerformance (acks=all, idempotent, like ingest) for one record size."""
+    out = kafka_tool(
+        "ProducerPerformance", "--topic", topic, "--num-records", str(records),
+        "--record-size", str(record_size), "--throughput", "-1",
+        "--producer-props", f"bootstrap.servers={bootstrap}", "acks=all",
+        "enable.idempotence=true", "linger.ms=2", "batch.size=1048576",
+        "max.request.size=2097152",
+    )  # fmt: skip
+    summary = [line for line in out.splitlines() if "records sent" in line][-1]
+    match = re.search(
+        r"([\d.]+) records/sec \(([\d.]+) MB/sec\), ([\d.]+) ms avg latency.*?"
+        r"(\d+) ms 50th, (\d+) ms 95th, (\d+) ms 99th",
+        summary,
+    )
+    if match is None:
+        raise RuntimeError(f"unexpected ProducerPerformance output: {summary}")
+    rps, mbps, _avg, p50, _p95, p99 = match.groups()
+    return {
+        "record_size": record_size,
+        "records": records,
+        "records_per_s": round(float(rps)),
+        "mb_per_s": float(mbps),
+        "p50_ms": float(p50),
+        "p99_ms": float(p99),
+    }
+
+
+def consumer_perf(bootstrap: str, topic: str, records: int, record_size: int) -> dict[str, Any]:
+    """Kafka's ConsumerPerformance reading ``records`` from the start of ``topic``."""
+    out = kafka_tool(
+        "ConsumerPerformance", "--bootstrap-server", bootstrap, "--topic", topic,
+        "--messages", str(records), "--group", f"bench-perf-{new_run_id()}",
+        "--timeout", "20000", "--hide-header",
+    )  # fmt: skip
+    # start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec,
+    # rebalance.time.ms, fetch.time.ms, fetch.MB.sec, fetch.nMsg.sec
+    line = [x for x in out.splitlines() if x.count(",") >= 9][-1]
+    cols = [c.strip() for c in line.split(",")]
+    return {
+        "record_size": record_size,
+        "records": int(cols[4]),
+        # fetch.* excludes the group join, which a long-running consumer pays once
+        "records_per_s": round(float(cols[9])),
+        "mb_per_s": float(cols[8]),
+        "records_per_s_incl_join": round(float(cols[5])),
+    }
+
+
+# -- the machine ---------------------------------------------------------------------------------
+
+
+def machine_info(settings: CommonSettings | None = None) -> dict[str, Any]:
+    """What the figures were measured on (CPU, memory, versions, load at the time)."""
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    mem_gb = 0.0
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                mem_gb = round(int(line.split()[1]) / 1024 / 1024, 1)
+    info: dict[str, Any] = {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "memory_gb": mem_gb,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "load_avg_1m_at_start": round(os.getloadavg()[0], 2),
+    }
+    with contextlib.suppress(Exception):
+        info["kafka"] = StackSettings().kafka_version
+    if settings is not None:
+        with contextlib.suppress(Exception):
+            info["postgresql"] = _pg_version(settings.database_url)
+    with contextlib.suppress(Exception):
+        info["git_commit"] = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607
+            capture_output=True, text=True, check=True, cwd=Path(__file__).parent,
+        ).stdout.strip()  # fmt: skip
+    return info
+
+
+def _pg_version(dsn: str) -> str:
+    import asyncpg
+
+    async def go() -> str:
+        conn = await asyncpg.connect(dsn, timeout=5)
+        try:
+            return str(await conn.fetchval("SHOW server_version"))
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())

@@ -1,0 +1,147 @@
+"""Put every throughput figure beside its ceiling from the same run, and print the table.
+
+The ratios are also written back into the results, so latest.json carries them too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+Row = tuple[str, str, str, str, str, str]  # figure, value, ceiling, ceiling value, ratio, verdict
+
+
+def _get(doc: dict[str, Any], *path: str) -> Any:
+    for key in path:
+        if not isinstance(doc, dict) or key not in doc:
+            return None
+        doc = doc[key]
+    return doc
+
+
+def _num(value: Any, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float) and value < 1000:
+        return f"{value:,.1f}{unit}"
+    return f"{round(value):,}{unit}"
+
+
+def _verdict(ok: Any, target: Any) -> str:
+    if ok is None:
+        return ""
+    return f"{'met' if ok else 'MISSED'} (target {_num(target)})"
+
+
+def e2e_ceilings(results: dict[str, Any]) -> None:
+    """For each e2e throughput figure, the lowest of its ceilings (named) and the ratio to it."""
+    ceilings = results.get("ceilings", {})
+    pg = _get(ceilings, "pg_copy_upsert", "events_per_s")
+    for name, size in (("batch", "batch"), ("single", "single"), ("batch_2_aggregators", "batch")):
+        figures = _get(results, "e2e", name)
+        if not isinstance(figures, dict):
+            continue
+        candidates = {
+            "kafka_producer_perf": _get(ceilings, "kafka_producer_perf", f"e2e_{size}_record",
+                                        "events_per_s"),
+            "kafka_consumer_perf": _get(ceilings, "kafka_consumer_perf", f"e2e_{size}_record",
+                                        "events_per_s"),
+            "pg_copy_upsert": pg,
+        }  # fmt: skip
+        known = {k: v for k, v in candidates.items() if v}
+        figures["ratios"] = {
+            k: round(figures["events_per_s"] / v, 3) if figures.get("events_per_s") else None
+            for k, v in known.items()
+        }
+        if known:
+            lowest = min(known, key=lambda k: known[k])
+            figures["ceiling"] = lowest
+            figures["ceiling_events_per_s"] = known[lowest]
+            figures["ratio_to_ceiling"] = figures["ratios"][lowest]
+
+
+def rows(results: dict[str, Any]) -> list[Row]:
+    """The table: one row per figure; throughput rows carry their ceiling and ratio."""
+    out: list[Row] = []
+    c = results.get("ceilings", {})
+
+    def throughput(label: str, value: Any, ceiling: str, cvalue: Any, verdict: str = "") -> None:
+        ratio = f"{value / cvalue:.2f}" if value and cvalue else "-"
+        out.append((label, _num(value, " ev/s"), ceiling, _num(cvalue, " ev/s"), ratio, verdict))
+
+    def missing(label: str, section: str) -> None:
+        reason = _get(results, section, "not_measured")
+        if reason:
+            out.append((label, "not measured", "", "", "", str(reason)[:60]))
+
+    for kind in ("single", "batch"):
+        f = _get(results, "ingest", kind)
+        if isinstance(f, dict):
+            perf = _get(c, "kafka_producer_perf", f"{kind}_record", "records_per_s")
+            per = f.get("events_per_request", 1)
+            throughput(f"ingest {kind}", f.get("events_per_s"), "kafka producer perf",
+                       perf * per if perf else None,
+                       _verdict(f.get("meets_target"), f.get("target_events_per_s")))  # fmt: skip
+    missing("ingest", "ingest")
+    for kind in ("submissions_100", "submissions_1"):
+        f = _get(results, "aggregator", kind)
+        if isinstance(f, dict):
+            throughput(f"aggregator {kind}", f.get("events_per_s"), "pg_copy_upsert",
+                       _get(c, "pg_copy_upsert", "events_per_s"),
+                       _verdict(f.get("meets_target"), f.get("target_events_per_s")))  # fmt: skip
+    missing("aggregator", "aggregator")
+    e2e = results.get("e2e", {})
+    targets = e2e.get("targets", {})
+    meets = e2e.get("meets", {})
+    for kind, target in (("batch", "batch"), ("single", "single"), ("batch_2_aggregators", None)):
+        f = e2e.get(kind)
+        if isinstance(f, dict):
+            verdict = _verdict(meets.get(target), targets.get(target)) if target else ""
+            if not f.get("exact", True):
+                verdict = "TOTALS NOT EXACT " + verdict
+            throughput(f"e2e {kind}", f.get("events_per_s"), str(f.get("ceiling", "-")),
+                       f.get("ceiling_events_per_s"), verdict)  # fmt: skip
+    for key in ("latency_ms", "latency_ms_at_5000"):
+        f = e2e.get(key)
+        if isinstance(f, dict):
+            ok = meets.get("latency_p99_at_1000") if key == "latency_ms" else None
+            out.append((
+                f"e2e latency @{f['offered_per_s']:,}/s", f"p50 {_num(f['p50'])} ms",
+                f"p99 {_num(f['p99'])} ms", f"max {_num(f['max'])} ms", "",
+                _verdict(ok, targets.get("latency_p99_ms_at_1000")) if ok is not None else "",
+            ))  # fmt: skip
+    missing("e2e", "e2e")
+    f = results.get("rebuild")
+    if isinstance(f, dict) and "events_per_s" in f:
+        throughput("rebuild", f["events_per_s"], "bare aiokafka consumer",
+                   f.get("ceiling_bare_consumer_events_per_s"),
+                   _verdict(f.get("meets_target"), f.get("target_events_per_s")))  # fmt: skip
+    missing("rebuild", "rebuild")
+    q = results.get("query", {})
+    for key, target in (("totals", "totals_p99"), ("as_of", "time_travel_p99"),
+                        ("known_at", "time_travel_p99")):  # fmt: skip
+        f = q.get(key)
+        if isinstance(f, dict) and "p99_ms" in f:
+            ok = _get(q, "meets", f"{key}_p99")
+            out.append((f"query {key} ({f.get('readers')} readers)",
+                        f"p50 {_num(f['p50_ms'])} ms", f"p99 {_num(f['p99_ms'])} ms",
+                        f"{_num(f.get('per_s'))} req/s", "",
+                        _verdict(ok, _get(q, "targets_ms", target))))  # fmt: skip
+    missing("query", "query")
+    f = _get(results, "contract", "validate_event")
+    if isinstance(f, dict):
+        out.append(("contract parse_event", f"{f['parse_event_us']:.1f} µs", "json.loads",
+                    f"{f['json_loads_us']:.1f} µs", f"{f['parse_event_vs_json_loads']:.1f}x",
+                    _verdict(f.get("meets_target"), f.get("target_us"))))  # fmt: skip
+    missing("contract", "contract")
+    return out
+
+
+def table(results: dict[str, Any]) -> str:
+    """The rows as aligned text."""
+    head: Row = ("figure", "measured", "ceiling", "ceiling value", "ratio", "target")
+    body = rows(results)
+    widths = [max(len(r[i]) for r in [head, *body]) for i in range(6)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
+             for r in [head, *body]]  # fmt: skip
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
