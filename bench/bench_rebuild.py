@@ -27,7 +27,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from schemas.examples import example_events
 from services.aggregator.writer import BatchWriter
 from services.audit import access_log
-from services.audit.rebuild import LogReplayer, create_shadow, drop_schema, first_pass, shadow_name
+from services.audit.replay import LogReplayer, first_pass
+from services.audit.shadow import create_shadow, drop_schema, shadow_name
 from services.common.auth import Principal
 from services.common.db import create_pool
 from services.common.settings import CommonSettings

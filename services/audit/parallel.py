@@ -47,7 +47,7 @@ class _Reporter:
 
 
 async def _replay(share: Share, q: Queue[Any]) -> dict[str, int]:
-    from services.audit.rebuild import LogReplayer  # the child imports lazily (spawn)
+    from services.audit.replay import LogReplayer  # late: replay imports this module
 
     pool = await create_pool(share.dsn, min_size=1, max_size=2)
     try:

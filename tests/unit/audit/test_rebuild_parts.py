@@ -8,14 +8,10 @@ import pytest
 
 from schemas.examples import example_events
 from services.aggregator.records import prepare
-from services.audit.rebuild import (
-    HeadDifference,
-    LogReplayer,
-    RebuildReport,
-    TotalsDifference,
-    shadow_name,
-)
+from services.audit.rebuild import HeadDifference, RebuildReport, TotalsDifference
+from services.audit.replay import LogReplayer
 from services.audit.repository import ident
+from services.audit.shadow import shadow_name
 from services.common.wire import Submission, encode_submission
 
 
