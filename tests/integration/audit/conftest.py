@@ -206,4 +206,3 @@ def auth(query_settings: QuerySettings):  # type: ignore[no-untyped-def]
         return {"Authorization": f"Bearer {jwt}"}
 
     return make
-
