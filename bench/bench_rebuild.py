@@ -158,23 +158,21 @@ async def _run(events: int, workers: int) -> dict[str, Any]:
     rate = events / rebuild_s
     ceiling = ceiling_records * EVENTS_PER_SUBMISSION / ceiling_s
     return {
-        "rebuild": {
-            "events": events,
-            "events_per_submission": EVENTS_PER_SUBMISSION,
-            "workers": workers,
-            "records": ceiling_records,
-            "seconds": round(rebuild_s, 2),
-            "events_per_s": round(rate),
-            "ceiling_bare_consumer_events_per_s": round(ceiling),
-            "ratio_to_ceiling": round(rate / ceiling, 3),
-            "produce_seconds": round(produce_s, 2),
-            # CPU of the replaying processes (PostgreSQL's is on top): against wall time, it
-            # shows how much of the machine the rebuild actually got.
-            "python_cpu_us_per_event": round(python_cpu_s / events * 1e6, 1),
-            "load_average_1m": round(os.getloadavg()[0], 2),
-            "target_events_per_s": TARGET_EVENTS_PER_S,
-            "meets_target": rate >= TARGET_EVENTS_PER_S,
-        }
+        "events": events,
+        "events_per_submission": EVENTS_PER_SUBMISSION,
+        "workers": workers,
+        "records": ceiling_records,
+        "seconds": round(rebuild_s, 2),
+        "events_per_s": round(rate),
+        "ceiling_bare_consumer_events_per_s": round(ceiling),
+        "ratio_to_ceiling": round(rate / ceiling, 3),
+        "produce_seconds": round(produce_s, 2),
+        # CPU of the replaying processes (PostgreSQL's is on top): against wall time, it
+        # shows how much of the machine the rebuild actually got.
+        "python_cpu_us_per_event": round(python_cpu_s / events * 1e6, 1),
+        "load_average_1m": round(os.getloadavg()[0], 2),
+        "target_events_per_s": TARGET_EVENTS_PER_S,
+        "meets_target": rate >= TARGET_EVENTS_PER_S,
     }
 
 
@@ -184,7 +182,7 @@ def run(events: int = EVENTS, workers: int = WORKERS) -> dict[str, Any]:
 
 
 def main() -> None:
-    r = run()["rebuild"]
+    r = run()
     print(
         f"rebuild of {r['events']:,} events ({r['records']:,} records of"
         f" {r['events_per_submission']}, {r['workers']} worker(s)):"
