@@ -39,6 +39,9 @@ def create_app(
         description=docs.DESCRIPTION,
         lifespan=lifespan,
         redoc_url=None,
+        # Metrics are Prometheus (/metrics); FastAPI's OpenTelemetry hooks would only add a
+        # per-request provider lookup.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.ingest = Ingest(settings, producer, metrics)

@@ -21,6 +21,8 @@ def run(host: str | None = None, port: int | None = None) -> None:
         loop="uvloop",
         http="httptools",
         access_log=False,  # one line per event would cost more than the event
+        proxy_headers=False,  # ingest never uses the client's address; skip the rewrite
+        server_header=False,
         log_config=None,
         lifespan="on",
     )

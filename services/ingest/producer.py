@@ -17,6 +17,7 @@ from typing import Any, NamedTuple, Protocol
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from services.common.kafka import client_kwargs
 from services.ingest.settings import IngestSettings
 from services.ingest.topics import TopicError, ensure_topics
 
@@ -141,7 +142,7 @@ class KafkaEventProducer:
     def _new_producer(self) -> AIOKafkaProducer:
         timeout_ms = int(self._timeout * 1000)
         return AIOKafkaProducer(
-            bootstrap_servers=self._s.kafka_bootstrap_servers,
+            **client_kwargs(self._s),
             client_id="opsledger-ingest",
             acks="all",
             enable_idempotence=True,

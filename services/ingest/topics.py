@@ -9,6 +9,7 @@ import logging
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
+from services.common.kafka import client_kwargs
 from services.common.settings import CommonSettings
 
 log = logging.getLogger(__name__)
@@ -39,10 +40,7 @@ def wanted_topics(settings: CommonSettings) -> list[NewTopic]:
 async def ensure_topics(settings: CommonSettings, timeout_s: float | None = None) -> None:
     """Create any of the two topics that does not exist yet; an existing topic is left as is."""
     bound = timeout_s if timeout_s is not None else settings.kafka_timeout_s
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        request_timeout_ms=int(bound * 1000),
-    )
+    admin = AIOKafkaAdminClient(**client_kwargs(settings), request_timeout_ms=int(bound * 1000))
     try:
         async with asyncio.timeout(bound):
             await admin.start()
