@@ -144,3 +144,40 @@ async def test_swap_repairs_the_projection_while_readers_read(
         pool, kafka_bootstrap, topic, principal=AUDITOR, consumer_group=live.group
     )
     assert again.matches, again.to_dict()
+
+
+async def test_swap_while_the_live_writer_keeps_applying(
+    swap_pool: asyncpg.Pool, kafka_bootstrap: str, topic: str, unique_id: str
+) -> None:
+    """Records produced and applied live during the rebuild land once, before or after the swap."""
+    pool = swap_pool
+    live = Live(pool, topic, "opsledger-aggregator")
+    ops, keyed = _stream(unique_id)
+    await live.apply(await produce(kafka_bootstrap, topic, keyed))
+    late_ops = [f"late-{n}-{unique_id}" for n in range(4)]
+    late = [(op, v) for op in late_ops for v in submissions(op, operation_events(op), per=1)]
+    applied_live = 0
+
+    async def live_consumer() -> None:
+        nonlocal applied_live
+        for at in range(0, len(late), 4):  # produce, then apply, a little at a time
+            records = await produce(kafka_bootstrap, topic, late[at : at + 4])
+            await live.apply(records)
+            applied_live += len(records)
+            await asyncio.sleep(0.05)
+
+    writing = asyncio.create_task(live_consumer())
+    report = await rebuild(
+        pool, kafka_bootstrap, topic, principal=AUDITOR, consumer_group=live.group, swap=True
+    )
+    await writing
+    assert report.swapped and applied_live == len(late)
+    for op in [*ops, *late_ops]:
+        async with pool.acquire() as conn:
+            checked = await verify_operation(conn, op)
+        assert checked.ok, checked.to_dict()
+        assert checked.events == 13 or op == ops[1]  # ops[1] also has a voided late target
+    again = await rebuild(
+        pool, kafka_bootstrap, topic, principal=AUDITOR, consumer_group=live.group
+    )
+    assert again.matches, again.to_dict()
