@@ -15,6 +15,7 @@ from services.common.http import install
 from services.query.cache import ReadCache
 from services.query.hub import ChangeHub
 from services.query.metrics import MetricsMiddleware
+from services.query.openapi import tidy_optional_parameters
 from services.query.reads import Reads
 from services.query.routes import routers
 from services.query.settings import QuerySettings
@@ -64,7 +65,19 @@ def create_app(
     app.add_middleware(MetricsMiddleware)
     for router in [*routers(), *extra_routers]:
         app.include_router(router)
+    _tidy_openapi(app)
     return app
+
+
+def _tidy_openapi(app: FastAPI) -> None:
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = tidy_optional_parameters(build())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented override
 
 
 async def _open_pool(settings: QuerySettings) -> asyncpg.Pool:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Path, Query
@@ -10,18 +11,34 @@ from fastapi import Path, Query
 from services.common.problems import ProblemError
 from services.query.repository import DIMENSIONS, TotalsQuery
 
+# RFC 3339 date-time; Python alone refuses its lower-case t/z and more than 6 fraction digits.
+_RFC3339 = re.compile(
+    r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})?$"
+)
+INSTANT_SCHEMA: dict[str, Any] = {"format": "date-time", "examples": ["2026-11-17T09:00:00Z"]}
+
 
 def parse_instant(name: str, raw: str, errors: list[dict[str, Any]]) -> datetime | None:
-    """An RFC 3339 instant with an offset (``Z`` allowed); records an error naming ``name``."""
-    try:
-        value = datetime.fromisoformat(raw.strip())
-    except ValueError:
-        errors.append(_error(name, f"{raw!r} is not an RFC 3339 timestamp"))
+    """An RFC 3339 instant with an offset (``Z`` allowed), in UTC; else an error naming ``name``."""
+    match = _RFC3339.match(raw.strip())
+    if match is None:
+        errors.append(_error(name, f"{raw[:64]!r} is not an RFC 3339 timestamp"))
         return None
-    if value.tzinfo is None or value.utcoffset() is None:
+    day, clock, fraction, offset = match.groups()
+    if offset is None:
         errors.append(_error(name, "needs a UTC offset, e.g. 2026-11-23T09:00:00Z"))
         return None
-    return value
+    micro = f".{fraction[:6]}" if fraction else ""
+    text = f"{day}T{clock}{micro}{'+00:00' if offset in 'Zz' else offset}"
+    try:
+        return datetime.fromisoformat(text).astimezone(UTC)
+    except (ValueError, OverflowError):
+        errors.append(_error(name, f"{raw[:64]!r} is not a valid instant"))
+        return None
+
+
+_DIMENSION = "(?:area|unit|day|item)"
+GROUP_BY_PATTERN = f"^{_DIMENSION}(?:,{_DIMENSION})*$"
 
 
 def _error(name: str, message: str) -> dict[str, Any]:
@@ -34,14 +51,23 @@ async def totals_query(
         list[str] | None,
         Query(
             description="Break the totals down by area, unit, day (Europe/London) or item "
-            "(substance of drug wraps, age band of arrests); repeat to combine."
+            "(substance of drug wraps, age band of arrests); repeat to combine.",
+            json_schema_extra={"items": {"type": "string", "pattern": GROUP_BY_PATTERN}},
         ),
     ] = None,
     as_of: Annotated[
-        str | None, Query(description="Only what had happened by this instant (occurred_at).")
+        str | None,
+        Query(
+            description="Only what had happened by this instant (occurred_at).",
+            json_schema_extra=INSTANT_SCHEMA,
+        ),
     ] = None,
     known_at: Annotated[
-        str | None, Query(description="Only what the ledger knew at this instant (recorded_at).")
+        str | None,
+        Query(
+            description="Only what the ledger knew at this instant (recorded_at).",
+            json_schema_extra=INSTANT_SCHEMA,
+        ),
     ] = None,
 ) -> TotalsQuery:
     """Validate the parameters of a totals, summary or stream read (a FastAPI dependency)."""
@@ -59,7 +85,6 @@ def parse_totals_query(
     groups: list[str] = []
     for raw in group_by or []:
         for name in raw.split(","):  # `group_by=area,day` is accepted as well as repetition
-            name = name.strip()
             if name not in DIMENSIONS:
                 errors.append(
                     _error("group_by", f"unknown dimension {name!r}; use {', '.join(DIMENSIONS)}")

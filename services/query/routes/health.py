@@ -12,6 +12,7 @@ from services.common.problems import ProblemError
 from services.query import repository
 from services.query.deps import Hub, Pool, Settings
 from services.query.metrics import LISTENER_UP, STREAM_CLIENTS
+from services.query.openapi import problem
 
 router = APIRouter(tags=["health"])
 
@@ -22,7 +23,7 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", responses={503: problem("The database did not answer in time.")})
 async def readyz(pool: Pool, hub: Hub, settings: Settings) -> dict[str, object]:
     """The database answers within ``ready_timeout_s`` (503 otherwise)."""
     try:

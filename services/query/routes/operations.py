@@ -10,13 +10,24 @@ from starlette.responses import Response
 from services.query import repository
 from services.query.deps import Reader, ReadsDep
 from services.query.jsonresp import json_response
+from services.query.openapi import (
+    AUTH_ERRORS,
+    READ_ERRORS,
+    OperationsAnswer,
+    TotalsAnswer,
+    json_body,
+)
 from services.query.params import totals_query
 from services.query.repository import TotalsQuery
 
 router = APIRouter(prefix="/v1/operations", tags=["totals"])
 
 
-@router.get("")
+@router.get(
+    "",
+    response_model=None,
+    responses={200: json_body(OperationsAnswer, "Operations with headline totals"), **AUTH_ERRORS},
+)
 async def list_operations(reads: ReadsDep, principal: Reader) -> Response:
     """Operations the caller may read, each with its headline totals."""
     scope = None if principal.role in ("auditor", "admin") else sorted(principal.operations)
@@ -28,7 +39,11 @@ async def list_operations(reads: ReadsDep, principal: Reader) -> Response:
     return json_response(body)
 
 
-@router.get("/{operation_id}/totals")
+@router.get(
+    "/{operation_id}/totals",
+    response_model=None,
+    responses={200: json_body(TotalsAnswer, "The totals"), **READ_ERRORS},
+)
 async def totals(
     reads: ReadsDep, principal: Reader, q: Annotated[TotalsQuery, Depends(totals_query)]
 ) -> Response:

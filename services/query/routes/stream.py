@@ -19,6 +19,7 @@ from services.common.problems import ProblemError
 from services.query.access import check_access
 from services.query.deps import Hub, ReadsDep, Settings, StreamReader
 from services.query.hub import ChangeHub
+from services.query.openapi import READ_ERRORS, body, problem
 from services.query.params import totals_query
 from services.query.reads import Reads, answer
 from services.query.repository import TotalsQuery
@@ -27,7 +28,15 @@ from services.query.settings import QuerySettings
 router = APIRouter(prefix="/v1/operations", tags=["stream"])
 
 
-@router.get("/{operation_id}/stream", response_class=StreamingResponse)
+@router.get(
+    "/{operation_id}/stream",
+    response_class=StreamingResponse,
+    responses={
+        200: body("text/event-stream", "Totals answers as Server-Sent Events", {"type": "string"}),
+        **READ_ERRORS,
+        503: problem("Too many live clients in this process; retry later."),
+    },
+)
 async def stream(
     request: Request,
     reads: ReadsDep,

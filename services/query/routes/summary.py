@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from services.query.access import check_access
 from services.query.deps import Reader, ReadsDep
+from services.query.openapi import READ_ERRORS, body
 from services.query.params import totals_query
 from services.query.reads import query_params
 from services.query.repository import TotalsQuery
@@ -18,7 +19,14 @@ from services.query.summary import details_from_groups, format_summary
 router = APIRouter(prefix="/v1/operations", tags=["summary"])
 
 
-@router.get("/{operation_id}/summary", response_class=Response)
+@router.get(
+    "/{operation_id}/summary",
+    response_class=Response,
+    responses={
+        200: body("text/markdown", "Press-release bullets", {"type": "string"}),
+        **READ_ERRORS,
+    },
+)
 async def summary(
     reads: ReadsDep, principal: Reader, q: Annotated[TotalsQuery, Depends(totals_query)]
 ) -> Response:
