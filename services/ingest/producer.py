@@ -100,7 +100,7 @@ class KafkaEventProducer:
         return Acked(metadata.partition, metadata.offset)
 
     async def ready(self) -> bool:
-        """Is the broker answering now? Checked under a bound, the answer reused briefly."""
+        """Does the broker answer now, with the log topic? Bounded; the answer reused briefly."""
         if time.monotonic() - self._ready_at < self._s.ready_cache_s:
             return self._ready_value
         async with self._ready_lock:
@@ -110,8 +110,10 @@ class KafkaEventProducer:
             try:
                 async with asyncio.timeout(min(self._s.kafka_timeout_s, self._timeout)):
                     producer = await self._current()
-                    await producer.client.fetch_all_metadata()
-                ok = True
+                    cluster = await producer.client.fetch_all_metadata()
+                ok = cluster.partitions_for_topic(self._s.topic) is not None
+                if not ok:
+                    log.warning("ingest: not ready: topic %s does not exist", self._s.topic)
             except _BROKER_ERRORS as exc:
                 log.warning("ingest: broker not ready: %s", _describe(exc))
                 self._discard(producer)

@@ -16,6 +16,9 @@ log = logging.getLogger(__name__)
 
 _NO_ERROR = 0
 _TOPIC_ALREADY_EXISTS = 36
+# Under the production ACLs ingest may write the log but not create topics (docs/deployment.md):
+# the topics are provisioned beforehand, so a refusal means "someone else's job", not a fault.
+_NOT_ALLOWED = {29: "TOPIC_AUTHORIZATION_FAILED", 31: "CLUSTER_AUTHORIZATION_FAILED"}
 # Kafka is the log of record: nothing on these topics may ever expire.
 _TOPIC_CONFIGS = {"retention.ms": "-1", "retention.bytes": "-1"}
 
@@ -56,6 +59,12 @@ async def ensure_topics(settings: CommonSettings, timeout_s: float | None = None
     for name, code, *rest in response.topic_errors:
         if code == _NO_ERROR:
             log.info("created topic %s", name)
+        elif code in _NOT_ALLOWED:
+            log.warning(
+                "not allowed to create topic %s (%s); assuming it is provisioned",
+                name,
+                _NOT_ALLOWED[code],
+            )
         elif code != _TOPIC_ALREADY_EXISTS:
             message = rest[0] if rest else ""
             raise TopicError(f"broker refused to create topic {name}: error {code} {message}")
