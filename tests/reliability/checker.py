@@ -44,6 +44,8 @@ class Report:
     duplicated: list[str] = field(default_factory=list)  # in the ledger more than once
     missing_on_topic: list[str] = field(default_factory=list)  # acked, not on the topic
     refused_counted: list[str] = field(default_factory=list)  # refused, yet in ledger or topic
+    conflicts_sent: int = 0  # acked resends of an id with other content
+    conflicts_unrecorded: list[str] = field(default_factory=list)  # not in ledger.conflicts
     unexpected: list[str] = field(default_factory=list)  # in the ledger, never sent
     totals_diff: dict[str, Any] = field(default_factory=dict)  # op -> {row: (expected, actual)}
     chain_broken: dict[str, Any] = field(default_factory=dict)  # op -> audit verify problems
@@ -58,6 +60,7 @@ class Report:
             or self.duplicated
             or self.missing_on_topic
             or self.refused_counted
+            or self.conflicts_unrecorded
             or self.unexpected
             or self.totals_diff
             or self.chain_broken
@@ -69,14 +72,16 @@ class Report:
         return (
             f"sent {self.sent}, acked {self.acked}, refused {self.refused}, "
             f"unresolved {self.unresolved}, counted {self.counted}, lost {len(self.lost)}, "
-            f"duplicated {len(self.duplicated)}, totals mismatches {len(self.totals_diff)}; "
+            f"duplicated {len(self.duplicated)}, totals mismatches {len(self.totals_diff)}, "
+            f"conflicting resends {self.conflicts_sent} (unrecorded "
+            f"{len(self.conflicts_unrecorded)}); "
             f"topic: {self.topic_records} records carrying {self.topic_event_copies} event copies"
         )
 
     def explain(self) -> str:
         parts = [self.line()]
         for name in ("lost", "duplicated", "missing_on_topic", "refused_counted", "unexpected",
-                     "anomalies"):  # fmt: skip
+                     "conflicts_unrecorded", "anomalies"):  # fmt: skip
             values = getattr(self, name)
             if values:
                 parts.append(f"{name} ({len(values)}): {values[:5]}")
@@ -222,6 +227,13 @@ async def check(
             " WHERE operation_id = ANY($1::text[]) AND value <> 0",
             operations,
         )
+        recorded = await conn.fetch(
+            "SELECT DISTINCT event_id::text AS id FROM ledger.conflicts"
+            " WHERE operation_id = ANY($1::text[])",
+            operations,
+        )
+        report.conflicts_sent = len(fates.conflicts)
+        report.conflicts_unrecorded = sorted(set(fates.conflicts) - {r["id"] for r in recorded})
         for op in operations:
             # The auditor's own check: chain contiguous and linked, projection = its events.
             verified = await verify_operation(conn, op)

@@ -138,6 +138,8 @@ def record_result(request: pytest.FixtureRequest) -> Iterator[Any]:
                 "counted": report.counted,
                 "lost": len(report.lost),
                 "duplicated": len(report.duplicated),
+                "conflicts_sent": report.conflicts_sent,
+                "conflicts_unrecorded": len(report.conflicts_unrecorded),
                 "totals_mismatches": len(report.totals_diff),
                 "topic_records": report.topic_records,
                 "topic_event_copies": report.topic_event_copies,

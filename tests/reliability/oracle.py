@@ -10,6 +10,7 @@ those fates.
 from __future__ import annotations
 
 import asyncio
+import copy
 import random
 import time
 import uuid
@@ -66,6 +67,9 @@ class Fates:
     sent: dict[str, JsonEvent] = field(default_factory=dict)
     acked: dict[str, JsonEvent] = field(default_factory=dict)
     refused: dict[str, int] = field(default_factory=dict)  # event_id -> status of the refusal
+    # Acknowledged resends of an acked event_id with *other* content (a buggy tablet): each must
+    # be recorded as a conflict and never counted.
+    conflicts: dict[str, JsonEvent] = field(default_factory=dict)
     answers: Counter[str] = field(default_factory=Counter)  # HTTP status (or error) per attempt
     requests: int = 0
     attempts: int = 0  # requests including retries
@@ -92,6 +96,7 @@ class Fates:
             "sent": len(self.sent),
             "acked": len(self.acked),
             "refused": len(self.refused),
+            "conflicts": len(self.conflicts),
             "unresolved": len(self.unresolved),
             "requests": self.requests,
             "attempts": self.attempts,
@@ -110,9 +115,12 @@ class Device:
     batch_ratio: float = 0.4
     invalid_ratio: float = 0.05
     void_ratio: float = 0.05
+    conflict_ratio: float = 0.02
     seed: int = 0
     rng: random.Random = field(init=False)
     own_acked: list[str] = field(default_factory=list)
+    own_events: dict[str, JsonEvent] = field(default_factory=dict)
+    altered: dict[str, JsonEvent] = field(default_factory=dict)  # conflicting copies by id
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)  # noqa: S311 - test data, not crypto
@@ -129,6 +137,13 @@ class Device:
         return self._envelope(
             "event_voided", {"voided_event_id": target, "reason": "entered twice"}
         )
+
+    def conflicting(self, target: str) -> JsonEvent:
+        """An acked event sent again under its id with other content (a different officer)."""
+        event = copy.deepcopy(self.own_events[target])
+        event["actor"]["officer_id"] = "PC-CONFLICT"
+        self.altered[target] = event
+        return event
 
     def invalid(self) -> JsonEvent:
         """An event the contract refuses: a server field, a bad quantity, or a far future time."""
@@ -152,6 +167,10 @@ class Device:
                 out.append(self.invalid())
             elif roll < self.invalid_ratio + self.void_ratio and self.own_acked:
                 out.append(self.void(self.rng.choice(self.own_acked)))
+            elif roll < self.invalid_ratio + self.void_ratio + self.conflict_ratio and (
+                fresh := [t for t in self.own_acked if t not in self.altered]
+            ):
+                out.append(self.conflicting(self.rng.choice(fresh)))
             else:
                 out.append(self.event())
         return out
@@ -209,7 +228,8 @@ class Oracle:
             batch = device.next_events()
             sent += len(batch)
             for e in batch:
-                self.fates.sent[e["event_id"]] = e
+                if device.altered.get(e["event_id"]) is not e:
+                    self.fates.sent[e["event_id"]] = e
             await self._submit(client, device, batch)
             await asyncio.sleep(pause_s)
 
@@ -259,7 +279,7 @@ class Oracle:
                 self._acked(device, events[0])
                 return []
             if 400 <= status < 500:
-                self.fates.refuse(events[0], status)
+                self._refused(device, events[0], status)
                 return []
             return events
         results = _results(resp)
@@ -276,20 +296,31 @@ class Oracle:
                         self.fates.anomalies.append(f"accepted item without offset: {item}")
                     self._acked(device, event)
                 elif item["status"] == "rejected":
-                    self.fates.refuse(event, status)
+                    self._refused(device, event, status)
                 else:
                     retry.append(event)
             return retry
         if 400 <= status < 500:
             for event in events:
-                self.fates.refuse(event, status)
+                self._refused(device, event, status)
             return []
         return events
 
     def _acked(self, device: Device, event: JsonEvent) -> None:
+        eid = event["event_id"]
+        if device.altered.get(eid) is event:
+            self.fates.conflicts[eid] = event
+            return
         self.fates.ack(event)
         if event["type"] != "event_voided":
-            device.own_acked.append(event["event_id"])
+            device.own_acked.append(eid)
+            device.own_events[eid] = event
+
+    def _refused(self, device: Device, event: JsonEvent, status: int) -> None:
+        if device.altered.get(event["event_id"]) is event:
+            self.fates.anomalies.append(f"a valid conflicting resend was refused ({status})")
+            return
+        self.fates.refuse(event, status)
 
 
 def _results(resp: httpx.Response) -> list[dict[str, Any]]:

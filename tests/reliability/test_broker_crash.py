@@ -46,13 +46,15 @@ async def test_broker_sigkill_and_restart_under_load(
                 )
                 probes.append((resp.status_code, resp.headers.get("retry-after")))
             ready_ingest = (await client.get(f"{ingest.url}/readyz")).status_code
+            ready_aggregator = (await client.get(f"{aggregator.url}/readyz")).json()
         restart_s = await asyncio.to_thread(private_kafka.start)
         outages.append(
             {
                 "probes": sorted(set(probes)),
                 "ingest_readyz": ready_ingest,
+                "aggregator_readyz": ready_aggregator,
                 "broker_restart_s": round(restart_s, 1),
-            }  # fmt: skip
+            }
         )
         # Every write the broker could not take is refused and may be retried: 503 Retry-After.
         assert all(status == 503 and retry for status, retry in probes), probes
