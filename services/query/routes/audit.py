@@ -55,7 +55,7 @@ async def history(
     principal: Auditor,
     after_seq: Annotated[int, Query(ge=0, description="Cursor: return events after this seq.")] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Page size.")] = 100,
-    type: Annotated[str | None, Query(description="Only this event type.")] = None,  # noqa: A002
+    type: Annotated[str | None, Query(description="Only this event type.")] = None,
     area: Annotated[str | None, Query(description="Only this area.")] = None,
     unit: Annotated[str | None, Query(description="Only this unit.")] = None,
     officer: Annotated[str | None, Query(description="Only this officer_id.")] = None,
@@ -110,7 +110,7 @@ async def export(
     operation_id: str,
     pool: Pool,
     principal: Auditor,
-    format: Annotated[Literal["jsonl", "csv"], Query(description="Events file format.")] = "jsonl",  # noqa: A002
+    format: Annotated[Literal["jsonl", "csv"], Query(description="Events file format.")] = "jsonl",
     as_of: Annotated[str | None, Query(description="Totals as of (occurred_at).")] = None,
     known_at: Annotated[str | None, Query(description="Totals as known at (recorded_at).")] = None,
 ) -> Response:
