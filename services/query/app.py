@@ -8,10 +8,12 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
+from starlette.responses import Response
 
 from services.common.db import create_pool
 from services.common.http import install
+from services.common.problems import problem_response
 from services.query.cache import ReadCache
 from services.query.hub import ChangeHub
 from services.query.metrics import MetricsMiddleware
@@ -62,11 +64,38 @@ def create_app(
     app.state.settings = settings
     app.state.tokens = TokenCache(settings)
     install(app)
+    _answer_503_when_database_is_down(app)
     app.add_middleware(MetricsMiddleware)
     for router in [*routers(), *extra_routers]:
         app.include_router(router)
     _tidy_openapi(app)
     return app
+
+
+# A database that is down, restarting or saturated: the caller should retry, it is not a bug.
+_DATABASE_DOWN: tuple[type[Exception], ...] = (
+    ConnectionError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,  # shutdown, starting up, statement timeout
+    asyncpg.exceptions.InsufficientResourcesError,  # too many connections
+)
+
+
+def _answer_503_when_database_is_down(app: FastAPI) -> None:
+    """503 problem with Retry-After (like /readyz) instead of a 500 when PostgreSQL is away."""
+
+    async def unavailable(_: Request, exc: Exception) -> Response:
+        return problem_response(
+            503,
+            "Database unavailable",
+            detail=f"the ledger database did not answer ({type(exc).__name__}); retry shortly",
+            kind="database-unavailable",
+            headers={"Retry-After": "2"},
+        )
+
+    for error in _DATABASE_DOWN:
+        app.add_exception_handler(error, unavailable)
 
 
 def _tidy_openapi(app: FastAPI) -> None:
