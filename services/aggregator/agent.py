@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -130,6 +132,13 @@ class Aggregator:
                     await pending
                     await self._ack(stream, committing)
                 pending = None
+        except Exception as exc:
+            # A bug, not bad input (bad input is poison). If faust restarted the agent, the
+            # records of this take would never be applied while later ones moved the stored
+            # offset past them; stopping the process instead redelivers them after a restart.
+            log.critical("agent failed; stopping the worker so no record is skipped", exc_info=exc)
+            self.health.fatal = f"agent failed: {type(exc).__name__}: {exc}"[:500]
+            os.kill(os.getpid(), signal.SIGTERM)
         finally:
             if pending is not None and not pending.done():
                 pending.cancel()  # stopping: the chunk is not acked, and will be redelivered

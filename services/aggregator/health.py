@@ -22,6 +22,7 @@ class HealthState:
 
     stall_after_s: float
     started: bool = False
+    fatal: str = ""  # set when the agent hit a bug and the worker is stopping
     retrying_since: float | None = None
     last_error: str = ""
     last_progress: float = field(default_factory=time.monotonic)
@@ -50,6 +51,8 @@ class HealthState:
         """Why the aggregator is not ready; empty when it is."""
         out = []
         now = time.monotonic()
+        if self.fatal:
+            out.append(self.fatal)
         if not self.started:
             out.append("consumer not started")
         if self.retrying_since is not None:
