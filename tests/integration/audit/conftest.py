@@ -105,12 +105,25 @@ def live(pool: asyncpg.Pool, unique_id: str) -> Live:
     return Live(pool, f"audit-test-{unique_id}", f"audit-test-{unique_id}")
 
 
+async def forget(pool: asyncpg.Pool, operations: list[str]) -> None:
+    """Remove test operations from the shared ledger (tampered ones would fail others' verify)."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("ALTER TABLE ledger.events DISABLE TRIGGER events_append_only")
+        for table in ("events", "contributions", "voids", "totals", "chain_heads", "conflicts"):
+            await conn.execute(
+                f"DELETE FROM ledger.{table} WHERE operation_id = ANY($1::text[])",  # noqa: S608
+                operations,
+            )
+        await conn.execute("ALTER TABLE ledger.events ENABLE TRIGGER events_append_only")
+
+
 @pytest.fixture
-async def filled(live: Live, op_id: str) -> list[dict[str, Any]]:
+async def filled(live: Live, op_id: str) -> AsyncIterator[list[dict[str, Any]]]:
     """An operation with the 13 sample events applied live; returns the client events."""
     events = operation_events(op_id)
     await live.apply_values(submissions(op_id, events))
-    return events
+    yield events
+    await forget(live.pool, [op_id])
 
 
 async def migrate_database(dsn: str) -> None:
