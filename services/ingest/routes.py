@@ -262,7 +262,7 @@ async def readyz(request: Request) -> Response:
     ingest = _ingest(request)
     if await ingest.producer.ready():
         return _json(200, {"status": "ready"})
-    return ingest.unavailable("the Kafka broker is not reachable")
+    return ingest.unavailable("the Kafka broker is not reachable, or the log topic is missing")
 
 
 @router.get(

@@ -129,4 +129,10 @@ async def test_concurrent_events_all_land_exactly_once(
 
 
 async def test_readiness_against_the_live_broker(client: httpx.AsyncClient) -> None:
-    assert (await client.get("/readyz")).json() == {"status": "ready"}
+    # A topic created a moment ago may take a little while to appear in the metadata.
+    deadline = asyncio.get_running_loop().time() + 15
+    while (r := await client.get("/readyz")).status_code != 200:
+        assert r.status_code == 503
+        assert asyncio.get_running_loop().time() < deadline, r.json()
+        await asyncio.sleep(0.5)
+    assert r.json() == {"status": "ready"}
