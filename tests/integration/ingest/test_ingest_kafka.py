@@ -41,8 +41,14 @@ async def test_topics_are_created_with_the_configured_partitions_and_no_retentio
     await admin.start()
     try:
         names = [topic_settings.topic, topic_settings.dlq_topic]
-        described = await admin.describe_topics(names)
-        assert {t["topic"]: len(t["partitions"]) for t in described} == dict.fromkeys(names, 3)
+        # Just created: the metadata may list the partitions only after a moment.
+        for _ in range(30):
+            described = await admin.describe_topics(names)
+            counts = {t["topic"]: len(t["partitions"]) for t in described}
+            if all(counts.values()):
+                break
+            await asyncio.sleep(0.3)
+        assert counts == dict.fromkeys(names, 3)
         resources = [ConfigResource(ConfigResourceType.TOPIC, n) for n in names]
         [response] = await admin.describe_configs(resources)
         assert len(response.resources) == 2
