@@ -16,6 +16,7 @@ from schemas.events import FIELD_EVENT_ADAPTER
 from schemas.examples import example_events
 
 REF = "#/components/schemas/{model}"
+JSON = "application/json"
 
 DESCRIPTION = """\
 Field apps send events here; each answer with 2xx means the event is in Kafka (acks=all)
@@ -181,6 +182,9 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     _add_components(components, FIELD_EVENT_ADAPTER.json_schema(ref_template=REF), "FieldEvent")
     for model in (Accepted, BatchResult, Problem, Health):
         _add_components(components, model.model_json_schema(ref_template=REF), model.__name__)
+    # The router is shared by every app; the batch limit is this app's setting.
+    batch = doc["paths"]["/v1/events/batch"]["post"]["requestBody"]["content"][JSON]["schema"]
+    batch["properties"]["events"]["maxItems"] = app.state.settings.max_batch_events
     doc["components"]["securitySchemes"] = {
         "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
     }

@@ -46,5 +46,6 @@ async def test_openapi_documents_the_event_contract(client: httpx.AsyncClient) -
     batch = doc["paths"]["/v1/events/batch"]["post"]
     items = batch["requestBody"]["content"]["application/json"]["schema"]["properties"]["events"]
     assert items["items"] == {"$ref": "#/components/schemas/FieldEvent"}
+    assert items["maxItems"] == 50  # this app's max_batch_events
     assert {"202", "207", "422", "503"} <= set(batch["responses"])
     assert "207" in doc["info"]["description"]
