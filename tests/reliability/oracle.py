@@ -71,6 +71,7 @@ class Fates:
     # be recorded as a conflict and never counted.
     conflicts: dict[str, JsonEvent] = field(default_factory=dict)
     answers: Counter[str] = field(default_factory=Counter)  # HTTP status (or error) per attempt
+    positions: set[tuple[int, int]] = field(default_factory=set)  # (partition, offset) acked
     requests: int = 0
     attempts: int = 0  # requests including retries
     anomalies: list[str] = field(default_factory=list)  # answers the promise forbids
@@ -276,6 +277,8 @@ class Oracle:
                 body = resp.json()
                 if body.get("event_id") != events[0]["event_id"] or body.get("offset") is None:
                     self.fates.anomalies.append(f"202 without the event's position: {body}")
+                else:
+                    self.fates.positions.add((body["partition"], body["offset"]))
                 self._acked(device, events[0])
                 return []
             if 400 <= status < 500:
@@ -294,6 +297,8 @@ class Oracle:
                 elif item["status"] == "accepted":
                     if item.get("offset") is None:
                         self.fates.anomalies.append(f"accepted item without offset: {item}")
+                    else:
+                        self.fates.positions.add((item["partition"], item["offset"]))
                     self._acked(device, event)
                 elif item["status"] == "rejected":
                     self._refused(device, event, status)
