@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
 
-from services.common.auth import ROLES, issue_token
+from services.common.auth import ROLES, Role, issue_token
 from services.common.settings import CommonSettings
 
 
@@ -26,10 +26,10 @@ def token(
     try:
         value = issue_token(
             settings,
-            role=role,
+            role=cast(Role, role),
             operations=operation or [],
             subject=subject,
-            ttl_s=ttl,  # type: ignore[arg-type]
+            ttl_s=ttl,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc

@@ -14,7 +14,8 @@ def ssl_context(settings: CommonSettings) -> ssl.SSLContext | None:
     """A verifying TLS context when the protocol uses TLS, else None."""
     if settings.kafka_security_protocol not in ("SSL", "SASL_SSL"):
         return None
-    return create_ssl_context(cafile=settings.kafka_ssl_cafile)
+    context: ssl.SSLContext = create_ssl_context(cafile=settings.kafka_ssl_cafile)
+    return context
 
 
 def client_kwargs(settings: CommonSettings) -> dict[str, Any]:

@@ -167,7 +167,9 @@ def _script(sql: str) -> None:
     query protocol, which takes a script.
     """
     op.execute("SELECT 1")  # opens the dialect's transaction, so the script runs inside it
-    await_only(op.get_bind().connection.driver_connection.execute(sql))
+    driver = op.get_bind().connection.driver_connection
+    assert driver is not None, "migrations run over a live asyncpg connection"
+    await_only(driver.execute(sql))
 
 
 def upgrade() -> None:
