@@ -33,7 +33,10 @@ class AggregatorSettings(CommonSettings):
         description="Most events per batch transaction (and records taken off the stream at once).",
     )
     batch_max_ms: int = Field(
-        50,
+        # faust's take() waits this long on every turn (unless max records arrive first), so
+        # it is a floor under accept-to-visible latency; 20 ms halves p99 at 1,000 events/s
+        # against 50 ms for no more CPU per event (docs/performance.md).
+        20,
         ge=1,
         le=60_000,
         validation_alias=_alias("BATCH_MAX_MS"),
