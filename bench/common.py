@@ -316,11 +316,18 @@ def machine_info(settings: CommonSettings | None = None) -> dict[str, Any]:
         with contextlib.suppress(Exception):
             info["postgresql"] = _pg_version(settings.database_url)
     with contextlib.suppress(Exception):
-        info["git_commit"] = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607
-            capture_output=True, text=True, check=True, cwd=Path(__file__).parent,
-        ).stdout.strip()  # fmt: skip
+        info["git_commit"] = _git("rev-parse", "--short", "HEAD")
+        # uncommitted product changes in the tree measured (several people work in one tree)
+        info["git_dirty"] = bool(_git("status", "--porcelain", "--", "schemas", "services"))
     return info
+
+
+def _git(*args: str) -> str:
+    done = subprocess.run(  # noqa: S603
+        ["git", *args],  # noqa: S607
+        capture_output=True, text=True, check=True, cwd=Path(__file__).parent,
+    )  # fmt: skip
+    return done.stdout.strip()
 
 
 def _pg_version(dsn: str) -> str:
