@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import asyncpg
 
 from services.audit.repository import ident
-from services.common.db import LEDGER_SCHEMA, LEDGER_SWAP_LOCK
+from services.common.db import LEDGER_SCHEMA, LEDGER_SWAP_LOCK, TOTALS_CHANNEL
 
 
 def shadow_name(now: datetime | None = None) -> str:
@@ -137,4 +137,11 @@ async def swap_in(
         await conn.execute(f"ALTER SCHEMA {s} RENAME TO {LEDGER_SCHEMA}")
         for definition in triggers:  # "... ON ledger.events ..." now names the new table
             await conn.execute(definition)
+        # Readers cache totals until told an operation changed (delivered on commit).
+        await conn.execute(
+            f"""SELECT pg_notify($1, operation_id) FROM (
+                    SELECT operation_id FROM {LEDGER_SCHEMA}.chain_heads
+                    UNION SELECT operation_id FROM {old}.chain_heads) AS changed""",  # noqa: S608
+            TOTALS_CHANNEL,
+        )
     return old

@@ -15,7 +15,7 @@ import pytest
 from services.audit.rebuild import rebuild
 from services.audit.service import verify_operation
 from services.common.auth import Principal
-from services.common.db import create_pool
+from services.common.db import TOTALS_CHANNEL, create_pool
 
 from .conftest import Live, migrate_database, operation_events, produce, submissions
 from .test_rebuild import _stream
@@ -89,14 +89,28 @@ async def test_swap_repairs_the_projection_while_readers_read(
                 errors.append(exc)
             await asyncio.sleep(0.005)
 
+    notified: set[str] = set()
+    listener = await pool.acquire()
+
+    def heard(*args: object) -> None:
+        notified.add(str(args[3]))
+
+    await listener.add_listener(TOTALS_CHANNEL, heard)
     readers = [asyncio.create_task(reader()) for _ in range(3)]
     try:
         report = await rebuild(
             pool, kafka_bootstrap, topic, principal=AUDITOR, consumer_group=live.group, swap=True
         )
+        for _ in range(50):  # notifications arrive asynchronously after the commit
+            if set(ops) <= notified:
+                break
+            await asyncio.sleep(0.05)
     finally:
         stop.set()
         await asyncio.gather(*readers)
+        await listener.remove_listener(TOTALS_CHANNEL, heard)
+        await pool.release(listener)
+    assert set(ops) <= notified  # cached totals of the query service are invalidated
     assert errors == [] and reads[0] > 0
     assert report.swapped
     assert [(d.operation_id, d.metric, d.live - d.rebuilt) for d in report.totals_differences] == [
