@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uvicorn
 
+from services.common.gc_tuning import tune_gc
 from services.common.logging import configure
 from services.ingest.settings import ingest_settings
 
@@ -12,6 +13,7 @@ def run(host: str | None = None, port: int | None = None) -> None:
     """Serve ingest in the foreground until interrupted."""
     settings = ingest_settings()
     configure(settings.log_level, json=settings.log_json)
+    tune_gc("services.ingest.app")  # before uvicorn (and its workers' fork) imports the app
     uvicorn.run(
         "services.ingest.app:create_app",
         factory=True,
