@@ -27,7 +27,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from schemas.examples import example_events
 from services.aggregator.writer import BatchWriter
 from services.audit import access_log
-from services.audit.replay import LogReplayer, first_pass
+from services.audit.replay import DEFAULT_WORKERS, LogReplayer, first_pass
 from services.audit.shadow import create_shadow, drop_schema, shadow_name
 from services.common.auth import Principal
 from services.common.db import create_pool
@@ -35,7 +35,7 @@ from services.common.settings import CommonSettings
 from services.common.wire import Submission, encode_submission
 
 EVENTS = int(os.environ.get("OPSLEDGER_BENCH_REBUILD_EVENTS", "1000000"))
-WORKERS = int(os.environ.get("OPSLEDGER_BENCH_REBUILD_WORKERS", str(os.cpu_count() or 1)))
+WORKERS = int(os.environ.get("OPSLEDGER_BENCH_REBUILD_WORKERS", str(DEFAULT_WORKERS)))
 EVENTS_PER_SUBMISSION = 50
 OPERATIONS = 24
 PARTITIONS = 12

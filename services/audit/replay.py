@@ -8,6 +8,7 @@ Every partition is assigned, nothing is committed; records are decoded with the 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,10 @@ from services.audit.parallel import replay_in_processes
 from services.common.kafka import client_kwargs
 from services.common.settings import CommonSettings
 
+#: Worker processes of a rebuild's first pass: each waits on PostgreSQL part of the time, so
+#: two per core keep the cores busy (measured: 2 → 17k, 4 → 23k events/s on 2 cores).
+DEFAULT_WORKERS = min(8, 2 * (os.cpu_count() or 1))
+#: Records handed to the writer per transaction, and the bytes that also close a batch.
 BATCH_RECORDS = 1000
 BATCH_BYTES = 4 << 20
 

@@ -7,7 +7,6 @@ Each logs itself in audit.access_log as principal ``cli:<os user>`` with the aud
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 import time
 from collections.abc import Coroutine
@@ -34,6 +33,7 @@ from services.audit import access_log
 from services.audit import repository as repo
 from services.audit.export import FORMATS, Format, View, verify_bundle
 from services.audit.rebuild import RebuildReport, rebuild
+from services.audit.replay import DEFAULT_WORKERS
 from services.audit.service import export_operation, verify_operation
 from services.audit.verify import VerifyReport
 from services.common.db import create_pool
@@ -291,7 +291,7 @@ def rebuild_cmd(
         typer.Option(
             "--workers", min=1, max=32, help="Processes for the first pass (partitions split)."
         ),
-    ] = min(4, os.cpu_count() or 1),
+    ] = DEFAULT_WORKERS,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Recompute the projection from the log in a shadow schema; exit 1 if it differs from live."""
