@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import Counter
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import orjson
 
 from bench.__main__ import _merge
-from bench.e2e_load import Bodies, expected_metrics, template_deltas, templates
+from bench.e2e_load import Bodies, Connection, expected_metrics, template_deltas, templates
 from bench.report import e2e_ceilings, table
 from schemas.parsing import parse_event
 from schemas.tally import fold
@@ -84,3 +85,35 @@ def test_table_prints_each_figure_beside_its_ceiling_and_names_what_was_not_meas
     assert "0.75" in e2e and "met" in e2e
     rebuild = next(line for line in lines if line.startswith("rebuild"))
     assert "not measured" in rebuild and "boom" in rebuild
+
+
+async def test_connection_posts_twice_on_one_keep_alive_connection() -> None:
+    seen: list[bytes] = []
+    connections = 0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        while head := await reader.readuntil(b"\r\n\r\n"):
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            seen.append(head.split(b"\r\n")[0] + b" " + await reader.readexactly(length))
+            answer = b'{"ok":true}'
+            writer.write(b"HTTP/1.1 202 Accepted\r\ncontent-length: %d\r\n\r\n%s"
+                         % (len(answer), answer))  # fmt: skip
+            await writer.drain()
+            if len(seen) == 2:
+                break
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    conn = Connection(f"http://127.0.0.1:{port}", "/v1/events", "tok")
+    try:
+        assert await conn.post(b'{"a":1}') == (202, b'{"ok":true}')
+        assert await conn.post(b'{"b":2}') == (202, b'{"ok":true}')
+    finally:
+        await conn.close()
+        server.close()
+        await server.wait_closed()
+    assert seen == [b'POST /v1/events HTTP/1.1 {"a":1}', b'POST /v1/events HTTP/1.1 {"b":2}']
+    assert connections == 1
