@@ -1,12 +1,11 @@
 """What both HTTP services (ingest, query) share: error shape, body limit, bearer auth.
 
-Wired once per app by `install(app, settings)`; routes declare who may call them with the
-`require_role(...)` dependency.
+Wired once per app by `install(app)`; every route checks its caller with `authorize(...)`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -15,9 +14,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.common.auth import AuthError, Principal, Role, decode_token
+from services.common.auth import AuthError, Principal, Role, TokenCache
 from services.common.problems import ProblemError, problem_response
-from services.common.settings import CommonSettings
 
 
 class BodyLimitMiddleware:
@@ -124,31 +122,29 @@ def bearer_token(request: Request) -> str:
     return token.strip()
 
 
-def require_role(
-    settings_of: Callable[[Request], CommonSettings], *roles: Role
-) -> Callable[[Request], Awaitable[Principal]]:
-    """A dependency that authenticates the caller and checks their role (401 / 403)."""
+def authorize(
+    request: Request, tokens: TokenCache, roles: Sequence[Role], token: str | None = None
+) -> Principal:
+    """Authenticate the caller (401) and check their role (403); the one check every route uses.
 
-    async def dependency(request: Request) -> Principal:
-        token = bearer_token(request)
-        try:
-            principal = decode_token(settings_of(request), token)
-        except AuthError as exc:
-            raise ProblemError(
-                401,
-                "Authentication failed",
-                detail=str(exc),
-                kind="unauthenticated",
-                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
-            ) from exc
-        if principal.role not in roles:
-            raise ProblemError(
-                403,
-                "Forbidden",
-                detail=f"role {principal.role!r} may not do this; needs one of {', '.join(roles)}",
-                kind="forbidden",
-            )
-        request.state.principal = principal
-        return principal
-
-    return dependency
+    ``token`` defaults to the bearer token of the Authorization header.
+    """
+    try:
+        principal = tokens.decode(token if token is not None else bearer_token(request))
+    except AuthError as exc:
+        raise ProblemError(
+            401,
+            "Authentication failed",
+            detail=str(exc),
+            kind="unauthenticated",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        ) from exc
+    if principal.role not in roles:
+        raise ProblemError(
+            403,
+            "Forbidden",
+            detail=f"role {principal.role!r} may not do this; needs one of {', '.join(roles)}",
+            kind="forbidden",
+        )
+    request.state.principal = principal
+    return principal

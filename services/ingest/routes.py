@@ -14,10 +14,11 @@ from starlette.responses import Response
 
 from schemas.errors import ContractError
 from schemas.parsing import event_to_dict, parse_event
+from services.common.auth import Principal, TokenCache
+from services.common.http import authorize
 from services.common.problems import ProblemError, problem_response
 from services.common.wire import Submission, encode_submission
 from services.ingest import docs
-from services.ingest.auth import CachedAuth
 from services.ingest.intake import (
     CONTRACT,
     FORBIDDEN,
@@ -53,8 +54,11 @@ class Ingest:
         self.producer = producer
         self.metrics = metrics
         self.max_future = timedelta(seconds=settings.max_future_s)
-        # Only the field role writes events (DESIGN.md, roles).
-        self.authenticate = CachedAuth(settings, "field")
+        self.tokens = TokenCache(settings)
+
+    def authenticate(self, request: Request) -> Principal:
+        """The caller, who must hold the field role (the only one that writes events)."""
+        return authorize(request, self.tokens, ("field",))
 
     async def produce(self, key: bytes, value: bytes) -> Acked:
         """Write one record and time the acknowledgement; BrokerUnavailable passes through."""

@@ -11,6 +11,7 @@ import asyncpg
 from fastapi import APIRouter, FastAPI, Request
 from starlette.responses import Response
 
+from services.common.auth import TokenCache
 from services.common.db import create_pool
 from services.common.http import install
 from services.common.problems import problem_response
@@ -21,7 +22,6 @@ from services.query.openapi import tidy_optional_parameters
 from services.query.reads import Reads
 from services.query.routes import routers
 from services.query.settings import QuerySettings
-from services.query.tokens import TokenCache
 
 log = logging.getLogger(__name__)
 
@@ -118,9 +118,7 @@ async def _open_pool(settings: QuerySettings) -> asyncpg.Pool:
         },
     }
     try:
-        return await create_pool(
-            settings.database_url, min_size=settings.pool_min_size, **kwargs
-        )
+        return await create_pool(settings.database_url, min_size=settings.pool_min_size, **kwargs)
     except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
         # Start anyway (not ready): /readyz says so until PostgreSQL is back.
         log.warning("database unreachable at start (%s); connecting lazily", exc)

@@ -12,14 +12,12 @@ from typing import Annotated
 import asyncpg
 from fastapi import Depends, Request
 
-from services.common.auth import AuthError, Principal, Role
-from services.common.http import bearer_token
-from services.common.problems import ProblemError
+from services.common.auth import Principal, Role, TokenCache
+from services.common.http import authorize, bearer_token
 from services.query.access import check_access
 from services.query.hub import ChangeHub
 from services.query.reads import Reads
 from services.query.settings import QuerySettings
-from services.query.tokens import TokenCache
 
 __all__ = [
     "AUDIT_ROLES",
@@ -68,36 +66,18 @@ async def get_reads(request: Request) -> Reads:
     return reads
 
 
-def _principal(request: Request, token: str, roles: tuple[Role, ...]) -> Principal:
+def _principal(request: Request, token: str | None, roles: tuple[Role, ...]) -> Principal:
     tokens: TokenCache = request.app.state.tokens
-    try:
-        principal = tokens.decode(token)
-    except AuthError as exc:
-        raise ProblemError(
-            401,
-            "Authentication failed",
-            detail=str(exc),
-            kind="unauthenticated",
-            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
-        ) from exc
-    if principal.role not in roles:
-        raise ProblemError(
-            403,
-            "Forbidden",
-            detail=f"role {principal.role!r} may not do this; needs one of {', '.join(roles)}",
-            kind="forbidden",
-        )
-    request.state.principal = principal
-    return principal
+    return authorize(request, tokens, roles, token)
 
 
 # Same answers as services.common.http.require_role (401 / 403), through the token cache.
 async def _require_reader(request: Request) -> Principal:
-    return _principal(request, bearer_token(request), READ_ROLES)
+    return _principal(request, None, READ_ROLES)
 
 
 async def _require_auditor(request: Request) -> Principal:
-    return _principal(request, bearer_token(request), AUDIT_ROLES)
+    return _principal(request, None, AUDIT_ROLES)
 
 
 async def stream_reader(request: Request) -> Principal:
