@@ -17,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 import asyncpg
 import orjson
 import typer
+from aiokafka.errors import KafkaError
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -64,8 +65,10 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(coro)
     except asyncpg.UndefinedTableError as exc:
         console.print(f"[red]the database is not migrated ({exc}): run `opsledger migrate`[/]")
-    except (OSError, asyncpg.PostgresConnectionError) as exc:
+    except (OSError, asyncpg.PostgresConnectionError, KafkaError) as exc:
         console.print(f"[red]cannot reach PostgreSQL or Kafka: {exc}[/]")
+    except LookupError as exc:  # e.g. the topic to replay does not exist
+        console.print(f"[red]{exc}[/]")
     raise typer.Exit(3)
 
 
