@@ -36,7 +36,6 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from schemas.examples import example_events
 from services.aggregator.plan import plan_batch
 from services.aggregator.records import prepare
-from services.aggregator.writer import _SQL
 from services.common.migrate import upgrade
 from services.common.settings import CommonSettings
 from services.common.wire import Submission, encode_submission
@@ -166,6 +165,28 @@ async def _drain(
     }
 
 
+_CEILING_SQL = {
+    "events": "INSERT INTO ledger.events (event_id, operation_id, seq, type, schema_version,"
+    " occurred_at, recorded_at, principal, officer_id, unit, area, body, content_hash,"
+    " prev_hash, hash, kafka_partition, kafka_offset, kafka_index)"
+    " SELECT i, o, sq, t, v, oa, ra, p, off, u, a, b::jsonb, ch, ph, h, kp, ko, ki"
+    " FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::int[],"
+    " $6::timestamptz[], $7::timestamptz[], $8::text[], $9::text[], $10::text[],"
+    " $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::int[],"
+    " $17::bigint[], $18::int[])"
+    " AS x(i, o, sq, t, v, oa, ra, p, off, u, a, b, ch, ph, h, kp, ko, ki)",
+    "contributions": "INSERT INTO ledger.contributions (event_id, operation_id, metric,"
+    " detail, area, unit, day, delta, occurred_at, recorded_at)"
+    " SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],"
+    " $6::text[], $7::date[], $8::bigint[], $9::timestamptz[], $10::timestamptz[])",
+    "totals": "INSERT INTO ledger.totals AS t (operation_id, metric, detail, area, unit, day,"
+    " value) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
+    " $5::text[], $6::date[], $7::bigint[])"
+    " ON CONFLICT (operation_id, metric, detail, area, unit, day)"
+    " DO UPDATE SET value = t.value + EXCLUDED.value",
+}
+
+
 async def _ceiling(dsn: str, run_id: str, total: int) -> dict[str, Any]:
     """The same rows written by bare unnest statements, 1,000 events per transaction."""
     raw = _records(f"{run_id}c", total, 100, "ceiling")
@@ -175,7 +196,7 @@ async def _ceiling(dsn: str, run_id: str, total: int) -> dict[str, Any]:
         prepared = prepare((0, at + i, v) for i, (_, v) in enumerate(raw[at : at + 10]))
         batches.append(plan_batch(prepared.records, heads, {}, {}))
         heads.update(batches[-1].heads)
-    sql = {k: v.replace("{s}", '"ledger"') for k, v in _SQL.items()}
+    sql = _CEILING_SQL
     conn = await asyncpg.connect(dsn)
     try:
         t0 = time.perf_counter()

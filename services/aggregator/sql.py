@@ -1,0 +1,162 @@
+"""The batch writer's SQL: four round trips per batch, whatever its size.
+
+1. ``claim_offsets``: create-or-lock this consumer's offset rows, returning ``last_offset``;
+2. ``claim_heads``: create-or-lock the operations' chain heads, returning ``seq`` and ``hash``;
+3. ``lookup``: the events (with their contributions) and voids the batch refers to;
+4. ``apply``: every write of the batch in one statement of data-modifying CTEs (events,
+   contributions, voids, conflicts, totals, chain heads, offsets), then ``pg_notify``.
+
+``INSERT ... ON CONFLICT DO UPDATE ... RETURNING`` both creates a missing row and locks an
+existing one, returning its latest committed values, so (1) and (2) replace an insert plus a
+``SELECT ... FOR UPDATE``. The CTEs of (4) touch disjoint rows, so that none needs to see
+another's effect (they all run on one snapshot). Statements are templates over ``{s}``, the
+schema, filled by `statements` with an identifier the writer has validated.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# Column names and array types of each unnest, in parameter order.
+EVENT_COLUMNS: Final = (
+    ("event_id", "uuid"), ("operation_id", "text"), ("seq", "bigint"), ("type", "text"),
+    ("schema_version", "int"), ("occurred_at", "timestamptz"), ("recorded_at", "timestamptz"),
+    ("principal", "text"), ("officer_id", "text"), ("unit", "text"), ("area", "text"),
+    ("body", "text"), ("content_hash", "text"), ("prev_hash", "text"), ("hash", "text"),
+    ("kafka_partition", "int"), ("kafka_offset", "bigint"), ("kafka_index", "int"),
+)  # fmt: skip
+CONTRIBUTION_COLUMNS: Final = (
+    ("event_id", "uuid"), ("operation_id", "text"), ("metric", "text"), ("detail", "text"),
+    ("area", "text"), ("unit", "text"), ("day", "date"), ("delta", "bigint"),
+    ("occurred_at", "timestamptz"), ("recorded_at", "timestamptz"),
+)  # fmt: skip
+VOID_COLUMNS: Final = (
+    ("target_event_id", "uuid"), ("void_event_id", "uuid"), ("operation_id", "text"),
+    ("applied", "bool"),
+)  # fmt: skip
+CONFLICT_COLUMNS: Final = (
+    ("event_id", "uuid"), ("operation_id", "text"), ("stored_content_hash", "text"),
+    ("content_hash", "text"), ("body", "text"), ("kafka_topic", "text"),
+    ("kafka_partition", "int"), ("kafka_offset", "bigint"), ("kafka_index", "int"),
+)  # fmt: skip
+TOTALS_COLUMNS: Final = (
+    ("operation_id", "text"), ("metric", "text"), ("detail", "text"), ("area", "text"),
+    ("unit", "text"), ("day", "date"), ("value", "bigint"),
+)  # fmt: skip
+HEAD_COLUMNS: Final = (("operation_id", "text"), ("seq", "bigint"), ("hash", "text"))
+OFFSET_COLUMNS: Final = (
+    ("partition", "int"), ("last_offset", "bigint"), ("highwater", "bigint"),
+    ("last_event_at", "timestamptz"),
+)  # fmt: skip
+
+
+class _Numbering:
+    """Hands out $1, $2, ... in the order the writer passes its arguments."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def param(self, pg_type: str) -> str:
+        self.n += 1
+        return f"${self.n}::{pg_type}"
+
+    def unnest(self, columns: tuple[tuple[str, str], ...]) -> str:
+        arrays = ", ".join(self.param(f"{t}[]") for _, t in columns)
+        names = ", ".join(name for name, _ in columns)
+        return f"unnest({arrays}) AS x({names})"
+
+
+def _cols(columns: tuple[tuple[str, str], ...]) -> str:
+    return ", ".join(name for name, _ in columns)
+
+
+def _names(columns: tuple[tuple[str, str], ...], casts: dict[str, str] | None = None) -> str:
+    casts = casts or {}
+    return ", ".join(f"x.{name}{casts.get(name, '')}" for name, _ in columns)
+
+
+def _apply() -> str:
+    """The write-everything statement; its parameters are listed in `APPLY_ORDER`."""
+    n = _Numbering()
+    events = n.unnest(EVENT_COLUMNS)
+    contributions = n.unnest(CONTRIBUTION_COLUMNS)
+    voids = n.unnest(VOID_COLUMNS)
+    held = n.param("uuid[]")
+    conflicts = n.unnest(CONFLICT_COLUMNS)
+    totals = n.unnest(TOTALS_COLUMNS)
+    heads = n.unnest(HEAD_COLUMNS)
+    group, topic = n.param("text"), n.param("text")
+    offsets = n.unnest(OFFSET_COLUMNS)
+    channel, notify = n.param("text"), n.param("text[]")
+    cols = _cols
+    # Only constants and $n placeholders are interpolated here; values are bind parameters.
+    return (
+        f"WITH ev AS (INSERT INTO {{s}}.events ({cols(EVENT_COLUMNS)})"  # noqa: S608
+        f" SELECT {_names(EVENT_COLUMNS, {'body': '::jsonb'})} FROM {events}),"
+        f" co AS (INSERT INTO {{s}}.contributions ({cols(CONTRIBUTION_COLUMNS)})"
+        f" SELECT {_names(CONTRIBUTION_COLUMNS)} FROM {contributions}),"
+        f" vi AS (INSERT INTO {{s}}.voids ({cols(VOID_COLUMNS)})"
+        f" SELECT {_names(VOID_COLUMNS)} FROM {voids}),"
+        f" va AS (UPDATE {{s}}.voids SET applied = true WHERE target_event_id = ANY({held})),"
+        f" cf AS (INSERT INTO {{s}}.conflicts ({cols(CONFLICT_COLUMNS)})"
+        f" SELECT {_names(CONFLICT_COLUMNS, {'body': '::jsonb'})} FROM {conflicts}"
+        " ON CONFLICT DO NOTHING),"
+        f" tt AS (INSERT INTO {{s}}.totals AS t ({cols(TOTALS_COLUMNS)})"
+        f" SELECT {_names(TOTALS_COLUMNS)} FROM {totals}"
+        " ON CONFLICT (operation_id, metric, detail, area, unit, day)"
+        " DO UPDATE SET value = t.value + EXCLUDED.value),"
+        f" hd AS (UPDATE {{s}}.chain_heads AS h SET seq = x.seq, hash = x.hash,"
+        f" updated_at = now() FROM {heads} WHERE h.operation_id = x.operation_id),"
+        " os AS (UPDATE {s}.consumer_offsets AS o SET"
+        " last_offset = GREATEST(o.last_offset, x.last_offset),"
+        " highwater = COALESCE(x.highwater, o.highwater),"
+        " last_event_at = GREATEST(o.last_event_at, x.last_event_at), updated_at = now()"
+        f" FROM {offsets} WHERE o.consumer_group = {group} AND o.topic = {topic}"
+        " AND o.partition = x.partition)"
+        f" SELECT pg_notify({channel}, op) FROM unnest({notify}) AS op"
+    )
+
+
+#: The order of `apply`'s parameter groups (each table's arrays in its column order).
+APPLY_ORDER: Final = (
+    "events", "contributions", "voids", "held_voids", "conflicts", "totals", "heads",
+    "group", "topic", "offsets", "channel", "notify",
+)  # fmt: skip
+
+_CLAIM_OFFSETS = (
+    "INSERT INTO {s}.consumer_offsets AS o (consumer_group, topic, partition, last_offset)"
+    " SELECT $1, $2, p, -1 FROM {lock}unnest($3::int[]) AS p ORDER BY p"
+    " ON CONFLICT (consumer_group, topic, partition) DO UPDATE SET last_offset = o.last_offset"
+    " RETURNING partition, last_offset"
+)
+
+TEMPLATES: Final[dict[str, str]] = {
+    "positions": "SELECT partition, last_offset FROM {s}.consumer_offsets"
+    " WHERE consumer_group = $1 AND topic = $2",
+    "claim_offsets": _CLAIM_OFFSETS.replace("{lock}", ""),
+    # The live schema's writers first hold the rebuild swap lock shared ($4).
+    "claim_offsets_locked": "WITH swap AS (SELECT pg_advisory_xact_lock_shared($4::bigint))"
+    + " "
+    + _CLAIM_OFFSETS.replace("{lock}", "swap, "),
+    "claim_heads": "INSERT INTO {s}.chain_heads AS h (operation_id, seq, hash)"
+    " SELECT op, 0, $2 FROM unnest($1::text[]) AS op ORDER BY op"
+    " ON CONFLICT (operation_id) DO UPDATE SET seq = h.seq"
+    " RETURNING operation_id, seq, hash",
+    "lookup": "SELECT true AS is_event, e.event_id AS id, e.content_hash, e.operation_id,"
+    " e.type, e.occurred_at, c.metric, c.detail, c.area, c.unit, c.day, c.delta,"
+    " NULL::uuid AS void_event_id, NULL::bool AS applied"
+    " FROM {s}.events AS e LEFT JOIN {s}.contributions AS c ON c.event_id = e.event_id"
+    " WHERE e.event_id = ANY($1::uuid[])"
+    " UNION ALL"
+    " SELECT false, v.target_event_id, NULL, v.operation_id, NULL, NULL, NULL, NULL, NULL,"
+    " NULL, NULL, NULL, v.void_event_id, v.applied"
+    " FROM {s}.voids AS v WHERE v.target_event_id = ANY($1::uuid[])",
+    "apply": _apply(),
+}
+
+
+def statements(quoted_schema: str) -> dict[str, str]:
+    """Every statement for one schema (``quoted_schema`` already validated and quoted)."""
+    # replace(), not formatting: the only text substituted is the validated identifier, and
+    # every value travels as a bind parameter.
+    return {name: sql.replace("{s}", quoted_schema) for name, sql in TEMPLATES.items()}
