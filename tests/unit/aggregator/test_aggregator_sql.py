@@ -1,0 +1,45 @@
+"""The writer's SQL: every placeholder gets exactly one argument, and only the schema varies."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+from schemas.examples import example_events
+from services.aggregator.plan import plan_batch
+from services.aggregator.records import prepare
+from services.aggregator.sql import statements
+from services.aggregator.writer import BatchWriter
+from services.common.wire import Submission, encode_submission
+
+
+def placeholders(sql: str) -> int:
+    return max(int(n) for n in re.findall(r"\$(\d+)", sql))
+
+
+def writer() -> BatchWriter:
+    return BatchWriter(None, topic="t", consumer_group="g", schema="ledger_shadow_x")  # type: ignore[arg-type]
+
+
+def test_apply_gets_one_argument_per_placeholder_and_one_value_per_row() -> None:
+    events = []
+    for kind in ("warrant_executed", "item_seized", "event_voided"):
+        e = example_events(kind)[0]
+        e.update({"event_id": str(uuid.uuid4()), "operation_id": "op-sql"})
+        events.append(e)
+    value = encode_submission(Submission("op-sql", "2026-11-20T10:00:00Z", "pc", events))
+    batch = prepare([(0, 0, value)])
+    plan = plan_batch(batch.records, {}, {}, {})
+    w = writer()
+    args: list[Any] = w._apply_args(plan, ([0], [0], [None], [None]))
+    assert len(args) == placeholders(w._sql["apply"])
+    assert [len(a) for a in args[:18]] == [3] * 18  # three events, every column
+    assert len(args[18]) == 2  # two contributions: the void's target is not in this batch
+
+
+def test_statements_name_only_the_given_schema() -> None:
+    for name, sql in statements('"ledger_shadow_x"').items():
+        assert '"ledger".' not in sql and not re.search(r"(?<![\w\"])ledger\.", sql), name
+        assert "{s}" not in sql, name
+    assert '"ledger_shadow_x".events' in writer()._sql["apply"]
