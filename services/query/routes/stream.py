@@ -8,6 +8,7 @@ Each message's ``id`` is the operation's chain position (``version``); a client 
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -70,16 +71,19 @@ async def _events(
 ) -> AsyncIterator[bytes]:
     yield f"retry: {settings.stream_retry_ms}\n\n".encode()
     # Subscribe before the first read, so no change can fall between the two.
+    loop = asyncio.get_running_loop()
     with hub.subscribe(q.operation_id) as sub:
-        sent_id, sent_body = last_id, b""
+        sent_id, sent_body, sent_at = last_id, b"", -math.inf
         while True:
             result = await reads.totals(q)
             body = orjson.dumps(answer(q, result, await reads.freshness()))
             # Skip what the client already has: same version as its Last-Event-ID, or unchanged.
             if str(result.version) != sent_id and body != sent_body:
+                sent_id, sent_body, sent_at = str(result.version), body, loop.time()
                 yield b"id: %d\ndata: %s\n\n" % (result.version, body)
-                sent_id, sent_body = str(result.version), body
             if not await sub.wait(settings.stream_heartbeat_s):
                 yield b": heartbeat\n\n"
-            elif settings.stream_min_interval_s:
-                await asyncio.sleep(settings.stream_min_interval_s)  # coalesce bursts of commits
+            elif (pause := sent_at + settings.stream_min_interval_s - loop.time()) > 0:
+                # At most one message per interval (bursts of commits coalesce), but a change
+                # after a quiet spell goes out at once instead of a full interval later.
+                await asyncio.sleep(pause)
