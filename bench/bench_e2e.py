@@ -61,7 +61,7 @@ OPERATIONS = 24
 CLIENT_PROCS = 2
 BATCH_CONCURRENCY = 6  # per client process: 12 batch requests in flight
 SINGLE_CONCURRENCY = 32  # per client process: 64 single-event requests in flight
-PROBE_RATE = 20  # probe events/s, part of the offered load
+PROBE_RATE = float(os.environ.get("OPSLEDGER_BENCH_E2E_PROBE_RATE", "20"))  # in the offered load
 LATENCY_BATCH = 50  # background load comes as 50-event batches
 OFFERED = (1_000, 5_000)
 _env = os.environ.get
@@ -348,33 +348,68 @@ def throughput(p: Pipeline, kind: str, duration_s: float, tag: str) -> dict[str,
 # -- latency --------------------------------------------------------------------------------------
 
 
+class _Watch:
+    """One SSE stream of the probe operation: (arrival time, warrants count) per message."""
+
+    def __init__(self, url: str, reader: str) -> None:
+        self.url, self.reader = url, reader
+        self.seen: list[tuple[float, int]] = []
+        self.first, self.done = asyncio.Event(), asyncio.Event()
+        self.want = 1 << 62  # the count at which every acknowledged probe is visible
+
+    async def run(self, client: httpx.AsyncClient) -> None:
+        auth = {"Authorization": f"Bearer {self.reader}"}
+        async with client.stream("GET", self.url, headers=auth) as r:
+            r.raise_for_status()
+            async for line in r.aiter_lines():
+                if line.startswith("data:"):
+                    now = time.perf_counter()
+                    doc = orjson.loads(line[5:])
+                    self.seen.append((now, int(doc["metrics"].get("warrants_executed", 0))))
+                    self.first.set()
+                    self.check()
+
+    def check(self) -> None:
+        if self.seen and self.seen[-1][1] >= self.want:
+            self.done.set()
+
+    def latencies(self, base: int, acks: list[float]) -> dict[str, Any]:
+        """Per probe: first message showing it minus its 202; p50, p99, max in ms."""
+        latencies, lost, early, i = [], 0, 0, 0
+        for n, acked in enumerate(acks, start=1):
+            while i < len(self.seen) and self.seen[i][1] < base + n:
+                i += 1
+            if i == len(self.seen):
+                lost = len(acks) - n + 1
+                break
+            delta = self.seen[i][0] - acked
+            early += delta < 0  # shown before the 202 reached the client
+            latencies.append(max(0.0, delta) * 1000)
+        latencies.sort()
+        return {
+            "p50": round(percentile(latencies, 0.5), 1),
+            "p99": round(percentile(latencies, 0.99), 1),
+            "max": round(latencies[-1], 1) if latencies else None,
+            "not_seen": lost,
+            "seen_before_202": early,
+            "stream_messages": len(self.seen),
+        }
+
+
 async def _probe(
     p: Pipeline, probe_op: str, field: str, reader: str, start_at: float, duration_s: float
 ) -> dict[str, Any]:
-    """Probe events on their own operation, sequential; watch its SSE stream for each one."""
+    """Probe events on their own operation, sequential; watch its SSE stream(s) for each one."""
     bodies = Bodies([probe_op], templates())  # template 0 is a warrant: +1 warrants_executed
-    seen: list[tuple[float, int]] = []
-    first, all_seen = asyncio.Event(), asyncio.Event()
-    want = [1 << 62]  # the count at which every acknowledged probe is visible
-    stream_url = f"{p.query_url}/v1/operations/{probe_op}/stream"
+    path = f"/v1/operations/{probe_op}/stream"
+    watches = {"visible": _Watch(p.query_url + path, reader)}
+    if p.dashboard_url:
+        watches["dashboard_default"] = _Watch(p.dashboard_url + path, reader)
     async with httpx.AsyncClient(timeout=httpx.Timeout(30, read=None)) as client:
-
-        async def watch() -> None:
-            auth = {"Authorization": f"Bearer {reader}"}
-            async with client.stream("GET", stream_url, headers=auth) as r:
-                r.raise_for_status()
-                async for line in r.aiter_lines():
-                    if line.startswith("data:"):
-                        now = time.perf_counter()
-                        doc = orjson.loads(line[5:])
-                        seen.append((now, int(doc["metrics"].get("warrants_executed", 0))))
-                        first.set()
-                        if seen[-1][1] >= want[0]:
-                            all_seen.set()
-
-        watcher = asyncio.create_task(watch())
-        await asyncio.wait_for(first.wait(), 30)
-        base = seen[-1][1]
+        tasks = [asyncio.create_task(w.run(client)) for w in watches.values()]
+        for w in watches.values():
+            await asyncio.wait_for(w.first.wait(), 30)
+        base = watches["visible"].seen[-1][1]
         acks: list[float] = []
         failures = 0
         headers = {"Authorization": f"Bearer {field}", "Content-Type": "application/json"}
@@ -389,38 +424,21 @@ async def _probe(
             else:
                 failures += 1  # a refused probe adds nothing: later probes still count in order
             k += 1
-        want[0] = base + len(acks)
-        if seen[-1][1] >= want[0]:
-            all_seen.set()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(all_seen.wait(), 30)
-        watcher.cancel()
-        try:
-            await watcher
-        except (asyncio.CancelledError, httpx.HTTPError):
-            pass
-    latencies, lost, early = [], 0, 0
-    i = 0
-    for n, acked in enumerate(acks, start=1):
-        while i < len(seen) and seen[i][1] < base + n:
-            i += 1
-        if i == len(seen):
-            lost += len(acks) - n + 1
-            break
-        delta = seen[i][0] - acked
-        early += delta < 0  # shown before the 202 reached the client
-        latencies.append(max(0.0, delta) * 1000)
-    latencies.sort()
-    return {
-        "probes": len(acks),
-        "probe_failures": failures,
-        "not_seen": lost,
-        "seen_before_202": early,
-        "p50": round(percentile(latencies, 0.5), 1),
-        "p99": round(percentile(latencies, 0.99), 1),
-        "max": round(latencies[-1], 1) if latencies else None,
-        "stream_messages": len(seen),
-    }
+        for w in watches.values():
+            w.want = base + len(acks)
+            w.check()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(w.done.wait(), 30)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, httpx.HTTPError):
+                await task
+    result = {"probes": len(acks), "probe_failures": failures,
+              **watches["visible"].latencies(base, acks)}  # fmt: skip
+    if "dashboard_default" in watches:
+        result["dashboard_default_stream"] = watches["dashboard_default"].latencies(base, acks)
+    return result
 
 
 def latency(p: Pipeline, offered: int, duration_s: float) -> dict[str, Any]:
@@ -502,7 +520,7 @@ def run() -> dict[str, Any]:
     ceiling = ceilings(settings)
     run_id = new_run_id()
     out: dict[str, Any] = {}
-    with pipeline(settings, run_id, query_env=QUERY_ENV) as p:
+    with pipeline(settings, run_id, query_env=QUERY_ENV, dashboard=True) as p:
         out["batch"] = throughput(p, "batch", DURATION_S, "batch")
         out["single"] = throughput(p, "single", SINGLE_S, "single")
         lat = [latency(p, rate, LATENCY_S) for rate in OFFERED]

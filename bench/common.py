@@ -81,6 +81,9 @@ class Pipeline:
     query_env: Mapping[str, str] = field(default_factory=dict)
     ingest_url: str = ""
     query_url: str = ""
+    # a second query service with default settings, when asked for (``dashboard=True``)
+    dashboard: bool = False
+    dashboard_url: str = ""
     topic: str = ""
     group: str = ""
     procs: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
@@ -114,6 +117,11 @@ class Pipeline:
             _wait_http(f"http://127.0.0.1:{port}/healthz", self.procs[-1][1], f"aggregator-{n}")
         self._spawn("query", ["--port", str(query_port)], dict(self.query_env))
         _wait_http(f"{self.query_url}/readyz", self.procs[-1][1], "query")
+        if self.dashboard:
+            port = free_port()
+            self.dashboard_url = f"http://127.0.0.1:{port}"
+            self._spawn("query", ["--port", str(port)], {}, name="query-default")
+            _wait_http(f"{self.dashboard_url}/readyz", self.procs[-1][1], "query-default")
 
     def _spawn(
         self, service: str, args: list[str], extra: Mapping[str, str], name: str | None = None
@@ -170,9 +178,10 @@ def pipeline(
     *,
     aggregators: int = 1,
     query_env: Mapping[str, str] | None = None,
+    dashboard: bool = False,
 ) -> Iterator[Pipeline]:
     """Ingest, ``aggregators`` aggregator processes and query for the duration of the block."""
-    p = Pipeline(run_id, settings, aggregators, dict(query_env or {}))
+    p = Pipeline(run_id, settings, aggregators, dict(query_env or {}), dashboard=dashboard)
     try:
         p.start()
         yield p
