@@ -109,6 +109,12 @@ def rows(results: dict[str, Any]) -> list[Row]:
                 f"p99 {_num(f['p99'])} ms", f"max {_num(f['max'])} ms", "",
                 _verdict(ok, targets.get("latency_p99_ms_at_1000")) if ok is not None else "",
             ))  # fmt: skip
+            d = f.get("dashboard_default_stream")
+            if isinstance(d, dict):
+                out.append((
+                    "  same, dashboard stream (defaults)", f"p50 {_num(d['p50'])} ms",
+                    f"p99 {_num(d['p99'])} ms", f"max {_num(d['max'])} ms", "", "",
+                ))  # fmt: skip
     missing("e2e", "e2e")
     f = results.get("rebuild")
     if isinstance(f, dict) and "events_per_s" in f:
