@@ -11,9 +11,21 @@ from .harness import AggregatorProcess, Target
 
 
 @pytest.fixture
-def target(kafka_bootstrap: str, database_url: str, unique_id: str) -> Target:
-    """A topic, DLQ and consumer group that only this test uses, on the shared stack."""
-    return Target(kafka_bootstrap, database_url, f"agg-test-{unique_id}", f"agg-test-{unique_id}")
+async def target(kafka_bootstrap: str, database_url: str, unique_id: str) -> AsyncIterator[Target]:
+    """A topic, DLQ and consumer group that only this test uses; the topics go afterwards."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    t = Target(kafka_bootstrap, database_url, f"agg-test-{unique_id}", f"agg-test-{unique_id}")
+    yield t
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        mine = [name for name in (t.topic, t.dlq) if name in existing]
+        if mine:
+            await admin.delete_topics(mine)
+    finally:
+        await admin.close()
 
 
 @pytest.fixture
