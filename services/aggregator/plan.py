@@ -139,7 +139,9 @@ class _Planner:
         self._contribute(e.event_id, e.operation_id, c, e.occurred_at, e.recorded_at)
         held = self.voids.get(e.event_id)
         if held is not None and not held.applied and held.operation_id == e.operation_id:
-            # The void came first; cancel the target now, in the void's name.
+            # The void came first; cancel the target now, in the void's name. The row carries
+            # the target's recorded_at (not the earlier void's): the cancellation is known only
+            # from the moment the target is, so a known_at read never sees a negative count.
             self._contribute(
                 held.void_event_id, e.operation_id, negate(c), e.occurred_at, e.recorded_at
             )
