@@ -41,12 +41,12 @@ from services.aggregator.records import (
 from services.aggregator.sql import statements
 from services.common.db import LEDGER_SCHEMA, LEDGER_SWAP_LOCK, TOTALS_CHANNEL
 
-_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
 def quote_schema(name: str) -> str:
     """The schema name, checked to be a plain lower-case identifier, quoted for SQL."""
-    if not _IDENTIFIER.match(name):
+    if not _IDENTIFIER.fullmatch(name):
         raise ValueError(f"invalid schema name {name!r}: expected [a-z_][a-z0-9_]*")
     return f'"{name}"'
 

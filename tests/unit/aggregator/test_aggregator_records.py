@@ -82,7 +82,7 @@ def test_plain_schema_names_are_accepted(name: str) -> None:
     assert quote_schema(name) == f'"{name}"'
 
 
-@pytest.mark.parametrize("name", ["", "Ledger", 'x"; drop', "a.b", "1abc", "x" * 64])
+@pytest.mark.parametrize("name", ["", "Ledger", 'x"; drop', "a.b", "1abc", "x" * 64, "ledger\n"])
 def test_other_schema_names_are_refused(name: str) -> None:
     with pytest.raises(ValueError, match="invalid schema name"):
         quote_schema(name)
