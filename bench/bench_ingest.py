@@ -275,7 +275,7 @@ def run() -> dict[str, Any]:
         "OPSLEDGER_TOPIC": topic,
         "OPSLEDGER_DLQ_TOPIC": f"{topic}.dlq",
         "OPSLEDGER_LOG_LEVEL": "WARNING",
-        "OPSLEDGER_WORKERS": str(WORKERS),
+        "OPSLEDGER_INGEST_WORKERS": str(WORKERS),
     }
     token = issue_token(settings, role="field", operations=_ops(run_id), ttl_s=3600)
     serve = [sys.executable, "-m", "services.cli.main", "serve", "ingest", "--port", str(port)]

@@ -4,61 +4,109 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
+from pydantic_settings import SettingsConfigDict
 
 from services.common.settings import CommonSettings
 
 
-class IngestSettings(CommonSettings):
-    """What the ingest service needs beyond the shared settings; env prefix ``OPSLEDGER_``."""
+def _alias(name: str) -> AliasChoices:
+    # Service-specific names (OPSLEDGER_INGEST_PORT...), so one environment configures all services.
+    return AliasChoices(f"OPSLEDGER_INGEST_{name}")
 
-    host: str = Field("127.0.0.1", description="Interface the ingest HTTP server binds.")
-    port: int = Field(8080, ge=1, le=65535, description="Port of the ingest HTTP server.")
+
+class IngestSettings(CommonSettings):
+    """What the ingest service needs beyond the shared settings.
+
+    Environment names: ``OPSLEDGER_INGEST_<FIELD>`` (e.g. ``OPSLEDGER_INGEST_PORT``).
+    """
+
+    # Constructor arguments by field name too (tests, the benchmark), not only by env alias.
+    model_config = SettingsConfigDict(**{**CommonSettings.model_config, "populate_by_name": True})
+
+    host: str = Field(
+        validation_alias=_alias("HOST"),
+        default="127.0.0.1",
+        description="Interface the ingest HTTP server binds.",
+    )
+    port: int = Field(
+        validation_alias=_alias("PORT"),
+        default=8080,
+        ge=1,
+        le=65535,
+        description="Port of the ingest HTTP server.",
+    )
     workers: int = Field(
-        1, ge=1, le=64, description="Ingest server processes (uvicorn workers) on one port."
+        validation_alias=_alias("WORKERS"),
+        default=1,
+        ge=1,
+        le=64,
+        description="Ingest server processes (uvicorn workers) on one port.",
     )
     max_body_bytes: int = Field(
-        1024 * 1024, ge=1024, description="Largest request body accepted (413 beyond it)."
+        validation_alias=_alias("MAX_BODY_BYTES"),
+        default=1024 * 1024,
+        ge=1024,
+        description="Largest request body accepted (413 beyond it).",
     )
     max_batch_events: int = Field(
-        1000, ge=1, le=100_000, description="Most events accepted in one batch request."
+        validation_alias=_alias("MAX_BATCH_EVENTS"),
+        default=1000,
+        ge=1,
+        le=100_000,
+        description="Most events accepted in one batch request.",
     )
     produce_timeout_s: float = Field(
-        5.0,
+        validation_alias=_alias("PRODUCE_TIMEOUT_S"),
+        default=5.0,
         gt=0,
         le=120,
         description="Bound on waiting for the broker to acknowledge one produce (503 beyond it).",
     )
     max_future_s: float = Field(
-        300.0,
+        validation_alias=_alias("MAX_FUTURE_S"),
+        default=300.0,
         ge=0,
         description="How far `occurred_at` may lie ahead of the server clock, in seconds.",
     )
     retry_after_s: int = Field(
-        2, ge=1, le=3600, description="`Retry-After` seconds sent with a 503 (broker unavailable)."
+        validation_alias=_alias("RETRY_AFTER_S"),
+        default=2,
+        ge=1,
+        le=3600,
+        description="`Retry-After` seconds sent with a 503 (broker unavailable).",
     )
     ready_cache_s: float = Field(
-        1.0, ge=0, le=60, description="How long a /readyz broker check result is reused."
+        validation_alias=_alias("READY_CACHE_S"),
+        default=1.0,
+        ge=0,
+        le=60,
+        description="How long a /readyz broker check result is reused.",
     )
     linger_ms: int = Field(
-        2,
+        validation_alias=_alias("LINGER_MS"),
+        default=2,
         ge=0,
         le=1000,
         description="Producer linger: how long records wait to share a request to the broker.",
     )
     max_batch_size: int = Field(
-        1024 * 1024,
+        validation_alias=_alias("MAX_BATCH_SIZE"),
+        default=1024 * 1024,
         ge=16 * 1024,
         description="Producer batch size in bytes per partition (>= max_body_bytes + overhead).",
     )
     max_record_bytes: int = Field(
-        900_000,
+        validation_alias=_alias("MAX_RECORD_BYTES"),
+        default=900_000,
         ge=16 * 1024,
         description="Largest Kafka record written; a bigger submission is split into several"
         " (the broker refuses records over its message.max.bytes, 1 MiB by default).",
     )
     compression_type: str | None = Field(
-        None, description="Producer compression (None, gzip, snappy, lz4, zstd)."
+        validation_alias=_alias("COMPRESSION_TYPE"),
+        default=None,
+        description="Producer compression (None, gzip, snappy, lz4, zstd).",
     )
 
 
