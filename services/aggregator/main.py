@@ -19,7 +19,7 @@ GC_GEN0_THRESHOLD = 50_000
 
 async def _ensure_topics(settings: AggregatorSettings) -> None:
     # The aggregator may start before ingest: create the log if it is missing (bounded wait).
-    from services.ingest.topics import TopicError, ensure_topics
+    from services.common.topics import TopicError, ensure_topics
 
     try:
         await ensure_topics(settings)

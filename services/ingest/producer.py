@@ -18,8 +18,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from services.common.kafka import client_kwargs
+from services.common.topics import TopicError, ensure_topics
 from services.ingest.settings import IngestSettings
-from services.ingest.topics import TopicError, ensure_topics
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from aiokafka import AIOKafkaProducer
 
 from schemas.canonical import GENESIS_HASH, chain_hash
 from services.common.settings import CommonSettings
+from services.common.topics import ensure_topics
 from services.common.wire import Submission, encode_submission
-from services.ingest.topics import ensure_topics
 
 RECORDED_AT = "2026-11-23T09:00:00+00:00"
 

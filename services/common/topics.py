@@ -1,4 +1,4 @@
-"""Create the log (`field-events`) and its dead-letter topic at start-up when they are absent."""
+"""The log (`field-events`) and its dead-letter topic, created at start-up when they are absent."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from services.ingest import topics
+from services.common import topics
 from services.ingest.settings import IngestSettings
 
 
