@@ -336,6 +336,12 @@ def throughput(p: Pipeline, kind: str, duration_s: float, tag: str) -> dict[str,
             k: round(v / max(accepted, 1) * 1e6, 1) for k, v in sorted(busy.items())
         },  # fmt: skip
     }
+    # What the box's cores could carry at this CPU cost per event, were every part busy all the
+    # time (the shared servers' whole CPU counted, so a little pessimistic).
+    parts = ("ingest", "aggregator", "query", "clients", "postgres_ours", "kafka_all")
+    per_event = sum(busy.get(k, 0.0) for k in parts) / max(accepted, 1)
+    if per_event > 0:
+        result["cpu_ceiling_events_per_s"] = round((os.cpu_count() or 1) / per_event)
     if wrong:
         result["mismatches"] = dict(list(wrong.items())[:3])
     say(
