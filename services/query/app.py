@@ -65,6 +65,7 @@ def create_app(
     app.state.tokens = TokenCache(settings)
     install(app)
     _answer_503_when_database_is_down(app)
+    _answer_422_when_a_parameter_does_not_fit(app)
     app.add_middleware(MetricsMiddleware)
     for router in [*routers(), *extra_routers]:
         app.include_router(router)
@@ -96,6 +97,21 @@ def _answer_503_when_database_is_down(app: FastAPI) -> None:
 
     for error in _DATABASE_DOWN:
         app.add_exception_handler(error, unavailable)
+
+
+def _answer_422_when_a_parameter_does_not_fit(app: FastAPI) -> None:
+    """A value PostgreSQL cannot take (a NUL in a string, an integer past bigint) is the caller's
+    mistake, so a 422 rather than a 500; routes bound what they can before it gets this far."""
+
+    async def invalid(_: Request, exc: Exception) -> Response:
+        return problem_response(
+            422,
+            "Invalid request",
+            detail=f"a parameter holds a value the ledger cannot store or compare: {exc}",
+            kind="invalid-request",
+        )
+
+    app.add_exception_handler(asyncpg.DataError, invalid)
 
 
 def _tidy_openapi(app: FastAPI) -> None:

@@ -22,6 +22,7 @@ from services.query.deps import Auditor, Pool
 from services.query.jsonresp import json_response
 from services.query.params import parse_instant
 
+BIGINT_MAX = 2**63 - 1  # cursors are PostgreSQL bigints
 router = APIRouter(tags=["audit"])
 MAX_PAGE = 1000
 
@@ -53,7 +54,9 @@ async def history(
     operation_id: str,
     pool: Pool,
     principal: Auditor,
-    after_seq: Annotated[int, Query(ge=0, description="Cursor: return events after this seq.")] = 0,
+    after_seq: Annotated[
+        int, Query(ge=0, le=BIGINT_MAX, description="Cursor: return events after this seq.")
+    ] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Page size.")] = 100,
     type: Annotated[str | None, Query(description="Only this event type.")] = None,
     area: Annotated[str | None, Query(description="Only this area.")] = None,
@@ -148,7 +151,7 @@ async def access_log_list(
     who: Annotated[str | None, Query(alias="principal", description="Only this principal.")] = None,
     since: Annotated[str | None, Query(description="Only entries at or after (RFC 3339).")] = None,
     before_id: Annotated[
-        int | None, Query(ge=1, description="Cursor: entries older than this id.")
+        int | None, Query(ge=1, le=BIGINT_MAX, description="Cursor: entries older than this id.")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Page size.")] = 100,
 ) -> Response:

@@ -30,3 +30,24 @@ async def test_hostile_operation_id_in_path(
     assert "set-cookie" not in resp.headers
     disposition = resp.headers.get("content-disposition", "")
     assert "\r" not in disposition and "\n" not in disposition and "x.sh" not in disposition
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/v1/audit/access-log", {"before_id": str(2**100)}),
+        ("/v1/audit/access-log", {"principal": "nul\x00byte"}),
+        ("/v1/audit/access-log", {"action": "nul\x00byte"}),
+        ("/v1/operations/{op}/events", {"after_seq": str(2**100)}),
+        ("/v1/operations/{op}/events", {"officer": "nul\x00byte"}),
+    ],
+    ids=["huge-cursor", "nul-principal", "nul-action", "huge-seq", "nul-officer"],
+)
+async def test_values_postgres_cannot_take_are_422_not_500(
+    world: World, query: httpx.AsyncClient, path: str, params: dict[str, str]
+) -> None:
+    """Found by schemathesis: a cursor past bigint reached PostgreSQL and came back a 500."""
+    headers = {"Authorization": f"Bearer {credentials(world)['auditor']}"}
+    resp = await query.get(path.format(op=world.op), params=params, headers=headers)
+    assert resp.status_code == 422, (resp.status_code, resp.text[:300])
+    assert resp.headers["content-type"] == "application/problem+json"
