@@ -18,7 +18,7 @@ from services.common.problems import problem_response
 from services.query.cache import ReadCache
 from services.query.hub import ChangeHub
 from services.query.metrics import MetricsMiddleware
-from services.query.openapi import tidy_optional_parameters
+from services.query.openapi import forbid_nul_in_text_parameters, tidy_optional_parameters
 from services.query.reads import Reads
 from services.query.routes import routers
 from services.query.settings import QuerySettings
@@ -119,7 +119,7 @@ def _tidy_openapi(app: FastAPI) -> None:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = tidy_optional_parameters(build())
+            app.openapi_schema = forbid_nul_in_text_parameters(tidy_optional_parameters(build()))
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented override

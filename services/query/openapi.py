@@ -44,11 +44,16 @@ AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
     401: problem("No bearer token, or one that is invalid or expired."),
     403: problem("The token's role may not read this, or it is not scoped to the operation."),
 }
+INVALID_ERRORS: dict[int | str, dict[str, Any]] = {
+    422: problem("A parameter is invalid; `errors[].path` names it."),
+}
 READ_ERRORS: dict[int | str, dict[str, Any]] = {
     **AUTH_ERRORS,
     404: problem("No event of this operation has been applied."),
-    422: problem("A parameter is invalid; `errors[].path` names it."),
+    **INVALID_ERRORS,
 }
+# The auditor routes answer an unknown operation with an empty history, not a 404.
+AUDIT_ERRORS: dict[int | str, dict[str, Any]] = {**AUTH_ERRORS, **INVALID_ERRORS}
 
 
 def body(media_type: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
@@ -135,4 +140,21 @@ def tidy_optional_parameters(spec: dict[str, Any]) -> dict[str, Any]:
                 if len(kept) == 1 and len(kept) < len(branches):
                     rest = {k: v for k, v in schema.items() if k != "anyOf"}
                     param["schema"] = {**kept[0], **rest}
+    return spec
+
+
+# PostgreSQL text cannot hold a NUL: such a value is answered 422, so the schema excludes it.
+NO_NUL_PATTERN = "^[^\\u0000]*$"
+
+
+def forbid_nul_in_text_parameters(spec: dict[str, Any]) -> dict[str, Any]:
+    """Give every free-text parameter (no pattern, format or enum) a pattern without NUL."""
+    for methods in spec.get("paths", {}).values():
+        for operation in methods.values():
+            for param in operation.get("parameters", []):
+                schema = param.get("schema", {})
+                if schema.get("type") == "string" and not {"pattern", "format", "enum"} & set(
+                    schema
+                ):
+                    schema["pattern"] = NO_NUL_PATTERN
     return spec

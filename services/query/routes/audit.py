@@ -20,7 +20,8 @@ from services.audit.service import export_operation, verify_operation
 from services.common.problems import ProblemError
 from services.query.deps import Auditor, Pool
 from services.query.jsonresp import json_response
-from services.query.params import parse_instant
+from services.query.openapi import AUDIT_ERRORS, body
+from services.query.params import INSTANT_SCHEMA, parse_instant
 
 BIGINT_MAX = 2**63 - 1  # cursors are PostgreSQL bigints
 router = APIRouter(tags=["audit"])
@@ -49,7 +50,16 @@ def _instants(**raw: str | None) -> dict[str, Any]:
     return out
 
 
-@router.get("/v1/operations/{operation_id}/events")
+def _json(description: str) -> dict[int | str, dict[str, Any]]:
+    return {200: body("application/json", description, {"type": "object"}), **AUDIT_ERRORS}
+
+
+def _instant(description: str, alias: str | None = None) -> Any:
+    """A query parameter documented as an RFC 3339 instant (parsed by the handler: 422 names it)."""
+    return Query(alias=alias, description=description, json_schema_extra=INSTANT_SCHEMA)
+
+
+@router.get("/v1/operations/{operation_id}/events", responses=_json("A page of events"))
 async def history(
     operation_id: str,
     pool: Pool,
@@ -63,10 +73,10 @@ async def history(
     unit: Annotated[str | None, Query(description="Only this unit.")] = None,
     officer: Annotated[str | None, Query(description="Only this officer_id.")] = None,
     occurred_from: Annotated[
-        str | None, Query(alias="from", description="occurred_at at or after (RFC 3339).")
+        str | None, _instant("occurred_at at or after (RFC 3339).", "from")
     ] = None,
     occurred_to: Annotated[
-        str | None, Query(alias="to", description="occurred_at at or before (RFC 3339).")
+        str | None, _instant("occurred_at at or before (RFC 3339).", "to")
     ] = None,
 ) -> Response:
     """The operation's events in chain order, with hashes, Kafka position and void status."""
@@ -99,7 +109,7 @@ async def history(
     )
 
 
-@router.get("/v1/operations/{operation_id}/verify")
+@router.get("/v1/operations/{operation_id}/verify", responses=_json("The verification report"))
 async def verify(operation_id: str, pool: Pool, principal: Auditor) -> Response:
     """Recompute the hash chain and the totals from events; ``ok`` only when both are intact."""
     await access_log.record(pool, principal, "verify", operation_id, {})
@@ -108,14 +118,21 @@ async def verify(operation_id: str, pool: Pool, principal: Auditor) -> Response:
     return json_response(report.to_dict())
 
 
-@router.get("/v1/operations/{operation_id}/export")
+@router.get(
+    "/v1/operations/{operation_id}/export",
+    response_class=Response,
+    responses={
+        200: body("application/x-tar", "The evidence bundle", {"type": "string"}),
+        **AUDIT_ERRORS,
+    },
+)
 async def export(
     operation_id: str,
     pool: Pool,
     principal: Auditor,
     format: Annotated[Literal["jsonl", "csv"], Query(description="Events file format.")] = "jsonl",
-    as_of: Annotated[str | None, Query(description="Totals as of (occurred_at).")] = None,
-    known_at: Annotated[str | None, Query(description="Totals as known at (recorded_at).")] = None,
+    as_of: Annotated[str | None, _instant("Totals as of (occurred_at).")] = None,
+    known_at: Annotated[str | None, _instant("Totals as known at (recorded_at).")] = None,
 ) -> Response:
     """The evidence bundle (tar of manifest.json and the events file), see docs/audit.md."""
     times = _instants(as_of=as_of, known_at=known_at)
@@ -142,14 +159,14 @@ async def export(
     )
 
 
-@router.get("/v1/audit/access-log")
+@router.get("/v1/audit/access-log", responses=_json("A page of access-log entries"))
 async def access_log_list(
     pool: Pool,
     principal: Auditor,
     operation: Annotated[str | None, Query(description="Only this operation.")] = None,
     action: Annotated[str | None, Query(description="Only this action.")] = None,
     who: Annotated[str | None, Query(alias="principal", description="Only this principal.")] = None,
-    since: Annotated[str | None, Query(description="Only entries at or after (RFC 3339).")] = None,
+    since: Annotated[str | None, _instant("Only entries at or after (RFC 3339).")] = None,
     before_id: Annotated[
         int | None, Query(ge=1, le=BIGINT_MAX, description="Cursor: entries older than this id.")
     ] = None,
