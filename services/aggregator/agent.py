@@ -41,6 +41,7 @@ from services.aggregator.health import HealthState, start_health_server
 from services.aggregator.records import Poison, PreparedBatch, prepare_record
 from services.aggregator.settings import AggregatorSettings
 from services.aggregator.writer import BatchResult, BatchWriter
+from services.common.broker_probe import BrokerProbe
 from services.common.db import create_pool
 
 log = logging.getLogger("opsledger.aggregator")
@@ -272,14 +273,25 @@ class HealthService(Service):
     def __init__(self, aggregator: Aggregator, **kwargs: Any) -> None:
         self.aggregator = aggregator
         self._runner: Any = None
+        s = aggregator.settings
+        self.broker = BrokerProbe(
+            s,
+            timeout_s=s.ready_timeout_s,
+            cache_s=s.ready_cache_s,
+            topic=s.topic,
+            client_id=f"{s.consumer_group}-ready",
+        )
         super().__init__(**kwargs)
 
     async def on_start(self) -> None:
         s = self.aggregator.settings
-        self._runner = await start_health_server(self.aggregator.health, s.host, s.port)
+        self._runner = await start_health_server(
+            self.aggregator.health, s.host, s.port, self.broker
+        )
         log.info("health server on http://%s:%s", s.host, s.port)
 
     async def on_stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+        await self.broker.close()
         await self.aggregator.close()

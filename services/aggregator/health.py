@@ -1,14 +1,17 @@
 """/healthz, /readyz and /metrics on their own small aiohttp server (faust's web is off).
 
-Ready means: the consumer is running, the last batch did not fail (no retry in progress), and
-if there is lag, a batch committed within ``stall_after_s``. A stalled or retrying partition
-therefore shows up as "not ready" while the process itself stays alive (/healthz).
+Ready means: the consumer is running, the last batch did not fail (no retry in progress), if
+there is lag, a batch committed within ``stall_after_s``, and the Kafka broker answers a metadata
+request now (the consumer alone does not say when its broker is gone: it retries silently). A
+stalled or retrying partition, or a lost broker, therefore shows up as "not ready" while the
+process itself stays alive (/healthz).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -65,14 +68,29 @@ class HealthState:
         return out
 
 
-def health_app(state: HealthState) -> web.Application:
+class BrokerCheck(Protocol):
+    """What readiness needs of the broker (services.common.broker_probe.BrokerProbe)."""
+
+    async def problem(self) -> str | None: ...
+
+
+async def readiness(state: HealthState, broker: BrokerCheck | None) -> list[str]:
+    """Why the aggregator is not ready (its own state, then the broker); empty when it is."""
+    problems = state.problems()
+    reason = None if broker is None else await broker.problem()
+    if reason:
+        problems.append(reason)
+    return problems
+
+
+def health_app(state: HealthState, broker: BrokerCheck | None = None) -> web.Application:
     """The aiohttp application serving the three endpoints."""
 
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
     async def readyz(_: web.Request) -> web.Response:
-        problems = state.problems()
+        problems = await readiness(state, broker)
         body = {"status": "ready" if not problems else "not ready", "problems": problems,
                 "lag": {str(p): v for p, v in sorted(state.lag.items())}}  # fmt: skip
         return web.json_response(body, status=200 if not problems else 503)
@@ -89,9 +107,11 @@ def health_app(state: HealthState) -> web.Application:
     return app
 
 
-async def start_health_server(state: HealthState, host: str, port: int) -> web.AppRunner:
+async def start_health_server(
+    state: HealthState, host: str, port: int, broker: BrokerCheck | None = None
+) -> web.AppRunner:
     """Start serving; the caller keeps the runner and calls ``cleanup()`` to stop."""
-    runner = web.AppRunner(health_app(state), access_log=None)
+    runner = web.AppRunner(health_app(state, broker), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     return runner

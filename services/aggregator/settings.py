@@ -75,6 +75,20 @@ class AggregatorSettings(CommonSettings):
         validation_alias=_alias("STALL_AFTER_S"),
         description="/readyz fails when there is lag and no batch committed for this long.",
     )
+    ready_timeout_s: float = Field(
+        1.5,
+        gt=0,
+        le=60,
+        validation_alias=_alias("READY_TIMEOUT_S"),
+        description="/readyz fails when the Kafka broker does not answer metadata within this.",
+    )
+    ready_cache_s: float = Field(
+        1.0,
+        ge=0,
+        le=60,
+        validation_alias=_alias("READY_CACHE_S"),
+        description="How long a /readyz broker check result is reused.",
+    )
     session_timeout_s: float = Field(
         10.0,
         ge=6,
