@@ -29,7 +29,7 @@ import signal
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 import faust
@@ -48,6 +48,20 @@ log = logging.getLogger("opsledger.aggregator")
 # Decoding time between two turns of the event loop: short enough for the transaction in flight
 # to make its round trips promptly, long enough not to pay for a loop turn per record.
 YIELD_EVERY_S = 0.002
+# How often lag asks the broker for its end offsets. The consumer's own highwater cannot be
+# trusted for this: a consumer stalled after a broker restart (aio-libs/aiokafka#1154) stops
+# fetching, its highwater freezes, and lag would read 0 while records pile up.
+LAG_PROBE_S = 3.0
+
+
+class Broker(Protocol):
+    """What the aggregator asks of the broker (services.common.broker_probe.BrokerProbe)."""
+
+    async def problem(self) -> str | None: ...
+
+    async def end_offsets(self, topic: str, partitions: list[int]) -> dict[int, int] | None: ...
+
+    async def close(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -100,6 +114,16 @@ class Aggregator:
         self._pool: asyncpg.Pool | None = None
         self._writer: BatchWriter | None = None
         self._writer_lock = asyncio.Lock()
+        self.broker: Broker = BrokerProbe(
+            settings,
+            timeout_s=settings.ready_timeout_s,
+            cache_s=settings.ready_cache_s,
+            topic=settings.topic,
+            client_id=f"{settings.consumer_group}-ready",
+        )
+        self.lag_probe_s = LAG_PROBE_S
+        self._broker_ends: dict[int, int] = {}  # partition -> end offset, from the last probe
+        self._probed_at = -1e9
         self.topic = app.topic(
             settings.topic,
             key_type=bytes,
@@ -247,18 +271,37 @@ class Aggregator:
             except Exception as exc:  # noqa: BLE001 - the next tick tries again
                 log.debug("positions not loaded yet: %r", exc)
                 return
+        assigned = self._assigned()
+        ends = await self._end_offsets(assigned)
+        for tp in assigned:
+            end = ends.get(tp.partition)
+            if end is not None:
+                lag = max(0, end - self.applied.get(tp.partition, -1) - 1)
+                self.health.set_lag(tp.partition, lag)
+
+    def _assigned(self) -> list[Any]:
+        """This instance's partitions of the topic (none before the first assignment)."""
         try:
             assigned = self.app.consumer.assignment()
         except Exception:  # noqa: BLE001 - not subscribed yet
-            return
+            return []
+        return sorted((tp for tp in assigned if tp.topic == self.settings.topic), key=str)
+
+    async def _end_offsets(self, assigned: list[Any]) -> dict[int, int]:
+        """Each partition's end: the broker's (asked every lag_probe_s), or the consumer's."""
+        partitions = [tp.partition for tp in assigned]
+        if partitions and time.monotonic() - self._probed_at >= self.lag_probe_s:
+            self._probed_at = time.monotonic()
+            answer = await self.broker.end_offsets(self.settings.topic, partitions)
+            self._broker_ends = answer or {}  # no answer: fall back to the consumer's highwater
+        ends: dict[int, int] = {}
         for tp in assigned:
-            if tp.topic != self.settings.topic:
-                continue
-            hw = self._highwater(tp)
-            if hw is not None:
-                self.health.set_lag(
-                    tp.partition, max(0, hw - self.applied.get(tp.partition, -1) - 1)
-                )
+            # Both are lower bounds of the true end, taken at different times: use the larger.
+            seen = (self._broker_ends.get(tp.partition), self._highwater(tp))
+            known = [end for end in seen if end is not None]
+            if known:
+                ends[tp.partition] = max(known)
+        return ends
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -273,14 +316,7 @@ class HealthService(Service):
     def __init__(self, aggregator: Aggregator, **kwargs: Any) -> None:
         self.aggregator = aggregator
         self._runner: Any = None
-        s = aggregator.settings
-        self.broker = BrokerProbe(
-            s,
-            timeout_s=s.ready_timeout_s,
-            cache_s=s.ready_cache_s,
-            topic=s.topic,
-            client_id=f"{s.consumer_group}-ready",
-        )
+        self.broker = aggregator.broker  # one client for readiness and the lag probe
         super().__init__(**kwargs)
 
     async def on_start(self) -> None:

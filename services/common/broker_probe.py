@@ -4,21 +4,29 @@ A consumer or producer does not say when its broker is gone: aiokafka retries si
 consumer may stall after a broker restart, aio-libs/aiokafka#1154), so readiness asks the
 cluster itself. One long-lived client is kept while the broker answers; after a failure it is
 closed (under a deadline) and the next check starts a fresh one, so a restarted broker is seen
-as soon as it listens again.
+as soon as it listens again. The same client answers the broker's end offsets, so lag can be
+measured without trusting the consumer's own fetches.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import logging
 import time
+from collections.abc import Iterable
 
+from aiokafka import errors
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
+from aiokafka.protocol.offset import OffsetRequest, OffsetResetStrategy
+from aiokafka.structs import TopicPartition
 
 from services.common.kafka import client_kwargs
 from services.common.settings import CommonSettings
 
+log = logging.getLogger("opsledger.broker_probe")
 _ERRORS = (TimeoutError, KafkaError, OSError)
 
 
@@ -54,6 +62,20 @@ class BrokerProbe:
             self._answer = await self._check()
             self._answered_at = time.monotonic()
             return self._answer
+
+    async def end_offsets(self, topic: str, partitions: Iterable[int]) -> dict[int, int] | None:
+        """The broker's end offset of each partition, or None if it did not answer in time."""
+        wanted = sorted(set(partitions))
+        if not wanted:
+            return {}
+        async with self._lock:  # one request in flight on the shared client, checks included
+            try:
+                async with asyncio.timeout(self._timeout_s):
+                    return await _list_end_offsets(await self._connected(), topic, wanted)
+            except _ERRORS as exc:
+                log.debug("end offsets of %s not listed: %r", topic, exc)
+                await self.close()
+                return None
 
     async def close(self) -> None:
         """Close the client (bounded: a dead broker cannot hold up shutdown)."""
@@ -92,6 +114,35 @@ class BrokerProbe:
         with contextlib.suppress(*_ERRORS):
             async with asyncio.timeout(self._timeout_s):
                 await client.close()
+
+
+async def _list_end_offsets(
+    client: AIOKafkaClient, topic: str, partitions: list[int]
+) -> dict[int, int]:
+    # Fresh metadata each time: a ListOffsets request must go to each partition's current leader.
+    cluster = await client.fetch_all_metadata()
+    by_leader: dict[int, list[tuple[int, int]]] = collections.defaultdict(list)
+    for partition in partitions:
+        leader = cluster.leader_for_partition(TopicPartition(topic, partition))
+        if leader is None or leader < 0:
+            raise errors.LeaderNotAvailableError(f"{topic}:{partition}")
+        by_leader[leader].append((partition, OffsetResetStrategy.LATEST))
+    requests = [  # isolation level 0 (read uncommitted), as the consumers read
+        client.send(node, OffsetRequest(-1, 0, [(topic, wanted)]))
+        for node, wanted in by_leader.items()
+    ]
+    out: dict[int, int] = {}
+    for response in await asyncio.gather(*requests):
+        for _, rows in response.topics:
+            for partition, code, *info in rows:
+                error = errors.for_code(code)
+                if error is not errors.NoError:
+                    raise error(f"{topic}:{partition}")
+                # v0 answers a list of offsets; v1 and later (timestamp, offset).
+                offsets = info[0] if response.API_VERSION == 0 else info[1:]
+                if offsets:
+                    out[partition] = int(offsets[0])
+    return out
 
 
 def _describe(exc: BaseException) -> str:

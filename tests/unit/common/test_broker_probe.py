@@ -24,3 +24,13 @@ async def test_an_unreachable_broker_is_named_within_the_bound_and_the_answer_ca
     assert reason is not None and f"kafka broker {address} unreachable" in reason
     assert await probe.problem() is reason  # within cache_s: the same answer, not a new check
     await probe.close()
+
+
+async def test_end_offsets_of_an_unreachable_broker_are_none_within_the_bound() -> None:
+    address = nothing_listens()
+    probe = BrokerProbe(CommonSettings(kafka_bootstrap_servers=address), timeout_s=1.0, cache_s=0)
+    started = time.monotonic()
+    assert await probe.end_offsets("field-events", [0, 1]) is None  # the caller falls back
+    assert time.monotonic() - started < 1.5
+    assert await probe.end_offsets("field-events", []) == {}  # nothing asked, nothing sent
+    await probe.close()
