@@ -334,7 +334,7 @@ def machine_info(settings: CommonSettings | None = None) -> dict[str, Any]:
 def _git(*args: str) -> str:
     done = subprocess.run(  # noqa: S603
         ["git", *args],  # noqa: S607
-        capture_output=True, text=True, check=True, cwd=Path(__file__).parent,
+        capture_output=True, text=True, check=True, cwd=Path(__file__).parent.parent,
     )  # fmt: skip
     return done.stdout.strip()
 
