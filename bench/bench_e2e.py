@@ -342,6 +342,9 @@ def throughput(p: Pipeline, kind: str, duration_s: float, tag: str) -> dict[str,
     per_event = sum(busy.get(k, 0.0) for k in parts) / max(accepted, 1)
     if per_event > 0:
         result["cpu_ceiling_events_per_s"] = round((os.cpu_count() or 1) / per_event)
+    # CPU the rest of the box used meanwhile (other people's tests on a shared machine): noise
+    ours = sum(busy.get(k, 0.0) for k in parts) - busy.get("kafka_all", 0.0)
+    result["other_processes_cores"] = round((busy.get("machine", 0.0) - ours) / span, 2)
     if wrong:
         result["mismatches"] = dict(list(wrong.items())[:3])
     say(

@@ -101,8 +101,11 @@ def rows(results: dict[str, Any]) -> list[Row]:
             throughput(f"e2e {kind}", f.get("events_per_s"), str(f.get("ceiling", "-")),
                        f.get("ceiling_events_per_s"), verdict)  # fmt: skip
             if f.get("cpu_ceiling_events_per_s"):
-                throughput("  same, vs the box's CPU", f.get("events_per_s"),
-                           "cores / CPU per event", f["cpu_ceiling_events_per_s"])  # fmt: skip
+                others = f.get("other_processes_cores")
+                note = f"(other processes: {others} cores)" if others is not None else ""
+                ceiling = f["cpu_ceiling_events_per_s"]
+                label = "  same, vs the box's CPU"
+                throughput(label, f.get("events_per_s"), "cores / CPU per event", ceiling, note)
     for key in ("latency_ms", "latency_ms_at_5000"):
         f = e2e.get(key)
         if isinstance(f, dict):
