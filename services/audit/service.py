@@ -16,6 +16,10 @@ from services.audit.verify import Projection, VerifyReport, verify_rows
 from services.common.db import LEDGER_SCHEMA
 
 
+class UnknownOperation(Exception):
+    """No event of this operation is in the ledger: there is nothing to give evidence of."""
+
+
 def _row(record: asyncpg.Record) -> dict[str, Any]:
     row = dict(record)
     if isinstance(row["body"], str | bytes):  # a connection without the json codec
@@ -51,6 +55,9 @@ async def export_operation(
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         rows = await repo.chain_rows(conn, operation_id)
         head = await repo.chain_head(conn, operation_id)
+        if not rows and head is None:
+            # An empty bundle would verify as "intact": refuse it, so a mistyped id is noticed.
+            raise UnknownOperation(f"no event of operation {operation_id!r} is in the ledger")
         if view.as_of is None and view.known_at is None:
             claimed = await repo.totals(conn, operation_id)
         else:

@@ -35,7 +35,7 @@ from services.audit import repository as repo
 from services.audit.export import FORMATS, Format, View, verify_bundle
 from services.audit.rebuild import RebuildReport, rebuild
 from services.audit.replay import DEFAULT_WORKERS
-from services.audit.service import export_operation, verify_operation
+from services.audit.service import UnknownOperation, export_operation, verify_operation
 from services.audit.verify import VerifyReport
 from services.common.db import create_pool
 from services.common.settings import CommonSettings
@@ -127,7 +127,7 @@ async def _verify_db(settings: CommonSettings, operation: str | None) -> list[Ve
 
 def verify(
     operation: Annotated[
-        str | None, typer.Option("--operation", "-o", help="Only this operation (default: all).")
+        str | None, typer.Option("--operation", help="Only this operation (default: all).")
     ] = None,
     export: Annotated[
         Path | None,
@@ -149,7 +149,10 @@ def verify(
         raise typer.Exit(0 if bundle.ok else 1)
     reports = _run(_verify_db(CommonSettings(), operation))
     if reports is None:
-        console.print(f"[red]no events, chain head or totals for operation {operation!r}[/]")
+        console.print(
+            f"[red]no events, chain head or totals for operation {operation!r}[/]"
+            f" (database {_where(CommonSettings())})"
+        )
         raise typer.Exit(2)
     if as_json:
         _print_json(
@@ -185,6 +188,11 @@ async def _export(
         await pool.close()
 
 
+def _where(settings: CommonSettings) -> str:
+    """host:port/db of the database read, so a user who forgot `stack env` sees which one."""
+    return settings.database_url.rpartition("@")[2]
+
+
 def export(
     operation: Annotated[str, typer.Option("--operation", help="The operation to export.")],
     fmt: Annotated[str, typer.Option("--format", help="Events file: jsonl or csv.")] = "jsonl",
@@ -203,9 +211,12 @@ def export(
         raise typer.BadParameter(f"expected one of {', '.join(FORMATS)}", param_hint="--format")
     view = View(as_of=_instant(as_of, "--as-of"), known_at=_instant(known_at, "--known-at"))
     path = output or Path(f"{operation}-evidence.tar")
-    manifest = _run(_export(CommonSettings(), operation, path, fmt, view))
-    if manifest["counts"]["events"] == 0:
-        console.print(f"[yellow]operation {operation!r} has no events[/]")
+    settings = CommonSettings()
+    try:
+        manifest = _run(_export(settings, operation, path, fmt, view))
+    except UnknownOperation as exc:
+        console.print(f"[red]{exc}[/] (database {_where(settings)}); nothing written")
+        raise typer.Exit(2) from None
     out.print(
         f"wrote {path}: {manifest['counts']['events']} events"
         f" ({manifest['counts']['in_view']} in view), chain head {manifest['chain']['head_hash']},"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Annotated
 
 import typer
@@ -36,10 +37,13 @@ def demo(
     from services.stack.settings import repo_root
 
     try:
-        stack.ensure_up(say=_say)
+        info = stack.ensure_up(say=_say)
     except stack.StackError as exc:
         err.print(f"[bold red]the local stack is not ready:[/] {exc}", highlight=False)
         raise typer.Exit(1) from None
+    # The services the demo starts, and its own reads, must use the stack that just answered
+    # (its ports may be overridden with OPSLEDGER_STACK_*), not the settings' defaults.
+    os.environ.update(info.env())
     ingest_s, query_s, agg_s = IngestSettings(), QuerySettings(), AggregatorSettings()
     ingest = Service("ingest", ingest_s.host, ingest_s.port)
     query = Service("query", query_s.host, query_s.port)
@@ -65,6 +69,13 @@ def demo(
         highlight=False,
     )
     out.print(outcome.summary(), highlight=False, markup=False)
+    err.print(
+        f"\nKafka ({info.kafka_bootstrap}) and PostgreSQL stay up for a closer look: "
+        f"`opsledger summary --operation {week.operation_id}`, the dashboard via "
+        "`opsledger serve query`; `opsledger stack down` stops them.",
+        highlight=False,
+        markup=False,
+    )
     if not outcome.exact:
         err.print("[bold red]the totals do not match the reference tally[/]")
         raise typer.Exit(1)

@@ -7,6 +7,8 @@ module only assembles them, so that the CLI stays a thin layer over the services
 from __future__ import annotations
 
 import importlib
+from importlib.metadata import version
+from typing import Annotated
 
 import typer
 
@@ -16,7 +18,27 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
+    # Plain click help: flags without a misleading `<bool>` type column, no box drawing in pipes.
+    rich_markup_mode=None,
 )
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"opsledger {version('opsledger')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_print_version, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """An event-sourced operations ledger: record field events, watch the tally, prove it."""
+
 
 # Command modules, in the order `--help` lists them.
 _COMMAND_MODULES = (

@@ -28,7 +28,7 @@ async def _summary(dsn: str, q: TotalsQuery) -> str | None:
 
 
 def summary(
-    operation: Annotated[str, typer.Option("--operation", "-o", help="The operation's id.")],
+    operation: Annotated[str, typer.Option("--operation", help="The operation's id.")],
     as_of: Annotated[
         str | None,
         typer.Option(help="Only what had happened by this RFC 3339 instant (occurred_at)."),
@@ -52,7 +52,12 @@ def summary(
         typer.echo(f"cannot reach PostgreSQL at {settings.database_url}: {exc}", err=True)
         raise typer.Exit(1) from exc
     if text is None:
-        typer.echo(f"unknown operation {operation!r}: no event of it has been applied", err=True)
+        where = settings.database_url.rpartition("@")[2]
+        typer.echo(
+            f"unknown operation {operation!r}: no event of it has been applied"
+            f" (database {where}; `eval \"$(opsledger stack env)\"` points at the local stack)",
+            err=True,
+        )
         raise typer.Exit(1)
     typer.echo(text, nl=False)
 

@@ -14,7 +14,7 @@ def token(
     role: Annotated[str, typer.Option(help=f"One of: {', '.join(ROLES)}.")],
     operation: Annotated[
         list[str] | None,
-        typer.Option("--operation", "-o", help="Operation id the token may use (repeatable)."),
+        typer.Option("--operation", help="Operation id the token may use (repeatable)."),
     ] = None,
     ttl: Annotated[int, typer.Option(help="Lifetime in seconds.", min=1)] = 3600,
     subject: Annotated[str | None, typer.Option(help="The `sub` claim (officer id).")] = None,

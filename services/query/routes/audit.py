@@ -16,11 +16,11 @@ from starlette.responses import Response
 from services.audit import access_log
 from services.audit import repository as repo
 from services.audit.export import View
-from services.audit.service import export_operation, verify_operation
+from services.audit.service import UnknownOperation, export_operation, verify_operation
 from services.common.problems import ProblemError
 from services.query.deps import Auditor, Pool
 from services.query.jsonresp import json_response
-from services.query.openapi import AUDIT_ERRORS, body
+from services.query.openapi import AUDIT_ERRORS, body, problem
 from services.query.params import INSTANT_SCHEMA, parse_instant
 
 BIGINT_MAX = 2**63 - 1  # cursors are PostgreSQL bigints
@@ -124,6 +124,7 @@ async def verify(operation_id: str, pool: Pool, principal: Auditor) -> Response:
     responses={
         200: body("application/x-tar", "The evidence bundle", {"type": "string"}),
         **AUDIT_ERRORS,
+        404: problem("No event of this operation is in the ledger."),
     },
 )
 async def export(
@@ -143,14 +144,19 @@ async def export(
     with tempfile.TemporaryDirectory(prefix="opsledger-export-") as tmp:
         path = FsPath(tmp) / f"{operation_id}.tar"
         async with pool.acquire() as conn:
-            await export_operation(
-                conn,
-                operation_id,
-                path,
-                fmt=format,
-                view=View(as_of=times["as_of"], known_at=times["known_at"]),
-                created_by=principal.subject,
-            )
+            try:
+                await export_operation(
+                    conn,
+                    operation_id,
+                    path,
+                    fmt=format,
+                    view=View(as_of=times["as_of"], known_at=times["known_at"]),
+                    created_by=principal.subject,
+                )
+            except UnknownOperation as exc:
+                raise ProblemError(
+                    404, "Unknown operation", detail=str(exc), kind="unknown-operation"
+                ) from exc
         data = path.read_bytes()
     return Response(
         data,

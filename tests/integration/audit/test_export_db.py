@@ -70,3 +70,16 @@ async def test_known_at_export_carries_the_totals_as_briefed(
     assert report.verify is not None and report.verify.events == 6
     assert report.verify.recomputed["warrants_executed"] == 2
     assert report.verify.recomputed["cash_seized_pence"] == 0
+
+
+async def test_export_of_an_unknown_operation_writes_nothing_and_fails(
+    database_url: str, tmp_path: Path
+) -> None:
+    """An empty bundle would verify as intact: a mistyped id must be noticed, not certified."""
+    bundle = tmp_path / "never.tar"
+    done = await cli(
+        "export", "--operation", "never-recorded-op", "-o", str(bundle), database_url=database_url
+    )
+    assert done.returncode == 2
+    assert "never-recorded-op" in done.stdout + done.stderr
+    assert not bundle.exists()

@@ -137,3 +137,9 @@ async def test_every_auditor_call_leaves_an_access_log_row(
     # and the rows are in the table itself, not only in the answer
     n = await pool.fetchval("SELECT count(*) FROM audit.access_log WHERE principal = $1", who)
     assert n == 4
+
+
+async def test_export_of_an_unknown_operation_is_404(client: httpx.AsyncClient, auth) -> None:
+    resp = await client.get("/v1/operations/never-recorded-op/export", headers=auth("auditor"))
+    assert resp.status_code == 404
+    assert resp.headers["content-type"] == "application/problem+json"
