@@ -8,12 +8,9 @@ from pathlib import Path
 
 from pydantic import AliasChoices, Field, model_validator
 
-from services.common.settings import CommonSettings
+from services.common.settings import CommonSettings, service_env
 
-
-def _alias(name: str, *more: str) -> AliasChoices:
-    # Service-specific names, so that one environment can configure every service at once.
-    return AliasChoices(f"OPSLEDGER_AGGREGATOR_{name}", *more)
+_alias = service_env("AGGREGATOR")
 
 
 class AggregatorSettings(CommonSettings):
@@ -108,8 +105,6 @@ class AggregatorSettings(CommonSettings):
         validation_alias=_alias("DATA_DIR"),
         description="Faust's data directory (no table state is kept; faust requires one).",
     )
-
-    model_config = {**CommonSettings.model_config, "populate_by_name": True}
 
     @model_validator(mode="after")
     def _backoff_bounds(self) -> AggregatorSettings:

@@ -8,6 +8,7 @@ Every setting is documented in docs/configuration.md.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Literal
 
@@ -21,10 +22,26 @@ LOCAL_DATABASE_URL = "postgresql://opsledger@127.0.0.1:35432/opsledger"
 DEV_JWT_SECRET = "opsledger-development-secret-do-not-use-in-production"  # noqa: S105
 
 
+def service_env(service: str) -> Callable[..., AliasChoices]:
+    """Environment names of one service's own settings: ``OPSLEDGER_<SERVICE>_<NAME>``.
+
+    Distinct per service, so that one environment can configure every service at once.
+    """
+
+    def alias(name: str, *more: str) -> AliasChoices:
+        return AliasChoices(f"OPSLEDGER_{service}_{name}", *more)
+
+    return alias
+
+
 class CommonSettings(BaseSettings):
     """What every opsledger process needs: where Kafka and PostgreSQL are, and how tokens look."""
 
-    model_config = SettingsConfigDict(env_prefix="OPSLEDGER_", extra="ignore", frozen=True)
+    # populate_by_name: services' own fields are read from OPSLEDGER_<SERVICE>_* (aliases) and
+    # may still be passed by field name (tests, benchmarks).
+    model_config = SettingsConfigDict(
+        env_prefix="OPSLEDGER_", extra="ignore", frozen=True, populate_by_name=True
+    )
 
     env: Literal["development", "test", "production"] = Field(
         "development", description="Deployment mode; `production` refuses placeholder secrets."

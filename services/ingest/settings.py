@@ -4,15 +4,11 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import AliasChoices, Field
-from pydantic_settings import SettingsConfigDict
+from pydantic import Field
 
-from services.common.settings import CommonSettings
+from services.common.settings import CommonSettings, service_env
 
-
-def _alias(name: str) -> AliasChoices:
-    # Service-specific names (OPSLEDGER_INGEST_PORT...), so one environment configures all services.
-    return AliasChoices(f"OPSLEDGER_INGEST_{name}")
+_alias = service_env("INGEST")
 
 
 class IngestSettings(CommonSettings):
@@ -20,9 +16,6 @@ class IngestSettings(CommonSettings):
 
     Environment names: ``OPSLEDGER_INGEST_<FIELD>`` (e.g. ``OPSLEDGER_INGEST_PORT``).
     """
-
-    # Constructor arguments by field name too (tests, the benchmark), not only by env alias.
-    model_config = SettingsConfigDict(**{**CommonSettings.model_config, "populate_by_name": True})
 
     host: str = Field(
         validation_alias=_alias("HOST"),

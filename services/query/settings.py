@@ -5,14 +5,10 @@ from __future__ import annotations
 from functools import lru_cache
 
 from pydantic import AliasChoices, Field
-from pydantic_settings import SettingsConfigDict
 
-from services.common.settings import CommonSettings
+from services.common.settings import CommonSettings, service_env
 
-
-def _alias(name: str) -> AliasChoices:
-    # Service-specific names (OPSLEDGER_QUERY_PORT...), so one environment configures all services.
-    return AliasChoices(f"OPSLEDGER_QUERY_{name}")
+_alias = service_env("QUERY")
 
 
 class QuerySettings(CommonSettings):
@@ -21,9 +17,6 @@ class QuerySettings(CommonSettings):
     Environment names: ``OPSLEDGER_QUERY_<FIELD>`` (e.g. ``OPSLEDGER_QUERY_PORT``); the consumer
     group is ``OPSLEDGER_CONSUMER_GROUP``, shared with the aggregator.
     """
-
-    # Constructor arguments by field name too (tests, the benchmark), not only by env alias.
-    model_config = SettingsConfigDict(**{**CommonSettings.model_config, "populate_by_name": True})
 
     host: str = Field(
         "127.0.0.1",
