@@ -23,7 +23,7 @@ import os
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 import asyncpg
 import httpx
@@ -179,13 +179,12 @@ def _processes(p: Pipeline) -> dict[str, list[psutil.Process]]:
     out: dict[str, list[psutil.Process]] = {}
     for name, proc in p.procs:
         out.setdefault(name.split("-")[0], []).append(psutil.Process(proc.pid))
-    parts: tuple[Literal["kafka"], Literal["postgres"]] = ("kafka", "postgres")
-    for part in parts:
-        pid = pid_of(part)
-        if pid is not None:
-            root = psutil.Process(pid)
-            # the whole server: shared with anyone else using the stack at the same time
-            out[f"{part}_all"] = [root, *root.children(recursive=True)]
+    # The whole broker (one JVM), shared with anyone else using the stack at the same time.
+    # PostgreSQL is counted by this run's own backends instead (`postgres_ours`): its process
+    # tree changes as other clients connect and leave.
+    pid = pid_of("kafka")
+    if pid is not None:
+        out["kafka_all"] = [psutil.Process(pid)]
     return out
 
 
