@@ -55,7 +55,9 @@ async def test_summary_command_matches_the_http_summary(
 
 
 async def test_summary_command_refuses_bad_input(database_url: str) -> None:
-    code, _, err = await opsledger("summary", "--operation", "never-seen-op", database_url=database_url)
+    code, _, err = await opsledger(
+        "summary", "--operation", "never-seen-op", database_url=database_url
+    )
     assert code == 1 and "unknown operation" in err
     code, _, err = await opsledger(
         "summary", "--operation", "x-op", "--known-at", "noon", database_url=database_url
