@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -29,12 +28,12 @@ import orjson
 import psutil
 import uvloop
 
+from bench.common import producer_perf
 from schemas.examples import example_events
 from schemas.parsing import event_to_dict, parse_event
 from services.common.auth import issue_token
 from services.common.wire import Submission, encode_submission
 from services.ingest.settings import IngestSettings
-from services.stack.settings import StackSettings
 
 DURATION_S = 8.0
 WARMUP_S = 1.5
@@ -207,36 +206,6 @@ def _record_size(count: int) -> int:
     return len(encode_submission(Submission("bench-size-00", now, "bench", events)))
 
 
-def _producer_perf(bootstrap: str, topic: str, record_size: int, records: int) -> dict[str, Any]:
-    """Kafka's own producer (acks=all, idempotent) writing ``records`` of ``record_size``."""
-    libs = StackSettings().kafka_libs
-    argv = [
-        "java", "-Xmx512m", "-cp", f"{libs}/*", "org.apache.kafka.tools.ProducerPerformance",
-        "--topic", topic, "--num-records", str(records), "--record-size", str(record_size),
-        "--throughput", "-1", "--producer-props", f"bootstrap.servers={bootstrap}", "acks=all",
-        "enable.idempotence=true", "linger.ms=2", "batch.size=1048576",
-        "max.request.size=2097152",
-    ]  # fmt: skip
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=180, check=True).stdout
-    summary = [line for line in out.splitlines() if "records sent" in line][-1]
-    match = re.search(
-        r"([\d.]+) records/sec \(([\d.]+) MB/sec\), ([\d.]+) ms avg latency.*?"
-        r"(\d+) ms 50th, (\d+) ms 95th, (\d+) ms 99th",
-        summary,
-    )
-    if match is None:
-        raise RuntimeError(f"unexpected ProducerPerformance output: {summary}")
-    rps, mbps, _avg, p50, _p95, p99 = match.groups()
-    return {
-        "record_size": record_size,
-        "records": records,
-        "records_per_s": round(float(rps)),
-        "mb_per_s": float(mbps),
-        "p50_ms": float(p50),
-        "p99_ms": float(p99),
-    }
-
-
 async def _topics(bootstrap: str, names: list[str], create: bool) -> None:
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -294,8 +263,8 @@ def run() -> dict[str, Any]:
     asyncio.run(_topics(bootstrap, [perf_topic], create=True))
     try:
         single_size, batch_size = _record_size(1), _record_size(BATCH_SIZE)
-        perf_single = _producer_perf(bootstrap, perf_topic, single_size, 300_000)
-        perf_batch = _producer_perf(bootstrap, perf_topic, batch_size, 600)
+        perf_single = producer_perf(bootstrap, perf_topic, single_size, 300_000)
+        perf_batch = producer_perf(bootstrap, perf_topic, batch_size, 600)
     finally:
         asyncio.run(_topics(bootstrap, [perf_topic, topic, f"{topic}.dlq"], create=False))
     single["ceiling_events_per_s"] = perf_single["records_per_s"]
