@@ -100,9 +100,18 @@ def served_query(query_env: dict[str, str]) -> Iterator[str]:
 def served_pipeline(
     query_env: dict[str, str], kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    """`opsledger serve ingest` and `serve aggregator` on the session's topic; ingest's URL."""
+    """`opsledger serve ingest` and `serve aggregator` on a topic and group of their own.
+
+    Not the `ledger` fixture's: that one records offsets for its topic and group as if an
+    aggregator had applied them, and a real aggregator on the same pair would rightly skip the
+    records at those offsets as already applied. The query service reads totals by operation,
+    so it sees both.
+    """
+    suffix = secrets.token_hex(4)
     env = {
         **query_env,
+        "OPSLEDGER_TOPIC": f"dash-pipeline-{suffix}",
+        "OPSLEDGER_CONSUMER_GROUP": f"dash-pipeline-{suffix}",
         "OPSLEDGER_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
         "OPSLEDGER_AGGREGATOR_DATA_DIR": str(tmp_path_factory.mktemp("faust")),
     }
