@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import uuid
+from datetime import UTC, datetime
 from typing import Any, Final
 from uuid import UUID, uuid5
 
@@ -74,3 +76,20 @@ _EXAMPLES: Final[list[dict[str, Any]]] = [
 def example_events(kind: str | None = None) -> list[dict[str, Any]]:
     """Fresh copies of the sample events, optionally only those of one ``type``."""
     return [copy.deepcopy(e) for e in _EXAMPLES if kind is None or e["type"] == kind]
+
+
+def fresh_event(
+    operation_id: str, kind: str = "warrant_executed", **over: Any
+) -> dict[str, Any]:
+    """A valid event of ``kind`` for ``operation_id`` with a new event_id, occurring now.
+
+    ``over`` replaces top-level fields (e.g. ``payload=...``).
+    """
+    event = example_events(kind)[0]
+    event.update(
+        event_id=str(uuid.uuid4()),
+        operation_id=operation_id,
+        occurred_at=datetime.now(UTC).replace(microsecond=0).isoformat(),
+    )
+    event.update(over)
+    return event

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime
-
 import httpx
 import pytest
 from playwright.async_api import Browser, expect
 
-import schemas
+from schemas.examples import fresh_event
 from services.common.auth import issue_token
 from services.common.settings import CommonSettings
 
@@ -19,9 +16,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.integration]
 
 
 def _event(op: str, kind: str, **payload: object) -> dict[str, object]:
-    event = next(e for e in schemas.example_events() if e["type"] == kind)
-    event.update(event_id=str(uuid.uuid4()), operation_id=op,
-                 occurred_at=datetime.now(UTC).replace(microsecond=0).isoformat())
+    event = fresh_event(op, kind)
     event["payload"] = {**event["payload"], **payload}
     return event
 

@@ -7,8 +7,6 @@ import contextlib
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
-from typing import Any
 
 import httpx
 import pytest
@@ -16,7 +14,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient
 from fastapi import FastAPI
 
-from schemas.examples import example_events
+from schemas.examples import fresh_event
 from services import stack as local_stack
 from services.common.auth import issue_token
 from services.ingest.app import create_app
@@ -124,13 +122,5 @@ def auth_for(settings: IngestSettings, *ops: str, subject: str = "pc-4101") -> d
     return {"Authorization": f"Bearer {token}"}
 
 
-def make_event(op: str, kind: str = "warrant_executed", **over: Any) -> dict[str, Any]:
-    """A valid event of ``kind`` for ``op`` with a fresh event_id, occurring now."""
-    event = example_events(kind)[0]
-    event.update(
-        event_id=str(uuid.uuid4()),
-        operation_id=op,
-        occurred_at=datetime.now(UTC).replace(microsecond=0).isoformat(),
-    )
-    event.update(over)
-    return event
+# One valid event, fresh id, occurring now: shared with the product's examples.
+make_event = fresh_event

@@ -11,7 +11,6 @@ import hashlib
 import hmac
 import secrets
 import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,7 +21,7 @@ import jwt
 import orjson
 import pytest
 
-from schemas.examples import example_events
+from schemas.examples import fresh_event
 from services.aggregator.writer import BatchWriter
 from services.common.auth import issue_token
 from services.common.db import create_pool
@@ -36,16 +35,8 @@ from services.query.settings import QuerySettings
 MAX_BODY = 64 * 1024
 
 
-def make_event(op: str, kind: str = "warrant_executed", **over: Any) -> dict[str, Any]:
-    """A valid event of ``kind`` for ``op`` with a fresh id, occurring now."""
-    event = example_events(kind)[0]
-    event.update(
-        event_id=str(uuid.uuid4()),
-        operation_id=op,
-        occurred_at=datetime.now(UTC).replace(microsecond=0).isoformat(),
-    )
-    event.update(over)
-    return event
+# One valid event, fresh id, occurring now: shared with the product's examples.
+make_event = fresh_event
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -13,7 +12,7 @@ import orjson
 import pytest
 from fastapi import FastAPI
 
-from schemas.examples import example_events
+from schemas.examples import fresh_event
 from services.common.auth import issue_token
 from services.ingest.app import create_app
 from services.ingest.producer import Acked, BrokerUnavailable
@@ -83,13 +82,5 @@ def auth(settings: IngestSettings, op: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def make_event(op: str, kind: str = "warrant_executed", **over: Any) -> dict[str, Any]:
-    """A valid event of ``kind`` for operation ``op`` with a fresh event_id."""
-    event = example_events(kind)[0]
-    event.update(
-        event_id=str(uuid.uuid4()),
-        operation_id=op,
-        occurred_at=datetime.now(UTC).replace(microsecond=0).isoformat(),
-    )
-    event.update(over)
-    return event
+# One valid event, fresh id, occurring now: shared with the product's examples.
+make_event = fresh_event
