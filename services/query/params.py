@@ -93,6 +93,12 @@ def parse_totals_query(
                 groups.append(name)
     as_of_t = None if as_of is None else parse_instant("as_of", as_of, errors)
     known_at_t = None if known_at is None else parse_instant("known_at", known_at, errors)
+    raise_if_invalid(errors)
+    return TotalsQuery(operation_id, tuple(groups), as_of_t, known_at_t)
+
+
+def raise_if_invalid(errors: list[dict[str, Any]]) -> None:
+    """422 problem naming every invalid parameter, when there is any."""
     if errors:
         raise ProblemError(
             422,
@@ -101,4 +107,3 @@ def parse_totals_query(
             kind="invalid-request",
             errors=errors,
         )
-    return TotalsQuery(operation_id, tuple(groups), as_of_t, known_at_t)

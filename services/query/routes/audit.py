@@ -21,7 +21,7 @@ from services.common.problems import ProblemError
 from services.query.deps import Auditor, Pool
 from services.query.jsonresp import json_response
 from services.query.openapi import AUDIT_ERRORS, body, problem
-from services.query.params import INSTANT_SCHEMA, parse_instant
+from services.query.params import INSTANT_SCHEMA, parse_instant, raise_if_invalid
 
 BIGINT_MAX = 2**63 - 1  # cursors are PostgreSQL bigints
 router = APIRouter(tags=["audit"])
@@ -39,14 +39,7 @@ def _attachment(operation_id: str) -> str:
 def _instants(**raw: str | None) -> dict[str, Any]:
     errors: list[dict[str, Any]] = []
     out = {k: None if v is None else parse_instant(k, v, errors) for k, v in raw.items()}
-    if errors:
-        raise ProblemError(
-            422,
-            "Invalid request",
-            detail="; ".join(f"{e['path']}: {e['message']}" for e in errors),
-            kind="invalid-request",
-            errors=errors,
-        )
+    raise_if_invalid(errors)
     return out
 
 
