@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import uvicorn
-
 from services.common.gc_tuning import tune_gc
 from services.common.logging import configure
+from services.common.serve import run_asgi
 from services.ingest.settings import ingest_settings
 
 
@@ -14,17 +13,11 @@ def run(host: str | None = None, port: int | None = None) -> None:
     settings = ingest_settings()
     configure(settings.log_level, json=settings.log_json)
     tune_gc("services.ingest.app")  # before uvicorn (and its workers' fork) imports the app
-    uvicorn.run(
+    run_asgi(
         "services.ingest.app:create_app",
-        factory=True,
         host=host or settings.host,
         port=port or settings.port,
         workers=settings.workers,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,  # one line per event would cost more than the event
         proxy_headers=False,  # ingest never uses the client's address; skip the rewrite
         server_header=False,
-        log_config=None,
-        lifespan="on",
     )
