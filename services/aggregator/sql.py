@@ -4,7 +4,8 @@
 2. ``claim_heads``: create-or-lock the operations' chain heads, returning ``seq`` and ``hash``;
 3. ``lookup``: the events (with their contributions) and voids the batch refers to;
 4. ``apply``: every write of the batch in one statement of data-modifying CTEs (events,
-   contributions, voids, conflicts, totals, chain heads, offsets), then ``pg_notify``.
+   contributions and their time-travel rollups, voids, conflicts, totals, chain heads,
+   offsets), then ``pg_notify``.
 
 ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING`` both creates a missing row and locks an
 existing one, returning its latest committed values, so (1) and (2) replace an insert plus a
@@ -16,6 +17,8 @@ schema, filled by `statements` with an identifier the writer has validated.
 from __future__ import annotations
 
 from typing import Final
+
+from services.common import rollup
 
 # Column names and array types of each unnest, in parameter order.
 EVENT_COLUMNS: Final = (
@@ -93,8 +96,10 @@ def _apply() -> str:
     return (
         f"WITH ev AS (INSERT INTO {{s}}.events ({cols(EVENT_COLUMNS)})"  # noqa: S608
         f" SELECT {_names(EVENT_COLUMNS, {'body': '::jsonb'})} FROM {events}),"
+        f" cx AS (SELECT {_names(CONTRIBUTION_COLUMNS)} FROM {contributions}),"
         f" co AS (INSERT INTO {{s}}.contributions ({cols(CONTRIBUTION_COLUMNS)})"
-        f" SELECT {_names(CONTRIBUTION_COLUMNS)} FROM {contributions}),"
+        f" SELECT {cols(CONTRIBUTION_COLUMNS)} FROM cx),"
+        f" ru AS ({rollup.upsert_sql('{s}', 'cx')}),"
         f" vi AS (INSERT INTO {{s}}.voids ({cols(VOID_COLUMNS)})"
         f" SELECT {_names(VOID_COLUMNS)} FROM {voids}),"
         f" va AS (UPDATE {{s}}.voids SET applied = true WHERE target_event_id = ANY({held})),"

@@ -1,0 +1,54 @@
+"""Time-travel rollups: contributions summed per hour and per day of both timelines.
+
+Revision ID: 0006
+Revises: 0001
+Create Date: 2026-11-30
+"""
+
+from alembic import op
+from sqlalchemy.util import await_only
+
+from services.common.rollup import build_sql
+
+revision = "0006"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+# grain 'hour' | 'day'; buckets are date_trunc(grain, ts, 'UTC') of occurred_at and recorded_at.
+# The primary key serves reads by occurred bucket, rollups_recorded reads by recorded bucket.
+UPGRADE = r"""
+CREATE TABLE ledger.rollups (
+    operation_id    text        NOT NULL,
+    grain           text        NOT NULL CHECK (grain IN ('hour', 'day')),
+    occurred_bucket timestamptz NOT NULL,
+    recorded_bucket timestamptz NOT NULL,
+    metric          text        NOT NULL,
+    detail          text        NOT NULL,
+    area            text        NOT NULL,
+    unit            text        NOT NULL,
+    day             date        NOT NULL,
+    value           bigint      NOT NULL,
+    PRIMARY KEY (operation_id, grain, occurred_bucket, recorded_bucket, metric, detail, area,
+                 unit, day)
+);
+CREATE INDEX rollups_recorded ON ledger.rollups (operation_id, grain, recorded_bucket);
+"""
+
+DOWNGRADE = "DROP TABLE ledger.rollups;"
+
+
+def _script(sql: str) -> None:
+    """A multi-statement script in the migration's transaction (see 0001 for why this way)."""
+    op.execute("SELECT 1")
+    driver = op.get_bind().connection.driver_connection
+    assert driver is not None, "migrations run over a live asyncpg connection"
+    await_only(driver.execute(sql))
+
+
+def upgrade() -> None:
+    _script(UPGRADE + build_sql("ledger") + ";")
+
+
+def downgrade() -> None:
+    _script(DOWNGRADE)
