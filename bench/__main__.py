@@ -94,7 +94,7 @@ def _merge(results: dict[str, Any], name: str, part: dict[str, Any]) -> None:
     results[name] = section
     for kind, figures in ceilings.items():
         results["ceilings"].setdefault(kind, {})
-        if kind == "pg_copy_upsert" or not isinstance(figures, dict):
+        if kind == "pg_write" or not isinstance(figures, dict):
             results["ceilings"][kind] = figures
         else:
             results["ceilings"][kind].update(figures)

@@ -6,12 +6,15 @@ live grants; `swap_in` makes it the live ledger in one transaction while readers
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import asyncpg
 
 from services.audit.repository import ident
+from services.common import rollup
 from services.common.db import LEDGER_SCHEMA, LEDGER_SWAP_LOCK, TOTALS_CHANNEL
 
 
@@ -145,3 +148,85 @@ async def swap_in(
             TOTALS_CHANNEL,
         )
     return old
+
+
+# -- bulk load: secondary indexes and derived tables after the rows ------------------------------
+
+#: Indexes a bulk load must keep while it writes: the primary keys (the writer looks events,
+#: contributions and voids up by id, and upserts heads and offsets by key).
+_INDEXES = """
+    SELECT c.relname AS table_name, i.relname AS index_name,
+           pg_get_indexdef(i.oid) AS indexdef, con.conname AS constraint_name,
+           pg_get_constraintdef(con.oid) AS constraintdef, x.indisprimary AS is_primary
+    FROM pg_index x
+    JOIN pg_class i ON i.oid = x.indexrelid
+    JOIN pg_class c ON c.oid = x.indrelid
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    LEFT JOIN pg_constraint con ON con.conindid = i.oid AND con.conrelid = c.oid
+    WHERE n.nspname = $1
+    ORDER BY c.relname, i.relname
+"""
+
+#: Tables whose rows a bulk load derives at the end from the contributions.
+DERIVED_TABLES = ("totals", "rollups")
+
+
+async def drop_secondary_indexes(conn: asyncpg.Connection, shadow: str) -> None:
+    """Drop every index of ``shadow`` but the primary keys (kept: the writer's lookups), and
+    the derived tables' keys too (they stay empty until `finish_bulk_load`)."""
+    s = ident(shadow)
+    for r in await conn.fetch(_INDEXES, shadow):
+        if r["is_primary"] and r["table_name"] not in DERIVED_TABLES:
+            continue
+        table = f"{s}.{ident(r['table_name'])}"
+        if r["constraint_name"] is not None:
+            await conn.execute(f"ALTER TABLE {table} DROP CONSTRAINT {ident(r['constraint_name'])}")
+        else:
+            await conn.execute(f"DROP INDEX {s}.{ident(r['index_name'])}")
+
+
+async def finish_bulk_load(
+    pool: asyncpg.Pool, shadow: str, live: str = LEDGER_SCHEMA
+) -> dict[str, float]:
+    """Derive totals and rollups from the loaded contributions, then build every index and
+    constraint ``live`` has that ``shadow`` lacks (with live's names), several at a time.
+    Returns the seconds each step took."""
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    s, lv = ident(shadow), ident(live)
+    columns = "operation_id, metric, detail, area, unit, day"
+    async with pool.acquire() as conn:
+        await conn.execute(
+            f"INSERT INTO {s}.totals ({columns}, value)"  # noqa: S608
+            f" SELECT {columns}, SUM(delta) FROM {s}.contributions GROUP BY {columns}"
+        )
+        timings["totals"] = time.perf_counter() - started
+        await conn.execute(rollup.build_sql(s))
+        timings["rollups"] = time.perf_counter() - started - timings["totals"]
+        present = {r["index_name"] for r in await conn.fetch(_INDEXES, shadow)}
+        wanted = [r for r in await conn.fetch(_INDEXES, live) if r["index_name"] not in present]
+    statements: dict[str, list[str]] = {}
+    for r in wanted:
+        table = f"{s}.{ident(r['table_name'])}"
+        if r["constraint_name"] is not None:
+            sql = (
+                f"ALTER TABLE {table} ADD CONSTRAINT {ident(r['constraint_name'])}"
+                f" {r['constraintdef']}"
+            )
+        else:
+            sql = r["indexdef"].replace(f" ON {lv}.", f" ON {s}.", 1)
+        statements.setdefault(r["table_name"], []).append(sql)
+
+    async def build(table: str, table_statements: list[str]) -> None:
+        t0 = time.perf_counter()
+        async with pool.acquire() as conn:
+            for sql in table_statements:
+                await conn.execute(sql)
+            await conn.execute(f"ANALYZE {s}.{ident(table)}")
+        timings[f"indexes_{table}"] = time.perf_counter() - t0
+
+    # One table's indexes one after another (each needs the table's lock), tables in parallel.
+    t0 = time.perf_counter()
+    await asyncio.gather(*(build(t, v) for t, v in statements.items()))
+    timings["indexes"] = time.perf_counter() - t0
+    return {k: round(v, 3) for k, v in timings.items()}
