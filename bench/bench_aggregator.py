@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -35,6 +36,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench import pg_ceiling
+from bench.common import PROFILE_DIR
 from schemas.examples import example_events
 from services.common.migrate import upgrade
 from services.common.settings import CommonSettings
@@ -117,10 +119,14 @@ async def _drain(
         "OPSLEDGER_LOG_LEVEL": "WARNING",
     }
     log = (work / f"{topic}.log").open("wb")
+    argv = [sys.executable, "-m", "services.cli.main", "serve", "aggregator"]
+    if PROFILE_DIR:  # under pyinstrument: one session file per drained topic
+        os.makedirs(PROFILE_DIR, exist_ok=True)  # noqa: PTH103
+        out = Path(PROFILE_DIR) / f"aggregator-{topic}.pyisession"
+        argv[1:2] = ["-m", "pyinstrument", "-r", "pyisession", "-o", str(out), "-m"]
     proc = subprocess.Popen(  # noqa: ASYNC220 - long-lived child
-        [sys.executable, "-m", "services.cli.main", "serve", "aggregator"],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        argv, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
     conn = await asyncpg.connect(dsn)
     try:
         sql = (
@@ -150,8 +156,8 @@ async def _drain(
         )
     finally:
         await conn.close()
-        proc.terminate()
-        proc.wait(timeout=30)
+        proc.send_signal(signal.SIGINT if PROFILE_DIR else signal.SIGTERM)
+        proc.wait(timeout=60)
         log.close()
     return {
         "events": events,

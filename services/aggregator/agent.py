@@ -103,6 +103,18 @@ async def chunks(events: Sequence[Any], max_events: int) -> AsyncIterator[Chunk]
         yield current
 
 
+async def _handed_over(
+    ready: asyncio.Queue[Chunk], chunk: Chunk, committer: asyncio.Future[None]
+) -> None:
+    """Queue ``chunk`` for the committer; if the committer has died, raise its error."""
+    put = asyncio.ensure_future(ready.put(chunk))
+    await asyncio.wait({put, committer}, return_when=asyncio.FIRST_COMPLETED)
+    if not put.done():
+        put.cancel()
+        committer.result()  # raises the committer's error (or CancelledError)
+        raise RuntimeError("the committer stopped")
+
+
 class Aggregator:
     """Wires the agent, the writer, dead-lettering and health onto one faust app."""
 
@@ -142,21 +154,15 @@ class Aggregator:
         within = self.settings.batch_max_ms / 1000
         # noack_take is missing from faust's StreamT protocol, present on Stream.
         take = stream.noack_take  # type: ignore[attr-defined]
-        pending: asyncio.Task[BatchResult] | None = None
+        # Decoded chunks go to one committer task, in log order; it commits them one at a time
+        # and acks each only after its commit returned. Meanwhile this loop decodes the next
+        # chunks, of this take or of the next one: decoding overlaps the commit in flight.
+        ready: asyncio.Queue[Chunk] = asyncio.Queue(maxsize=1)
+        committer = asyncio.ensure_future(self._commit_in_order(stream, ready))
         try:
             async for events in take(self.settings.batch_max_events, within=within):
-                # One transaction at a time, in log order; the next chunk is decoded while the
-                # previous one commits. Each chunk is acked only once its commit returned.
-                committing: Chunk | None = None
                 async for chunk in chunks(events, self.settings.batch_max_events):
-                    if pending is not None and committing is not None:
-                        await pending
-                        await self._ack(stream, committing)
-                    pending, committing = asyncio.ensure_future(self.commit(chunk)), chunk
-                if pending is not None and committing is not None:
-                    await pending
-                    await self._ack(stream, committing)
-                pending = None
+                    await _handed_over(ready, chunk, committer)
         except Exception as exc:
             # A bug, not bad input (bad input is poison). If faust restarted the agent, the
             # records of this take would never be applied while later ones moved the stored
@@ -165,8 +171,18 @@ class Aggregator:
             self.health.fatal = f"agent failed: {type(exc).__name__}: {exc}"[:500]
             os.kill(os.getpid(), signal.SIGTERM)
         finally:
-            if pending is not None and not pending.done():
-                pending.cancel()  # stopping: the chunk is not acked, and will be redelivered
+            # Stopping: a chunk not yet committed is not acked, and will be redelivered.
+            committer.cancel()
+            await asyncio.gather(committer, return_exceptions=True)
+
+    async def _commit_in_order(
+        self, stream: faust.StreamT[bytes], ready: asyncio.Queue[Chunk]
+    ) -> None:
+        """Commit the chunks one after another, each acked whole once its commit returned."""
+        while True:
+            chunk = await ready.get()
+            await self.commit(chunk)
+            await self._ack(stream, chunk)
 
     @staticmethod
     async def _ack(stream: faust.StreamT[bytes], chunk: Chunk) -> None:

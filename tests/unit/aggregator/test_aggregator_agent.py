@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import time
 import uuid
 from pathlib import Path
@@ -111,3 +113,49 @@ def test_readiness_reports_retrying_and_stalls_but_not_fresh_lag() -> None:
     assert h.problems() == ["no progress for 0 s with lag 10"]
     h.set_lag(3, 0)
     assert h.problems() == []
+
+
+class FakeStream:
+    """noack_take yields the given takes; acks are recorded with the time they happened."""
+
+    def __init__(self, takes: list[list[Any]], expected_acks: int) -> None:
+        self.takes = takes
+        self.acks: list[tuple[int, float]] = []
+        self.yielded_at: list[float] = []
+        self.expected = expected_acks
+        self.all_acked = asyncio.Event()
+
+    async def noack_take(self, max_: int, within: float) -> Any:
+        for events in self.takes:
+            self.yielded_at.append(time.monotonic())
+            yield events
+        await asyncio.wait_for(self.all_acked.wait(), 5)
+
+    async def ack(self, event: Any) -> None:
+        self.acks.append((event.message.offset, time.monotonic()))
+        if len(self.acks) == self.expected:
+            self.all_acked.set()
+
+
+async def test_the_next_take_is_decoded_while_the_commit_is_in_flight_and_acks_follow_commits(
+    aggregator: Aggregator,
+) -> None:
+    commits: list[tuple[list[int], float, float]] = []
+
+    async def commit(chunk: Chunk) -> BatchResult:
+        started = time.monotonic()
+        await asyncio.sleep(0.05)  # the transaction, in PostgreSQL
+        commits.append(([e.message.offset for e in chunk.events], started, time.monotonic()))
+        return BatchResult()
+
+    aggregator.commit = commit  # type: ignore[method-assign]
+    takes = [[record(0, 0, 5), record(0, 1, 5)], [record(0, 2, 5)], [record(0, 3, 5)]]
+    stream = FakeStream(takes, expected_acks=4)
+    await aggregator._agent(stream)  # type: ignore[arg-type]
+    assert [offsets for offsets, _, _ in commits] == [[0, 1], [2], [3]]  # log order, one by one
+    assert all(a[2] <= b[1] for a, b in itertools.pairwise(commits))  # never two at once
+    assert [offset for offset, _ in stream.acks] == [0, 1, 2, 3]
+    ended = {o: end for offsets, _, end in commits for o in offsets}
+    assert all(at >= ended[offset] for offset, at in stream.acks)  # acked after its commit
+    # the second take was taken and decoded while the first one's commit was in flight
+    assert stream.yielded_at[1] < commits[0][2]
