@@ -171,11 +171,19 @@ _INDEXES = """
 DERIVED_TABLES = ("totals", "rollups")
 
 
+#: Tables a bulk load writes without their secondary indexes (the small ones keep theirs: the
+#: writer's lookups use them, and they cost little).
+BULK_TABLES = ("events", "contributions", *DERIVED_TABLES)
+
+
 async def drop_secondary_indexes(conn: asyncpg.Connection, shadow: str) -> None:
-    """Drop every index of ``shadow`` but the primary keys (kept: the writer's lookups), and
-    the derived tables' keys too (they stay empty until `finish_bulk_load`)."""
+    """Drop the indexes of ``shadow``'s big tables but their primary keys (the writer looks
+    events and contributions up by id), and the derived tables' keys too (they stay empty
+    until `finish_bulk_load`)."""
     s = ident(shadow)
     for r in await conn.fetch(_INDEXES, shadow):
+        if r["table_name"] not in BULK_TABLES:
+            continue
         if r["is_primary"] and r["table_name"] not in DERIVED_TABLES:
             continue
         table = f"{s}.{ident(r['table_name'])}"
