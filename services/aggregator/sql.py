@@ -1,11 +1,14 @@
-"""The batch writer's SQL: four round trips per batch, whatever its size.
+"""The batch writer's SQL: seven round trips per batch, whatever its size.
 
 1. ``claim_offsets``: create-or-lock this consumer's offset rows, returning ``last_offset``;
 2. ``claim_heads``: create-or-lock the operations' chain heads, returning ``seq`` and ``hash``;
 3. ``lookup``: the events (with their contributions) and voids the batch refers to;
-4. ``apply``: every write of the batch in one statement of data-modifying CTEs (events,
-   contributions and their time-travel rollups, voids, conflicts, totals, chain heads,
-   offsets), then ``pg_notify``.
+4. binary ``COPY`` of the new events into their table (the fastest write measured:
+   bench/pg_ceiling.py), ``stage`` (the session's temporary table, once) and a ``COPY`` of the
+   contributions into it;
+5. ``apply``: every other write of the batch in one statement of data-modifying CTEs
+   (contributions moved from the staging table and added to their time-travel rollups, voids,
+   conflicts, totals, chain heads, offsets), then ``pg_notify``.
 
 ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING`` both creates a missing row and locks an
 existing one, returning its latest committed values, so (1) and (2) replace an insert plus a
@@ -78,11 +81,18 @@ def _names(columns: tuple[tuple[str, str], ...], casts: dict[str, str] | None = 
     return ", ".join(f"x.{name}{casts.get(name, '')}" for name, _ in columns)
 
 
-def _apply() -> str:
-    """The write-everything statement; its parameters are listed in `APPLY_ORDER`."""
+#: The per-session staging table the writer COPYs a batch's contributions into; the apply
+#: statement moves them to the contributions table and adds them to the rollups.
+STAGED_CONTRIBUTIONS: Final = "opsledger_batch_contributions"
+
+
+def _apply(derived: bool) -> str:
+    """The write-everything statement after the COPYs; its parameters in `APPLY_ORDER`.
+
+    With ``derived`` false (a rebuild's bulk load), totals and rollups are left out: the
+    shadow derives them from the contributions once the load is over.
+    """
     n = _Numbering()
-    events = n.unnest(EVENT_COLUMNS)
-    contributions = n.unnest(CONTRIBUTION_COLUMNS)
     voids = n.unnest(VOID_COLUMNS)
     held = n.param("uuid[]")
     conflicts = n.unnest(CONFLICT_COLUMNS)
@@ -92,25 +102,28 @@ def _apply() -> str:
     offsets = n.unnest(OFFSET_COLUMNS)
     channel, notify = n.param("text"), n.param("text[]")
     cols = _cols
+    staged = f"pg_temp.{STAGED_CONTRIBUTIONS}"
+    derived_ctes = (
+        f" ru AS ({rollup.upsert_sql('{s}', staged)}),"  # noqa: S608
+        f" tt AS (INSERT INTO {{s}}.totals AS t ({cols(TOTALS_COLUMNS)})"
+        f" SELECT {_names(TOTALS_COLUMNS)} FROM {totals}"
+        " ON CONFLICT (operation_id, metric, detail, area, unit, day)"
+        " DO UPDATE SET value = t.value + EXCLUDED.value),"
+        if derived
+        else f" tt AS (SELECT 1 FROM {totals} WHERE false),"  # noqa: S608 - empty arrays, typed
+    )
     # Only constants and $n placeholders are interpolated here; values are bind parameters.
     return (
-        f"WITH ev AS (INSERT INTO {{s}}.events ({cols(EVENT_COLUMNS)})"  # noqa: S608
-        f" SELECT {_names(EVENT_COLUMNS, {'body': '::jsonb'})} FROM {events}),"
-        f" cx AS (SELECT {_names(CONTRIBUTION_COLUMNS)} FROM {contributions}),"
-        f" co AS (INSERT INTO {{s}}.contributions ({cols(CONTRIBUTION_COLUMNS)})"
-        f" SELECT {cols(CONTRIBUTION_COLUMNS)} FROM cx),"
-        f" ru AS ({rollup.upsert_sql('{s}', 'cx')}),"
+        f"WITH co AS (INSERT INTO {{s}}.contributions ({cols(CONTRIBUTION_COLUMNS)})"  # noqa: S608
+        f" SELECT {cols(CONTRIBUTION_COLUMNS)} FROM {staged}),"
         f" vi AS (INSERT INTO {{s}}.voids ({cols(VOID_COLUMNS)})"
         f" SELECT {_names(VOID_COLUMNS)} FROM {voids}),"
         f" va AS (UPDATE {{s}}.voids SET applied = true WHERE target_event_id = ANY({held})),"
         f" cf AS (INSERT INTO {{s}}.conflicts ({cols(CONFLICT_COLUMNS)})"
         f" SELECT {_names(CONFLICT_COLUMNS, {'body': '::jsonb'})} FROM {conflicts}"
         " ON CONFLICT DO NOTHING),"
-        f" tt AS (INSERT INTO {{s}}.totals AS t ({cols(TOTALS_COLUMNS)})"
-        f" SELECT {_names(TOTALS_COLUMNS)} FROM {totals}"
-        " ON CONFLICT (operation_id, metric, detail, area, unit, day)"
-        " DO UPDATE SET value = t.value + EXCLUDED.value),"
-        f" hd AS (UPDATE {{s}}.chain_heads AS h SET seq = x.seq, hash = x.hash,"
+        + derived_ctes
+        + f" hd AS (UPDATE {{s}}.chain_heads AS h SET seq = x.seq, hash = x.hash,"  # noqa: S608
         f" updated_at = now() FROM {heads} WHERE h.operation_id = x.operation_id),"
         " os AS (UPDATE {s}.consumer_offsets AS o SET"
         " last_offset = GREATEST(o.last_offset, x.last_offset),"
@@ -122,10 +135,11 @@ def _apply() -> str:
     )
 
 
-#: The order of `apply`'s parameter groups (each table's arrays in its column order).
+#: The order of `apply`'s parameter groups (each table's arrays in its column order); the
+#: events and contributions travel by COPY before it.
 APPLY_ORDER: Final = (
-    "events", "contributions", "voids", "held_voids", "conflicts", "totals", "heads",
-    "group", "topic", "offsets", "channel", "notify",
+    "voids", "held_voids", "conflicts", "totals", "heads", "group", "topic", "offsets",
+    "channel", "notify",
 )  # fmt: skip
 
 _CLAIM_OFFSETS = (
@@ -156,7 +170,11 @@ TEMPLATES: Final[dict[str, str]] = {
     " SELECT false, v.target_event_id, NULL, v.operation_id, NULL, NULL, NULL, NULL, NULL,"
     " NULL, NULL, NULL, v.void_event_id, v.applied"
     " FROM {s}.voids AS v WHERE v.target_event_id = ANY($1::uuid[])",
-    "apply": _apply(),
+    # Once per transaction (a no-op after the session's first): the COPY target above.
+    "stage": f"CREATE TEMP TABLE IF NOT EXISTS {STAGED_CONTRIBUTIONS}"
+    " (LIKE {s}.contributions) ON COMMIT DELETE ROWS",
+    "apply": _apply(derived=True),
+    "apply_bulk": _apply(derived=False),
 }
 
 

@@ -8,9 +8,10 @@ writers never deadlock); the SQL is in `services.aggregator.sql`, four round tri
    stored ``last_offset`` (a redelivery after a crash or a rebalance);
 2. lock the chain heads of the batch's operations (creating missing heads first);
 3. read the events, contributions and voids the batch refers to;
-4. plan in memory (`services.aggregator.plan`), then write every table from ``unnest`` arrays
-   in one statement: events, contributions, voids, conflicts, totals, chain heads, offsets,
-   and ``pg_notify`` each changed operation (delivered on commit).
+4. plan in memory (`services.aggregator.plan`), then write every row in `write_rows`: events
+   and contributions by binary COPY, then one statement for contributions' rollups, voids,
+   conflicts, totals, chain heads, offsets, and ``pg_notify`` of each changed operation
+   (delivered on commit).
 
 Every effect of a record and the record's offset commit together or not at all, so applying
 the same records again is harmless. The schema is a parameter so that `opsledger rebuild` can
@@ -22,7 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 from uuid import UUID
 
 import asyncpg
@@ -39,7 +40,7 @@ from services.aggregator.records import (
     prepare,
 )
 from services.aggregator.sql import statements
-from services.common.db import LEDGER_SCHEMA, LEDGER_SWAP_LOCK, TOTALS_CHANNEL
+from services.common.db import LEDGER_SCHEMA, LEDGER_SWAP_LOCK, TOTALS_CHANNEL, JsonText
 
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
@@ -76,6 +77,7 @@ class BatchWriter:
         schema: str = LEDGER_SCHEMA,
         notify: bool = True,
         swap_lock: bool | None = None,
+        derived: bool = True,
     ) -> None:
         self.pool = pool
         self.topic = topic
@@ -86,6 +88,9 @@ class BatchWriter:
         # the batch in flight; the rebuild's own shadow writer must not take it.
         self.swap_lock = schema == LEDGER_SCHEMA if swap_lock is None else swap_lock
         self._sql = statements(quote_schema(schema))
+        # False while a rebuild bulk-loads a shadow: totals and rollups are derived after the
+        # load (services.audit.shadow.finish_bulk_load), not upserted batch by batch.
+        self.derived = derived
 
     async def positions(self) -> dict[int, int]:
         """Last applied offset per partition for this group and topic."""
@@ -123,7 +128,7 @@ class BatchWriter:
                 [hw.get(p) for p in partitions],
                 [plan.last_event_at.get(p) for p in partitions],
             )
-            await conn.execute(self._sql["apply"], *self._apply_args(plan, offsets))
+            await self.write_rows(conn, plan, offsets)
         result.applied = len(plan.events)
         result.duplicates = plan.duplicates
         result.conflicts = len(plan.conflicts)
@@ -168,23 +173,44 @@ class BatchWriter:
             )
         return plan_batch(records, heads, known, voids)
 
+    async def write_rows(
+        self, conn: asyncpg.Connection, plan: Plan, offsets: tuple[list[Any], ...]
+    ) -> None:
+        """Every row of a planned batch, inside its transaction: the one place a batch writes.
+
+        Events by binary COPY into their table, contributions by COPY into the session's
+        staging table, then one statement for the rest (`sql.APPLY_ORDER`).
+        """
+        if plan.events:
+            await conn.copy_records_to_table(
+                "events", schema_name=self.schema, columns=_EVENT_NAMES,
+                records=[
+                    (
+                        ce.event.event_id, ce.event.operation_id, ce.seq, ce.event.type,
+                        ce.event.schema_version, ce.event.occurred_at, ce.event.recorded_at,
+                        ce.event.principal, ce.event.officer_id, ce.event.unit, ce.event.area,
+                        JsonText(ce.event.body_json.decode()), ce.event.content_hash,
+                        ce.prev_hash, ce.hash, ce.event.partition, ce.event.offset,
+                        ce.event.index,
+                    )
+                    for ce in plan.events
+                ],
+            )  # fmt: skip
+        await conn.execute(self._sql["stage"])
+        if plan.contributions:
+            await conn.copy_records_to_table(
+                sql.STAGED_CONTRIBUTIONS, columns=_CONTRIBUTION_NAMES,
+                records=[
+                    (r.event_id, r.operation_id, r.c.metric, r.c.detail, r.c.area, r.c.unit,
+                     r.c.day, r.c.delta, r.occurred_at, r.recorded_at)
+                    for r in plan.contributions
+                ],
+            )  # fmt: skip
+        statement = "apply" if self.derived else "apply_bulk"
+        await conn.execute(self._sql[statement], *self._apply_args(plan, offsets))
+
     def _apply_args(self, plan: Plan, offsets: tuple[list[Any], ...]) -> list[Any]:
         """The arguments of the `apply` statement, in `sql.APPLY_ORDER`."""
-        events = [
-            (
-                ce.event.event_id, ce.event.operation_id, ce.seq, ce.event.type,
-                ce.event.schema_version, ce.event.occurred_at, ce.event.recorded_at,
-                ce.event.principal, ce.event.officer_id, ce.event.unit, ce.event.area,
-                ce.event.body_json.decode(), ce.event.content_hash, ce.prev_hash, ce.hash,
-                ce.event.partition, ce.event.offset, ce.event.index,
-            )
-            for ce in plan.events
-        ]  # fmt: skip
-        contributions = [
-            (r.event_id, r.operation_id, r.c.metric, r.c.detail, r.c.area, r.c.unit, r.c.day,
-             r.c.delta, r.occurred_at, r.recorded_at)
-            for r in plan.contributions
-        ]  # fmt: skip
         voids = [(t, *row) for t, row in plan.new_voids.items()]
         conflicts = [
             (c.event.event_id, c.event.operation_id, c.stored_content_hash, c.event.content_hash,
@@ -192,13 +218,11 @@ class BatchWriter:
              c.event.index)
             for c in plan.conflicts
         ]  # fmt: skip
-        keys = sorted(plan.totals)  # a stable order keeps row locks deadlock-free
+        keys = sorted(plan.totals) if self.derived else []  # sorted: row locks deadlock-free
         totals = [(*k, plan.totals[k]) for k in keys]
         ops = sorted(plan.heads)
         heads = [(o, plan.heads[o].seq, plan.heads[o].hash) for o in ops]
         return [
-            *_columns(events, len(sql.EVENT_COLUMNS)),
-            *_columns(contributions, len(sql.CONTRIBUTION_COLUMNS)),
             *_columns(voids, len(sql.VOID_COLUMNS)),
             plan.applied_held_voids,
             *_columns(conflicts, len(sql.CONFLICT_COLUMNS)),
@@ -210,6 +234,10 @@ class BatchWriter:
             TOTALS_CHANNEL,
             plan.operations_changed if self.notify else [],
         ]
+
+
+_EVENT_NAMES: Final = [name for name, _ in sql.EVENT_COLUMNS]
+_CONTRIBUTION_NAMES: Final = [name for name, _ in sql.CONTRIBUTION_COLUMNS]
 
 
 def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:

@@ -1,9 +1,12 @@
 """Rebuild the projection from the log into a shadow schema, compare it with the live one, swap.
 
 The shadow is written by the live aggregator's own `BatchWriter` (schema parameter), so a
-rebuild exercises exactly the code that built the live tables. The topic is read with a plain
-aiokafka consumer: every partition assigned, no group, no commits, from the beginning up to the
-end offsets seen at start (or, with ``until``, only submissions recorded by then).
+rebuild exercises exactly the code that built the live tables; the first pass is a bulk load
+(`bulk_load`: COPY without the big tables' secondary indexes, totals and rollups derived and
+indexes built once at the end), the catch-up after it writes as live does. The topic is read
+with a plain aiokafka consumer: every partition assigned, no group, no commits, from the
+beginning up to the end offsets seen at start (or, with ``until``, only submissions recorded by
+then).
 """
 
 from __future__ import annotations
@@ -28,7 +31,14 @@ from services.audit.compare import (
 )
 from services.audit.replay import Kafka, LogReplayer, Progress, first_pass
 from services.audit.repository import ident
-from services.audit.shadow import create_shadow, drop_schema, shadow_name, swap_in
+from services.audit.shadow import (
+    create_shadow,
+    drop_schema,
+    drop_secondary_indexes,
+    finish_bulk_load,
+    shadow_name,
+    swap_in,
+)
 from services.common.auth import Principal
 from services.common.db import LEDGER_SCHEMA
 
@@ -85,6 +95,28 @@ class RebuildReport:
         }
 
 
+async def bulk_load(
+    pool: asyncpg.Pool,
+    replayer: LogReplayer,
+    targets: dict[int, int],
+    *,
+    dsn: str | None,
+    shadow: str,
+    group: str,
+    workers: int,
+) -> dict[str, float]:
+    """The first pass into a shadow without secondary indexes (`drop_secondary_indexes`),
+    totals and rollups left out; then those derived from the contributions and every index
+    built (`finish_bulk_load`). Later batches (catching up) keep everything as live does.
+    Returns the seconds of each step after the load."""
+    replayer.writer.derived = False
+    try:
+        await first_pass(replayer, targets, dsn=dsn, shadow=shadow, group=group, workers=workers)
+    finally:
+        replayer.writer.derived = True
+    return await finish_bulk_load(pool, shadow)
+
+
 def _d(obj: Any) -> dict[str, Any]:
     return {name: getattr(obj, name) for name in obj.__slots__}
 
@@ -130,6 +162,7 @@ async def rebuild(
     await access_log.record(pool, principal, "rebuild", None, params)
     async with pool.acquire() as conn:
         await create_shadow(conn, shadow)
+        await drop_secondary_indexes(conn, shadow)
     writer = BatchWriter(
         pool, topic=topic, consumer_group=consumer_group, schema=shadow, notify=False
     )
@@ -138,8 +171,8 @@ async def rebuild(
         await replayer.start()
         started = time.monotonic()
         targets = await replayer.end_offsets()
-        await first_pass(
-            replayer, targets, dsn=dsn, shadow=shadow, group=consumer_group, workers=workers
+        await bulk_load(
+            pool, replayer, targets, dsn=dsn, shadow=shadow, group=consumer_group, workers=workers
         )
         report.seconds = time.monotonic() - started
         if swap:

@@ -227,7 +227,7 @@ async def first_pass(
     counts = await replay_in_processes(
         dsn=dsn, kafka=replayer.kafka, topic=replayer.topic, schema=shadow, group=group,
         starts=starts, targets=targets, until=replayer.until, workers=workers,
-        progress=replayer.progress,
+        progress=replayer.progress, derived=replayer.writer.derived,
     )  # fmt: skip
     for p, target in targets.items():
         replayer.positions[p] = max(replayer.positions.get(p, 0), target)

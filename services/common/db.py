@@ -22,9 +22,26 @@ TOTALS_CHANNEL = "opsledger_totals"
 LEDGER_SWAP_LOCK = 8_030_045_044_996_335_474
 
 
+class JsonText(str):
+    """JSON text already encoded (e.g. an event's canonical body): stored as it is, not dumped
+    again as a JSON string."""
+
+
+def _encode_jsonb(value: Any) -> bytes:
+    text = value if isinstance(value, JsonText) else json.dumps(value)
+    return b"\x01" + text.encode()  # jsonb's binary format: version 1, then the text
+
+
+def _decode_jsonb(data: bytes) -> Any:
+    return json.loads(data[1:])
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
-    for typ in ("json", "jsonb"):
-        await conn.set_type_codec(typ, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    # jsonb in binary format, so that it can travel by binary COPY (the ledger's writer).
+    await conn.set_type_codec(
+        "jsonb", encoder=_encode_jsonb, decoder=_decode_jsonb, schema="pg_catalog", format="binary"
+    )
 
 
 async def create_pool(
