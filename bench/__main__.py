@@ -33,8 +33,9 @@ COMPONENTS = [
     ("query", "bench.bench_query"),
     ("rebuild", "bench.bench_rebuild"),
     ("e2e", "bench.bench_e2e"),
+    ("scale", "bench.bench_scale"),
 ]
-TIMEOUT_S = {"query": 1200, "rebuild": 1200, "e2e": 1500}
+TIMEOUT_S = {"query": 1200, "rebuild": 1200, "e2e": 1500, "scale": 1500}
 QUICK_SIZES = {
     "OPSLEDGER_BENCH_AGG_EVENTS": "50000",
     "OPSLEDGER_BENCH_AGG_SINGLE_EVENTS": "10000",

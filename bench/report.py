@@ -122,7 +122,18 @@ def rows(results: dict[str, Any]) -> list[Row]:
                     "  same, dashboard stream (defaults)", f"p50 {_num(d['p50'])} ms",
                     f"p99 {_num(d['p99'])} ms", f"max {_num(d['max'])} ms", "", "",
                 ))  # fmt: skip
+    rss = _get(e2e, "batch", "rss_mb")
+    if isinstance(rss, dict):
+        for service, m in rss.items():
+            out.append((f"  rss {service} (e2e batch)", f"peak {m['peak_mb']} MB",
+                        f"start {m['start_mb']} MB", f"end {m['end_mb']} MB", "", ""))  # fmt: skip
     missing("e2e", "e2e")
+    for name, f in (_get(results, "scale", "runs") or {}).items():
+        if isinstance(f, dict):
+            throughput(f"scale {name}", f.get("events_per_s"), "cores / CPU per event",
+                       f.get("cpu_ceiling_events_per_s"),
+                       f"(other processes: {f.get('other_processes_cores')} cores)")  # fmt: skip
+    missing("scale", "scale")
     f = results.get("rebuild")
     if isinstance(f, dict) and "events_per_s" in f:
         throughput("rebuild", f["events_per_s"], "pg_bulk_load", f.get("ceiling_events_per_s"),
