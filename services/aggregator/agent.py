@@ -103,16 +103,47 @@ async def chunks(events: Sequence[Any], max_events: int) -> AsyncIterator[Chunk]
         yield current
 
 
-async def _handed_over(
-    ready: asyncio.Queue[Chunk], chunk: Chunk, committer: asyncio.Future[None]
-) -> None:
-    """Queue ``chunk`` for the committer; if the committer has died, raise its error."""
-    put = asyncio.ensure_future(ready.put(chunk))
-    await asyncio.wait({put, committer}, return_when=asyncio.FIRST_COMPLETED)
-    if not put.done():
-        put.cancel()
-        committer.result()  # raises the committer's error (or CancelledError)
-        raise RuntimeError("the committer stopped")
+class GroupCommit:
+    """Decoded records waiting for the one committer, gathered into the next transaction.
+
+    The agent adds decoded pieces in log order; the committer takes everything gathered so far
+    whenever it is free. So a transaction holds what arrived while the previous one committed
+    (group commit): one record alone when the stream is quiet (latency), up to ``max_events``
+    under load (fewer commits per event). The agent waits only when the gathered chunk is full.
+    """
+
+    def __init__(self, max_events: int) -> None:
+        self.max_events = max_events
+        self.gathered = Chunk()
+        self._work = asyncio.Event()  # something is gathered
+        self._taken = asyncio.Event()  # the committer took the gathered chunk
+
+    async def add(self, piece: Chunk, committer: asyncio.Future[None]) -> None:
+        """Gather ``piece``; first wait for the committer if it would overflow the chunk."""
+        while self.gathered.size and self.gathered.size + piece.size > self.max_events:
+            self._taken.clear()
+            taken: asyncio.Future[Any] = asyncio.ensure_future(self._taken.wait())
+            waits: set[asyncio.Future[Any]] = {taken, committer}
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            if not taken.done():
+                taken.cancel()
+                committer.result()  # raises the committer's error (or CancelledError)
+                raise RuntimeError("the committer stopped")
+        g = self.gathered
+        g.batch.records.extend(piece.batch.records)
+        g.batch.poison.extend(piece.batch.poison)
+        g.events.extend(piece.events)
+        g.keys.update(piece.keys)
+        g.size += piece.size
+        self._work.set()
+
+    async def take(self) -> Chunk:
+        """Everything gathered, once there is something."""
+        await self._work.wait()
+        chunk, self.gathered = self.gathered, Chunk()
+        self._work.clear()
+        self._taken.set()
+        return chunk
 
 
 class Aggregator:
@@ -154,15 +185,15 @@ class Aggregator:
         within = self.settings.batch_max_ms / 1000
         # noack_take is missing from faust's StreamT protocol, present on Stream.
         take = stream.noack_take  # type: ignore[attr-defined]
-        # Decoded chunks go to one committer task, in log order; it commits them one at a time
-        # and acks each only after its commit returned. Meanwhile this loop decodes the next
-        # chunks, of this take or of the next one: decoding overlaps the commit in flight.
-        ready: asyncio.Queue[Chunk] = asyncio.Queue(maxsize=1)
-        committer = asyncio.ensure_future(self._commit_in_order(stream, ready))
+        # One committer task commits, one transaction at a time in log order, whatever has been
+        # decoded meanwhile, and acks each chunk only after its commit returned. This loop keeps
+        # taking and decoding (of this take or the next) while a transaction is in flight.
+        pending = GroupCommit(self.settings.batch_max_events)
+        committer = asyncio.ensure_future(self._commit_in_order(stream, pending))
         try:
             async for events in take(self.settings.batch_max_events, within=within):
-                async for chunk in chunks(events, self.settings.batch_max_events):
-                    await _handed_over(ready, chunk, committer)
+                async for piece in chunks(events, self.settings.batch_max_events):
+                    await pending.add(piece, committer)
         except Exception as exc:
             # A bug, not bad input (bad input is poison). If faust restarted the agent, the
             # records of this take would never be applied while later ones moved the stored
@@ -175,12 +206,10 @@ class Aggregator:
             committer.cancel()
             await asyncio.gather(committer, return_exceptions=True)
 
-    async def _commit_in_order(
-        self, stream: faust.StreamT[bytes], ready: asyncio.Queue[Chunk]
-    ) -> None:
-        """Commit the chunks one after another, each acked whole once its commit returned."""
+    async def _commit_in_order(self, stream: faust.StreamT[bytes], pending: GroupCommit) -> None:
+        """Commit the gathered chunks one after another, each acked once its commit returned."""
         while True:
-            chunk = await ready.get()
+            chunk = await pending.take()
             await self.commit(chunk)
             await self._ack(stream, chunk)
 

@@ -137,7 +137,7 @@ class FakeStream:
             self.all_acked.set()
 
 
-async def test_the_next_take_is_decoded_while_the_commit_is_in_flight_and_acks_follow_commits(
+async def test_takes_are_decoded_and_gathered_while_a_commit_is_in_flight_acks_follow_commits(
     aggregator: Aggregator,
 ) -> None:
     commits: list[tuple[list[int], float, float]] = []
@@ -152,7 +152,9 @@ async def test_the_next_take_is_decoded_while_the_commit_is_in_flight_and_acks_f
     takes = [[record(0, 0, 5), record(0, 1, 5)], [record(0, 2, 5)], [record(0, 3, 5)]]
     stream = FakeStream(takes, expected_acks=4)
     await aggregator._agent(stream)  # type: ignore[arg-type]
-    assert [offsets for offsets, _, _ in commits] == [[0, 1], [2], [3]]  # log order, one by one
+    # log order, one transaction at a time; the two takes that arrived while the first one
+    # committed go together into the next transaction (group commit)
+    assert [offsets for offsets, _, _ in commits] == [[0, 1], [2, 3]]
     assert all(a[2] <= b[1] for a, b in itertools.pairwise(commits))  # never two at once
     assert [offset for offset, _ in stream.acks] == [0, 1, 2, 3]
     ended = {o: end for offsets, _, end in commits for o in offsets}
