@@ -26,9 +26,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from schemas.examples import example_events
 from services.aggregator.writer import BatchWriter
-from services.audit import access_log
 from services.audit.replay import DEFAULT_WORKERS, LogReplayer, first_pass
 from services.audit.shadow import create_shadow, drop_schema, shadow_name
+from services.common import access_log
 from services.common.auth import Principal
 from services.common.db import create_pool
 from services.common.settings import CommonSettings

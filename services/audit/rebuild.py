@@ -17,7 +17,6 @@ from typing import Any
 import asyncpg
 
 from services.aggregator.writer import BatchWriter
-from services.audit import access_log
 from services.audit.compare import (
     HeadDifference,
     TotalsDifference,
@@ -29,6 +28,7 @@ from services.audit.compare import (
 from services.audit.replay import Kafka, LogReplayer, Progress, first_pass
 from services.audit.repository import ident
 from services.audit.shadow import create_shadow, drop_schema, shadow_name, swap_in
+from services.common import access_log
 from services.common.auth import Principal
 from services.common.db import LEDGER_SCHEMA
 

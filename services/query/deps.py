@@ -14,7 +14,6 @@ from fastapi import Depends, Request
 
 from services.common.auth import Principal, Role, TokenCache
 from services.common.http import authorize, bearer_token
-from services.query.access import check_access
 from services.query.hub import ChangeHub
 from services.query.reads import Reads
 from services.query.settings import QuerySettings
@@ -29,7 +28,6 @@ __all__ = [
     "Reader",
     "Settings",
     "StreamReader",
-    "check_access",
 ]
 
 READ_ROLES: tuple[Role, ...] = ("supervisor", "auditor", "admin")

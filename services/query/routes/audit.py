@@ -13,10 +13,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from starlette.responses import Response
 
-from services.audit import access_log
 from services.audit import repository as repo
 from services.audit.export import View
 from services.audit.service import UnknownOperation, export_operation, verify_operation
+from services.common import access_log
 from services.common.problems import ProblemError
 from services.query.deps import Auditor, Pool
 from services.query.jsonresp import json_response
