@@ -60,6 +60,14 @@ class CommonSettings(BaseSettings):
     )
     topic: str = Field("field-events", description="The log of record.")
     dlq_topic: str = Field("field-events.dlq", description="Where poison messages go.")
+    # Common: the aggregator consumes as this group and records its offsets under it; query
+    # (freshness) and rebuild (the live offsets to compare with) read them back by it.
+    consumer_group: str = Field(
+        "opsledger-aggregator",
+        validation_alias=AliasChoices("OPSLEDGER_CONSUMER_GROUP", "OPSLEDGER_AGGREGATOR_GROUP"),
+        description="The aggregator's Kafka consumer group (and faust app id); its offsets, kept "
+        "in PostgreSQL, state every read's freshness.",
+    )
     topic_partitions: int = Field(12, ge=1, le=1000, description="Partitions of a new topic.")
     topic_replication: int = Field(1, ge=1, le=7, description="Replication of a new topic.")
     kafka_timeout_s: float = Field(

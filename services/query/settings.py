@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import AliasChoices, Field
+from pydantic import Field
 
 from services.common.settings import CommonSettings, service_env
 
@@ -64,12 +64,6 @@ class QuerySettings(CommonSettings):
         gt=0,
         le=30,
         description="Upper bound on the database check behind /readyz.",
-    )
-    # Same environment variable as the aggregator's setting, so one export configures both.
-    consumer_group: str = Field(
-        "opsledger-aggregator",
-        validation_alias=AliasChoices("OPSLEDGER_CONSUMER_GROUP", "OPSLEDGER_AGGREGATOR_GROUP"),
-        description="The aggregator's Kafka consumer group, whose offsets state freshness.",
     )
     stream_queue_size: int = Field(
         8,

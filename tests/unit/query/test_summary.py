@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
+from services.demo.data import REFERENCE
 from services.query.summary import (
     details_from_groups,
     details_from_rows,
@@ -11,17 +12,6 @@ from services.query.summary import (
     pounds,
 )
 
-REFERENCE = {
-    "warrants_executed": 52,
-    "arrests": 56,
-    "drug_wraps_seized": 3586,
-    "mobile_phones_seized": 118,
-    "weapons_seized": 22,
-    "cash_seized_pence": 7_924_560,
-    "schools_visited": 24,
-    "vulnerable_people_engaged": 22,
-    "other_items_seized": 0,
-}
 REFERENCE_DETAILS = {
     "arrests": {"adult": 56},
     "drug_wraps_seized": {"cocaine": 1000, "crack": 1586, "heroin": 1000},
