@@ -40,10 +40,9 @@ class PrivatePostgres:
     """A PostgreSQL server of its own (same binaries as the stack), safe to stop mid-test."""
 
     def __init__(self, home: Path) -> None:
+        from services.devtools.procs import free_port
         from services.stack.postgres import PostgresPart
         from services.stack.settings import StackSettings
-
-        from .harness import free_port
 
         self.part = PostgresPart(StackSettings(dir=home, pg_port=free_port()))
 
@@ -103,10 +102,9 @@ class PrivateKafka:
     which a test may SIGKILL and start again."""
 
     def __init__(self, home: Path) -> None:
+        from services.devtools.procs import free_port
         from services.stack.kafka import KafkaPart
         from services.stack.settings import StackSettings
-
-        from .harness import free_port
 
         self.part = KafkaPart(
             StackSettings(

@@ -14,13 +14,14 @@ import pytest
 from fastapi import FastAPI
 
 from services.common.wire import decode_submission
+from services.devtools.procs import free_port
 from services.ingest.app import create_app
 from services.ingest.settings import IngestSettings
 from services.stack.kafka import KafkaPart
 from services.stack.procs import PidRecord, stop
 from services.stack.settings import StackSettings
 
-from .conftest import auth_for, free_port, make_event, read_records
+from .conftest import auth_for, make_event, read_records
 
 pytestmark = pytest.mark.integration
 BOUND_S = 2.0

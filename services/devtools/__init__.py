@@ -1,0 +1,1 @@
+"""Helpers for tests, benchmarks and local tooling (never imported by a running service)."""
