@@ -138,10 +138,6 @@ class Pipeline:
                 )
         shutil.rmtree(self.work, ignore_errors=True)
 
-    def log_tail(self, label: str, lines: int = 20) -> str:
-        """The end of one service's log (for error messages)."""
-        return next((p.tail(lines) for p in self.procs if p.label == label), "")
-
 
 @contextlib.contextmanager
 def pipeline(

@@ -9,7 +9,6 @@ Every setting is documented in docs/configuration.md.
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import lru_cache
 from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, model_validator
@@ -107,9 +106,3 @@ class CommonSettings(BaseSettings):
         if len(secret.encode()) < 32:
             raise ValueError("OPSLEDGER_JWT_SECRET must be at least 32 bytes")
         return self
-
-
-@lru_cache(maxsize=1)
-def common_settings() -> CommonSettings:
-    """The process-wide common settings (read once from the environment)."""
-    return CommonSettings()

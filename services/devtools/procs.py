@@ -131,10 +131,6 @@ class ServiceProcess:
         except subprocess.TimeoutExpired:
             self.sigkill()
 
-    def restart(self, *, wait: bool = True) -> None:
-        self.sigkill()
-        self.start(wait=wait)
-
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 

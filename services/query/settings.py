@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 from pydantic import Field
 
 from services.common.settings import CommonSettings, service_env
@@ -119,9 +117,3 @@ class QuerySettings(CommonSettings):
         le=60,
         description="How long a read of the consumer offsets is reused.",
     )
-
-
-@lru_cache(maxsize=1)
-def query_settings() -> QuerySettings:
-    """The process-wide query settings (read once from the environment)."""
-    return QuerySettings()
