@@ -10,6 +10,7 @@ scope, not the role, was the reason.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from services.common.auth import Principal, Role
 from services.common.problems import ProblemError
@@ -31,9 +32,11 @@ def scope_error(operation_id: str) -> dict[str, str]:
     }
 
 
-def forbidden(detail: str, errors: list[dict[str, str]] | None = None) -> ProblemError:
-    """The one 403 answer."""
-    return ProblemError(403, "Forbidden", detail=detail, kind=FORBIDDEN, errors=errors)
+def forbidden(
+    detail: str, errors: list[dict[str, Any]] | None = None, **extra: Any
+) -> ProblemError:
+    """The one 403 answer (``extra`` members are added to its body)."""
+    return ProblemError(403, "Forbidden", detail=detail, kind=FORBIDDEN, errors=errors, **extra)
 
 
 def require_role(principal: Principal, roles: Sequence[Role]) -> None:

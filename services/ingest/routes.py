@@ -215,11 +215,8 @@ def _batch_answer(ingest: Ingest, outcomes: list[ItemOutcome]) -> Response:
         for e in item.errors
     ]
     if counts[FORBIDDEN] == len(outcomes):
-        refusal = forbidden("the token covers none of these operations", errors)
-        return problem_response(
-            403, refusal.title, detail=refusal.detail, kind=refusal.kind, errors=errors,
-            **summary, results=results,
-        )  # fmt: skip
+        refusal = "the token covers none of these operations"
+        return forbidden(refusal, errors, **summary, results=results).response()
     return problem_response(
         422, "No event accepted", errors=errors, kind="invalid-batch", **summary, results=results
     )
