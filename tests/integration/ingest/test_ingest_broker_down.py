@@ -4,22 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import signal
 import time
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
 from services.common.wire import decode_submission
+from services.devtools.kafka import PrivateKafka
 from services.devtools.procs import free_port
 from services.ingest.app import create_app
 from services.ingest.settings import IngestSettings
-from services.stack.kafka import KafkaPart
-from services.stack.procs import PidRecord, stop
-from services.stack.settings import StackSettings
 
 from .conftest import auth_for, make_event, read_records
 
@@ -66,47 +62,10 @@ async def test_unreachable_broker_is_503_within_the_bound(dead_end_app: FastAPI)
         assert (await client.get("/healthz")).status_code == 200
 
 
-class PrivateBroker:
-    """A throwaway single-node Kafka on its own ports and directory (the shared one is never
-    touched), which a test may kill and start again."""
-
-    def __init__(self, root: Path) -> None:
-        self.settings = StackSettings(
-            dir=root,
-            kafka_port=free_port(),
-            kafka_controller_port=free_port(),
-            kafka_heap="-Xms128m -Xmx384m",
-        )
-        self.part = KafkaPart(self.settings)
-        self.record: PidRecord | None = None
-
-    @property
-    def bootstrap(self) -> str:
-        return self.settings.kafka_bootstrap
-
-    async def start(self, timeout_s: float = 90.0) -> None:
-        await asyncio.to_thread(self.part.prepare, lambda _: None)
-        self.record = await asyncio.to_thread(self.part.launch)
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                await self.part.probe(2.0)
-                return
-            except Exception as exc:  # noqa: BLE001 - not up yet
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"private broker did not start: {exc!r}") from exc
-                await asyncio.sleep(0.5)
-
-    async def kill(self) -> None:
-        if self.record is not None:
-            assert await asyncio.to_thread(stop, self.record, sig=signal.SIGKILL, timeout_s=10)
-            self.record = None
-
-
 @pytest.fixture
-async def private_broker(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[PrivateBroker]:
+async def private_broker(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[PrivateKafka]:
     root = tmp_path_factory.mktemp("private-kafka")
-    broker = PrivateBroker(root)
+    broker = PrivateKafka(root)
     try:
         await broker.start()
         yield broker
@@ -116,7 +75,7 @@ async def private_broker(tmp_path_factory: pytest.TempPathFactory) -> AsyncItera
 
 
 @pytest.fixture
-def restart_settings(private_broker: PrivateBroker, unique_id: str) -> Iterator[IngestSettings]:
+def restart_settings(private_broker: PrivateKafka, unique_id: str) -> Iterator[IngestSettings]:
     yield IngestSettings(
         env="test",
         kafka_bootstrap_servers=private_broker.bootstrap,
@@ -128,7 +87,7 @@ def restart_settings(private_broker: PrivateBroker, unique_id: str) -> Iterator[
 
 
 async def test_broker_killed_then_restarted_503_then_202_without_restarting_ingest(
-    private_broker: PrivateBroker, restart_settings: IngestSettings
+    private_broker: PrivateKafka, restart_settings: IngestSettings
 ) -> None:
     app = create_app(restart_settings)
     op = "op-restart"
