@@ -1,1 +1,1 @@
-"""Helpers for tests, benchmarks and local tooling (never imported by a running service)."""
+"""Helpers for tests, benchmarks and the demo (never imported by a running service)."""

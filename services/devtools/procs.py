@@ -42,11 +42,13 @@ class ServiceProcess:
         log_dir: Path,
         port: int | None = None,
         *,
+        host: str = "127.0.0.1",
         label: str | None = None,
         health_path: str = "/healthz",
         python_args: Sequence[str] = (),
     ) -> None:
         self.name = name
+        self.host = host
         self.port = port or free_port()
         self.env = {**os.environ, **env}
         self.label = label or name
@@ -59,7 +61,7 @@ class ServiceProcess:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def pid(self) -> int:
@@ -71,7 +73,7 @@ class ServiceProcess:
         assert self.proc is None or self.proc.poll() is not None, f"{self.label} already running"
         self.starts += 1
         argv = [sys.executable, *self.python_args, "services.cli.main", "serve", self.name]
-        argv += ["--host", "127.0.0.1", "--port", str(self.port)]
+        argv += ["--host", self.host, "--port", str(self.port)]
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as log:
             log.write(f"\n==== start #{self.starts} at {time.time():.3f}\n".encode())
