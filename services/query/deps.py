@@ -69,7 +69,7 @@ def _principal(request: Request, token: str | None, roles: tuple[Role, ...]) -> 
     return authorize(request, tokens, roles, token)
 
 
-# Same answers as services.common.http.require_role (401 / 403), through the token cache.
+# 401 from services.common.http.authorize, 403 from services.common.access (as in ingest).
 async def _require_reader(request: Request) -> Principal:
     return _principal(request, None, READ_ROLES)
 
