@@ -45,10 +45,15 @@ def require_role(principal: Principal, roles: Sequence[Role]) -> None:
         raise forbidden(f"role {principal.role!r} may not do this; needs one of {', '.join(roles)}")
 
 
+def out_of_scope(operation_id: str) -> ProblemError:
+    """The 403 for an operation the caller's token does not cover."""
+    return forbidden(
+        f"this token is not scoped to operation {operation_id!r}",
+        errors=[scope_error(operation_id)],
+    )
+
+
 def require_operation(principal: Principal, operation_id: str) -> None:
     """403 unless the principal's token covers ``operation_id``."""
     if not covers(principal, operation_id):
-        raise forbidden(
-            f"this token is not scoped to operation {operation_id!r}",
-            errors=[scope_error(operation_id)],
-        )
+        raise out_of_scope(operation_id)

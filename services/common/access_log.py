@@ -17,10 +17,11 @@ from typing import Any
 import asyncpg
 import orjson
 
+from services.common.access import ALL_OPERATIONS
 from services.common.auth import Principal, Role
 
-#: The roles whose every consultation is logged.
-LOGGED_ROLES: tuple[Role, ...] = ("auditor", "admin")
+#: The roles whose every consultation is logged: those that see every operation.
+LOGGED_ROLES: tuple[Role, ...] = ALL_OPERATIONS
 
 
 def is_logged(principal: Principal) -> bool:

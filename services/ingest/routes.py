@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from schemas.errors import ContractError
 from schemas.parsing import event_to_dict, parse_event
-from services.common.access import FORBIDDEN, covers, forbidden, require_operation
+from services.common.access import FORBIDDEN, covers, forbidden, out_of_scope
 from services.common.auth import Principal, TokenCache
 from services.common.http import authorize
 from services.common.problems import ProblemError, problem_response
@@ -136,7 +136,7 @@ async def post_event(request: Request) -> Response:
         raise ProblemError(422, "Invalid event", errors=exc.errors, kind="invalid-event") from None
     if not covers(principal, event.operation_id):
         ingest.metrics.rejected.labels(FORBIDDEN).inc()
-        require_operation(principal, event.operation_id)
+        raise out_of_scope(event.operation_id)
     submission = Submission(
         event.operation_id, stamp(now), principal.subject, [event_to_dict(event)]
     )
