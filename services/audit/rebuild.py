@@ -16,7 +16,6 @@ from typing import Any
 
 import asyncpg
 
-from services.aggregator.writer import BatchWriter
 from services.audit import access_log
 from services.audit.compare import (
     HeadDifference,
@@ -26,11 +25,13 @@ from services.audit.compare import (
     live_positions,
     shadow_operations,
 )
-from services.audit.replay import Kafka, LogReplayer, Progress, first_pass
-from services.audit.repository import ident
-from services.audit.shadow import create_shadow, drop_schema, shadow_name, swap_in
+from services.audit.parallel import first_pass
+from services.audit.replay import Kafka, LogReplayer, Progress
 from services.common.auth import Principal
 from services.common.db import LEDGER_SCHEMA
+from services.ledger.schema import ident
+from services.ledger.shadow import create_shadow, drop_schema, shadow_name, swap_in
+from services.ledger.writer import BatchWriter
 
 __all__ = ["HeadDifference", "RebuildReport", "TotalsDifference", "rebuild"]
 
