@@ -3,63 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from hypothesis import given, note, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas.examples import example_events
 from schemas.parsing import parse_event
 from schemas.tally import fold
-from services.common.wire import Submission, encode_submission
 from services.ledger.plan import Head, Plan, fold_state, plan_batch
-from services.ledger.records import PreparedRecord, prepare
-
-OPS = ("op-a", "op-b", "op-c")
-KINDS = ("warrant_executed", "arrest_made", "school_visited", "item_seized")
-T0 = datetime(2026, 11, 20, 10, tzinfo=UTC)
-
-
-@st.composite
-def streams(draw: st.DrawFn) -> list[tuple[dict[str, Any], datetime]]:
-    """Events over several operations in arrival order, each with the time ingest recorded it."""
-    pool: list[dict[str, Any]] = []
-    for n in range(draw(st.integers(1, 6))):
-        e = example_events(draw(st.sampled_from(KINDS)))[0]
-        e.update(event_id=str(uuid.UUID(int=n + 1)), operation_id=draw(st.sampled_from(OPS)))
-        pool.append(e)
-    for n in range(draw(st.integers(0, 6))):  # voids of events or of voids, own op or another
-        target = draw(st.sampled_from(pool))
-        op = draw(st.sampled_from([target["operation_id"], *OPS]))
-        v = example_events("event_voided")[0]
-        v.update(event_id=str(uuid.UUID(int=100 + n)), operation_id=op)
-        v["payload"]["voided_event_id"] = target["event_id"]
-        pool.append(v)
-    stream = list(pool)
-    for e in draw(st.lists(st.sampled_from(pool), max_size=4)):  # resends
-        stream.append(e)
-    for e in draw(st.lists(st.sampled_from(pool), max_size=2)):  # conflicting resends
-        stream.append({**e, "source": {"device_id": "tablet-other", "app_version": "9"}})
-    stream = draw(st.permutations(stream))
-    minutes = st.integers(0, 600)
-    out = [(e, T0 + timedelta(minutes=draw(minutes))) for e in stream]
-    note(describe(out))
-    return out
-
-
-def describe(stream: list[tuple[dict[str, Any], datetime]]) -> str:
-    """The stream in short: ``op-a:1 warrant`` or ``op-b:101 void(1)``, with resends marked."""
-    lines = []
-    for e, recorded in stream:
-        what = e["type"].split("_")[0]
-        if e["type"] == "event_voided":
-            what = f"void({uuid.UUID(e['payload']['voided_event_id']).int})"
-        other = " (changed)" if e["source"]["device_id"] == "tablet-other" else ""
-        lines.append(
-            f"{e['operation_id']}:{uuid.UUID(e['event_id']).int} {what}{other} @{recorded:%H:%M}"
-        )
-    return "; ".join(lines)
+from services.ledger.records import PreparedRecord
+from tests.unit.ledger.streams import OPS, Stream, as_records, cut, streams
 
 
 class FakeLedger:
@@ -127,34 +81,12 @@ class FakeLedger:
         return {k: v for k, v in out.items() if v}
 
 
-def as_records(
-    stream: list[tuple[dict[str, Any], datetime]],
-) -> list[PreparedRecord]:
-    """One submission per event, each operation in its own partition, offsets in order."""
-    raw = []
-    next_offset: dict[int, int] = {}
-    for event, recorded in stream:
-        op = event["operation_id"]
-        partition = OPS.index(op)
-        offset = next_offset.get(partition, 0)
-        next_offset[partition] = offset + 1
-        sub = Submission(op, recorded.isoformat(), "pc-1", [event])
-        raw.append((partition, offset, encode_submission(sub)))
-    batch = prepare(raw)
-    assert not batch.poison, batch.poison
-    return batch.records
-
-
 @settings(max_examples=400, deadline=None)
 @given(stream=streams(), cuts=st.lists(st.integers(0, 30), max_size=6))
-def test_planner_batch_by_batch_equals_the_fold(
-    stream: list[tuple[dict[str, Any], datetime]], cuts: list[int]
-) -> None:
-    records = as_records(stream)
+def test_planner_batch_by_batch_equals_the_fold(stream: Stream, cuts: list[int]) -> None:
     ledger = FakeLedger()
-    bounds = sorted({0, len(records), *(c for c in cuts if c < len(records))})
-    for start, end in zip(bounds, bounds[1:], strict=False):
-        ledger.apply(records[start:end])
+    for batch in cut(as_records(stream), cuts):
+        ledger.apply(batch)
     parsed = [parse_event(e) for e, _ in stream]
     for op in OPS:
         expected = fold(e for e in parsed if e.operation_id == op).rows
@@ -164,7 +96,7 @@ def test_planner_batch_by_batch_equals_the_fold(
 @settings(max_examples=200, deadline=None)
 @given(stream=streams())
 def test_a_known_at_read_never_shows_a_negative_count(
-    stream: list[tuple[dict[str, Any], datetime]],
+    stream: Stream,
 ) -> None:
     ledger = FakeLedger()
     ledger.apply(as_records(stream))
