@@ -1,9 +1,10 @@
 """Rebuild the projection from the log into a shadow schema, compare it with the live one, swap.
 
 The shadow is written by the ledger's `BatchWriter` (schema parameter), the one the live
-aggregator writes with, so a rebuild exercises exactly the code that built the live tables. The topic is read with a plain
-aiokafka consumer: every partition assigned, no group, no commits, from the beginning up to the
-end offsets seen at start (or, with ``until``, only submissions recorded by then).
+aggregator writes with, so a rebuild exercises exactly the code that built the live tables.
+The topic is read with a plain aiokafka consumer: every partition assigned, no group, no
+commits, from the beginning up to the end offsets seen at start (or, with ``until``, only
+submissions recorded by then).
 """
 
 from __future__ import annotations
