@@ -17,13 +17,13 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from schemas.examples import example_events
-from services.aggregator.writer import BatchWriter
 from services.common.auth import Role, issue_token
 from services.common.db import create_pool
 from services.common.migrate import upgrade
 from services.common.wire import Submission, encode_submission
 from services.devtools.asgi import serve_in_process
 from services.devtools.procs import free_port
+from services.ledger.writer import BatchWriter
 from services.query.app import create_app
 from services.query.settings import QuerySettings
 
