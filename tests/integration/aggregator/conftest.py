@@ -7,8 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from services.devtools.kafka import PrivateKafka
-
 from .harness import AggregatorProcess, Target
 
 
@@ -96,19 +94,4 @@ async def private_postgres(unique_id: str) -> AsyncIterator[PrivatePostgres]:
         yield pg
     finally:
         pg.stop()
-        shutil.rmtree(home, ignore_errors=True)
-
-
-@pytest.fixture
-async def private_kafka(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[PrivateKafka]:
-    """A started Kafka broker only this test uses; killed at the end."""
-    import shutil
-
-    home = tmp_path_factory.mktemp("private-kafka")
-    kafka = PrivateKafka(home)
-    try:
-        await kafka.start()
-        yield kafka
-    finally:
-        await kafka.kill()
         shutil.rmtree(home, ignore_errors=True)

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from schemas.examples import example_events
+from services.devtools.kafka import PrivateKafka
 
-from .conftest import PrivateKafka
 from .harness import AggregatorProcess, Target, produce, submission, wait_applied
 
 pytestmark = pytest.mark.integration

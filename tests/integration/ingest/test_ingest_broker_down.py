@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import time
 from collections.abc import AsyncIterator, Iterator
 
@@ -63,22 +62,10 @@ async def test_unreachable_broker_is_503_within_the_bound(dead_end_app: FastAPI)
 
 
 @pytest.fixture
-async def private_broker(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[PrivateKafka]:
-    root = tmp_path_factory.mktemp("private-kafka")
-    broker = PrivateKafka(root)
-    try:
-        await broker.start()
-        yield broker
-    finally:
-        await broker.kill()
-        shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest.fixture
-def restart_settings(private_broker: PrivateKafka, unique_id: str) -> Iterator[IngestSettings]:
+def restart_settings(private_kafka: PrivateKafka, unique_id: str) -> Iterator[IngestSettings]:
     yield IngestSettings(
         env="test",
-        kafka_bootstrap_servers=private_broker.bootstrap,
+        kafka_bootstrap_servers=private_kafka.bootstrap,
         topic=f"it-ingest-restart-{unique_id}",
         topic_partitions=2,
         produce_timeout_s=BOUND_S,
@@ -87,7 +74,7 @@ def restart_settings(private_broker: PrivateKafka, unique_id: str) -> Iterator[I
 
 
 async def test_broker_killed_then_restarted_503_then_202_without_restarting_ingest(
-    private_broker: PrivateKafka, restart_settings: IngestSettings
+    private_kafka: PrivateKafka, restart_settings: IngestSettings
 ) -> None:
     app = create_app(restart_settings)
     op = "op-restart"
@@ -100,7 +87,7 @@ async def test_broker_killed_then_restarted_503_then_202_without_restarting_inge
             assert (await client.post("/v1/events", json=first, headers=auth)).status_code == 202
             accepted.append(first["event_id"])
 
-            await private_broker.kill()
+            await private_kafka.kill()
             for _ in range(3):
                 started = time.monotonic()
                 r = await client.post("/v1/events", json=make_event(op), headers=auth)
@@ -109,7 +96,7 @@ async def test_broker_killed_then_restarted_503_then_202_without_restarting_inge
                 assert r.headers["retry-after"]
             assert (await client.get("/readyz")).status_code == 503
 
-            await private_broker.start()
+            await private_kafka.start()
             deadline = time.monotonic() + 60
             status = 0
             while status != 202 and time.monotonic() < deadline:
@@ -124,7 +111,7 @@ async def test_broker_killed_then_restarted_503_then_202_without_restarting_inge
             assert status == 202, "ingest did not accept again after the broker came back"
             await asyncio.sleep(restart_settings.ready_cache_s)
             assert (await client.get("/readyz")).status_code == 200
-    records = await read_records(private_broker.bootstrap, restart_settings.topic, len(accepted))
+    records = await read_records(private_kafka.bootstrap, restart_settings.topic, len(accepted))
     on_topic = [e["event_id"] for r in records for e in decode_submission(r.value).events]
     # Every 202 is on the topic; a 503'd send may also have landed (the client retries it with
     # the same event_id, and the ledger counts an event_id once).
