@@ -22,8 +22,6 @@ import asyncio
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -41,6 +39,7 @@ from schemas.examples import example_events
 from services.common.migrate import upgrade
 from services.common.settings import CommonSettings
 from services.common.wire import Submission, encode_submission
+from services.devtools.procs import ServiceProcess
 
 EVENTS = int(os.environ.get("OPSLEDGER_BENCH_AGG_EVENTS", "200000"))
 SINGLE_EVENTS = int(os.environ.get("OPSLEDGER_BENCH_AGG_SINGLE_EVENTS", "40000"))
@@ -108,25 +107,21 @@ async def _drain(
     """Run the aggregator on ``topic`` until every record is applied; time the draining."""
     group = f"bench-{topic}"
     env = {
-        **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
         "DATABASE_URL": dsn,
         "OPSLEDGER_TOPIC": topic,
         "OPSLEDGER_DLQ_TOPIC": f"{topic}.dlq",
         "OPSLEDGER_CONSUMER_GROUP": group,
-        "OPSLEDGER_AGGREGATOR_PORT": "0",
         "OPSLEDGER_AGGREGATOR_DATA_DIR": str(work / "faust"),
         "OPSLEDGER_LOG_LEVEL": "WARNING",
     }
-    log = (work / f"{topic}.log").open("wb")
-    argv = [sys.executable, "-m", "services.cli.main", "serve", "aggregator"]
+    python_args: list[str] = []
     if PROFILE_DIR:  # under pyinstrument: one session file per drained topic
         os.makedirs(PROFILE_DIR, exist_ok=True)  # noqa: PTH103
         out = Path(PROFILE_DIR) / f"aggregator-{topic}.pyisession"
-        argv[1:2] = ["-m", "pyinstrument", "-r", "pyisession", "-o", str(out), "-m"]
-    proc = subprocess.Popen(  # noqa: ASYNC220 - long-lived child
-        argv, env=env, stdout=log, stderr=subprocess.STDOUT
-    )
+        python_args = ["-m", "pyinstrument", "-r", "pyisession", "-o", str(out), "-m"]
+    aggregator = ServiceProcess("aggregator", env, work, python_args=python_args)
+    aggregator.start(wait=False)  # the applied offsets below say when it works
     conn = await asyncpg.connect(dsn)
     try:
         sql = (
@@ -135,7 +130,7 @@ async def _drain(
         )
         started = None
         cpu_start = 0.0
-        child = psutil.Process(proc.pid)
+        child = psutil.Process(aggregator.pid)
         deadline = time.monotonic() + 900
         while True:
             done = await conn.fetchval(sql, group, topic)
@@ -145,8 +140,8 @@ async def _drain(
                 cpu_start = sum(child.cpu_times()[:2])
             if done >= records:
                 break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"aggregator stopped or timed out; see {log.name}")
+            if not aggregator.alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"aggregator stopped or timed out; see {aggregator.log}")
             await asyncio.sleep(0.05)
         assert started is not None
         seconds = max(now - started, 1e-6)
@@ -156,9 +151,7 @@ async def _drain(
         )
     finally:
         await conn.close()
-        proc.send_signal(signal.SIGINT if PROFILE_DIR else signal.SIGTERM)
-        proc.wait(timeout=60)
-        log.close()
+        aggregator.stop(signal.SIGINT if PROFILE_DIR else signal.SIGTERM, timeout_s=60)
     return {
         "events": events,
         "records": records,

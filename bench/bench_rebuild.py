@@ -29,15 +29,15 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench import pg_ceiling
 from schemas.examples import example_events
-from services.aggregator.writer import BatchWriter
-from services.audit import access_log
 from services.audit.rebuild import bulk_load
 from services.audit.replay import DEFAULT_WORKERS, LogReplayer
-from services.audit.shadow import create_shadow, drop_schema, drop_secondary_indexes, shadow_name
+from services.common import access_log
 from services.common.auth import Principal
 from services.common.db import create_pool
 from services.common.settings import CommonSettings
 from services.common.wire import Submission, encode_submission
+from services.ledger.shadow import create_shadow, drop_schema, drop_secondary_indexes, shadow_name
+from services.ledger.writer import BatchWriter
 
 EVENTS = int(os.environ.get("OPSLEDGER_BENCH_REBUILD_EVENTS", "1000000"))
 WORKERS = int(os.environ.get("OPSLEDGER_BENCH_REBUILD_WORKERS", str(DEFAULT_WORKERS)))

@@ -27,10 +27,10 @@ from typing import Any
 
 import asyncpg
 
-from services.aggregator.plan import Plan, plan_batch
-from services.aggregator.records import prepare
-from services.aggregator.sql import CONTRIBUTION_COLUMNS, EVENT_COLUMNS
 from services.common import rollup
+from services.ledger.plan import Plan, plan_batch
+from services.ledger.records import prepare
+from services.ledger.sql import CONTRIBUTION_COLUMNS, EVENT_COLUMNS
 
 BATCH_EVENTS = 1_000
 METHODS = ("unnest", "copy", "composite")
@@ -44,7 +44,7 @@ def plans(records: Sequence[bytes], per_batch: int) -> list[Plan]:
     heads: dict[str, Any] = {}
     for at in range(0, len(records), per_batch):
         prepared = prepare((0, at + i, v) for i, v in enumerate(records[at : at + per_batch]))
-        out.append(plan_batch(prepared.records, heads, {}, {}))
+        out.append(plan_batch(prepared.records, heads))
         heads.update(out[-1].heads)
     return out
 
@@ -249,8 +249,8 @@ def by_method(make_records: Callable[[str], list[bytes]], per_batch: int) -> dic
 async def bulk_load(dsn: str, all_plans: Sequence[Plan], *, streams: int = 2) -> dict[str, Any]:
     """The rebuild's ceiling: the plans' events and contributions COPY'd (``streams``
     connections at once) into a fresh shadow schema without secondary indexes, then heads
-    and offsets, then totals, rollups and every index built (`services.audit.shadow`)."""
-    from services.audit.shadow import (
+    and offsets, then totals, rollups and every index built (`services.ledger.shadow`)."""
+    from services.ledger.shadow import (
         create_shadow,
         drop_schema,
         drop_secondary_indexes,

@@ -1,17 +1,15 @@
 """Time-travel rollups: contributions summed per hour and per day of both timelines.
 
 Revision ID: 0006
-Revises: 0001
+Revises: 0002
 Create Date: 2026-11-30
 """
 
-from alembic import op
-from sqlalchemy.util import await_only
-
+from services.common.migrations.versions import run_script
 from services.common.rollup import build_sql
 
 revision = "0006"
-down_revision = "0001"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
@@ -41,17 +39,9 @@ CREATE INDEX rollups_recorded ON ledger.rollups (operation_id, grain, recorded_b
 DOWNGRADE = "DROP TABLE ledger.rollups;"
 
 
-def _script(sql: str) -> None:
-    """A multi-statement script in the migration's transaction (see 0001 for why this way)."""
-    op.execute("SELECT 1")
-    driver = op.get_bind().connection.driver_connection
-    assert driver is not None, "migrations run over a live asyncpg connection"
-    await_only(driver.execute(sql))
-
-
 def upgrade() -> None:
-    _script(UPGRADE + build_sql("ledger") + ";")
+    run_script(UPGRADE + build_sql("ledger") + ";")
 
 
 def downgrade() -> None:
-    _script(DOWNGRADE)
+    run_script(DOWNGRADE)
