@@ -127,6 +127,7 @@ class FakeStream:
 
     async def noack_take(self, max_: int, within: float) -> Any:
         for events in self.takes:
+            await asyncio.sleep(0.01)  # a take waits for records (faust's `within`)
             self.yielded_at.append(time.monotonic())
             yield events
         await asyncio.wait_for(self.all_acked.wait(), 5)
