@@ -5,7 +5,8 @@ one that fails or hangs is reported as "not measured: <why>" and the others stil
 merged results go to bench/results/latest.json and a dated copy; the table goes to stdout.
 
 Options: ``--quick`` (or OPSLEDGER_BENCH_QUICK=1) shortens every window and size;
-``--only e2e,ingest`` runs a subset; ``--no-save`` leaves bench/results alone.
+``--only e2e,ingest`` runs a subset; ``--no-save`` leaves bench/results alone; ``--json FILE``
+also writes the merged results there.
 """
 
 from __future__ import annotations
@@ -106,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="short windows and sizes")
     parser.add_argument("--only", default="", help="comma-separated component names")
     parser.add_argument("--no-save", action="store_true", help="do not write bench/results")
+    parser.add_argument("--json", help="also write the merged results to this file")
     parser.add_argument("--component", help=argparse.SUPPRESS)
     parser.add_argument("--json-out", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -148,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         dated = RESULTS / f"{at:%Y-%m-%dT%H%MZ}{'-quick' if results['quick'] else ''}.json"
         dated.write_text(text)
         say(f"wrote {RESULTS / 'latest.json'} and {dated}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2, default=str) + "\n")
     print(table(results))
     machine = results["machine"]
     print(
