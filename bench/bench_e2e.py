@@ -247,7 +247,7 @@ class CpuMeter:
         self.procs["postgres_ours"] = asyncio.run(_pg_backends(self.dsn, self.p))
         self.before = _cpu_seconds(self.procs)
         self.machine_before = psutil.cpu_times()
-        self.rss = RssMeter({n: proc.pid for n, proc in self.p.procs})
+        self.rss = RssMeter({proc.label: proc.pid for proc in self.p.procs})
         self.rss.start()
 
     def stop(self) -> dict[str, float]:
