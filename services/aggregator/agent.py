@@ -190,6 +190,7 @@ class Aggregator:
         # taking and decoding (of this take or the next) while a transaction is in flight.
         pending = GroupCommit(self.settings.batch_max_events)
         committer = asyncio.ensure_future(self._commit_in_order(stream, pending))
+        committer.add_done_callback(self._committer_done)
         try:
             async for events in take(self.settings.batch_max_events, within=within):
                 async for piece in chunks(events, self.settings.batch_max_events):
@@ -205,6 +206,16 @@ class Aggregator:
             # Stopping: a chunk not yet committed is not acked, and will be redelivered.
             committer.cancel()
             await asyncio.gather(committer, return_exceptions=True)
+
+    def _committer_done(self, committer: asyncio.Future[None]) -> None:
+        """The committer only ends by cancellation; anything else is a bug: stop the worker
+        (as the agent does) rather than leave decoded records waiting for nobody."""
+        if committer.cancelled() or committer.exception() is None:
+            return
+        exc = committer.exception()
+        log.critical("committer failed; stopping the worker so no record is skipped", exc_info=exc)
+        self.health.fatal = f"committer failed: {type(exc).__name__}: {exc}"[:500]
+        os.kill(os.getpid(), signal.SIGTERM)
 
     async def _commit_in_order(self, stream: faust.StreamT[bytes], pending: GroupCommit) -> None:
         """Commit the gathered chunks one after another, each acked once its commit returned."""

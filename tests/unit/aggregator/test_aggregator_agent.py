@@ -162,3 +162,24 @@ async def test_takes_are_decoded_and_gathered_while_a_commit_is_in_flight_acks_f
     assert all(at >= ended[offset] for offset, at in stream.acks)  # acked after its commit
     # the second take was taken and decoded while the first one's commit was in flight
     assert stream.yielded_at[1] < commits[0][2]
+
+
+async def test_a_committer_that_dies_stops_the_worker(
+    aggregator: Aggregator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    killed: list[int] = []
+    monkeypatch.setattr("services.aggregator.agent.os.kill", lambda pid, sig: killed.append(sig))
+
+    async def commit(chunk: Chunk) -> BatchResult:
+        return BatchResult()
+
+    async def broken_ack(fake: FakeStream, chunk: Chunk) -> None:
+        fake.all_acked.set()  # the take loop may end now: the committer has failed
+        raise RuntimeError("ack failed")
+
+    aggregator.commit = commit  # type: ignore[method-assign]
+    aggregator._ack = broken_ack  # type: ignore[method-assign]
+    stream = FakeStream([[record(0, 0, 1)]], expected_acks=1)
+    await aggregator._agent(stream)  # type: ignore[arg-type]
+    await asyncio.sleep(0)  # the done callback runs on the next turn of the loop
+    assert killed and "committer failed: RuntimeError: ack failed" in aggregator.health.fatal
