@@ -50,6 +50,7 @@ _COMMAND_MODULES = (
     "audit",
     "migrate",
     "schemas_cmd",
+    "import_cmd",
 )
 
 for _name in _COMMAND_MODULES:

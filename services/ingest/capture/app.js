@@ -369,10 +369,15 @@ async function refresh() {
   const waiting = entries.filter((e) => outbox.PENDING.has(e.state)).length;
   const refused = entries.filter((e) => e.state === "refused" || e.state === "conflict").length;
   $("waiting-count").textContent = String(waiting);
-  $("waiting-word").textContent = refused ? `waiting to send · ${refused} need a fix` : "waiting to send";
   $("sync").dataset.waiting = String(waiting);
   const eventsButton = document.querySelector('#nav button[data-view="events"]');
-  eventsButton.textContent = refused ? `My events (${refused} to fix)` : "My events";
+  eventsButton.replaceChildren("My events");
+  if (refused) {
+    eventsButton.append(
+      el("span", { class: "badge", "aria-hidden": "true", text: String(refused) }),
+      el("span", { class: "visually-hidden", text: ` (${refused} to fix)` }),
+    );
+  }
   if (currentView === "events") await renderEvents();
 }
 
