@@ -80,7 +80,8 @@ def import_events(
     refused = [(f, r) for f in imported for r in f.rows if not r.ok]
     for f in imported:
         kind = f" of {f.kind}" if f.kind else ""
-        _say(f"{f.path}: {len(f.rows)} rows{kind}, {sum(not r.ok for r in f.rows)} refused")
+        rows = f"{len(f.rows)} row" + ("" if len(f.rows) == 1 else "s")
+        _say(f"{f.path}: {rows}{kind}, {sum(not r.ok for r in f.rows)} refused")
     if dry_run:
         _write_reports(refused, imported, report)
         _say(f"dry run: {len(good)} events would be sent, {len(refused)} rows refused")

@@ -3,7 +3,7 @@
 import * as token from "./token.js";
 import * as outbox from "./outbox.js";
 import { Sender } from "./sender.js";
-import { AREAS, KINDS, LABELS, buildForm, describe, eventValues, payloadOf } from "./forms.js";
+import { AREAS, KINDS, LABELS, buildForm, describe, eventValues, explain, payloadOf } from "./forms.js";
 
 const APP_VERSION = "capture-1.0";
 const PREFS_KEY = "opsledger.capture.prefs";
@@ -203,7 +203,7 @@ function closeForm() {
 
 function showProblems(errors, detail) {
   const unplaced = form.built.showErrors(errors);
-  const lines = unplaced.map((e) => `${LABELS[e.path] || e.path || "Event"}: ${e.message}`);
+  const lines = unplaced.map((e) => `${LABELS[e.path] || e.path || "Event"}: ${explain(e.path, e.message)}`);
   if (detail && errors.length === 0) lines.push(detail);
   $("form-summary").replaceChildren(...lines.map((line) => el("p", { text: line })));
 }
@@ -276,7 +276,9 @@ function renderEntry(entry, voidEntry) {
   item.append(title, meta, badge);
   if (voidEntry) item.append(el("p", { class: "voided", text: `Voided (${STATE_TEXT[voidEntry.state].toLowerCase()}): ${voidEntry.event.payload.reason}` }));
   if (entry.state === "refused" || entry.state === "conflict") {
-    const problems = (entry.errors || []).map((err) => el("li", { text: `${LABELS[err.path] || fieldLabel(e.type, err.path)}: ${err.message}` }));
+    const problems = (entry.errors || []).map((err) => el("li", {
+      text: `${LABELS[err.path] || fieldLabel(e.type, err.path)}: ${explain(err.path, err.message)}`,
+    }));
     if (!problems.length && entry.detail) problems.push(el("li", { text: entry.detail }));
     item.append(el("ul", { class: "problems" }, ...problems));
   }

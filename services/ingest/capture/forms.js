@@ -141,7 +141,7 @@ export function buildForm(kind, values) {
     const unplaced = [];
     for (const error of errors) {
       const row = rows.get(error.path) || rows.get(error.path.split(".").slice(0, 2).join("."));
-      if (row && !row.node.hidden) row.setError(error.message);
+      if (row && !row.node.hidden) row.setError(explain(error.path, error.message));
       else unplaced.push(error);
     }
     return unplaced;
@@ -280,6 +280,18 @@ function renderField(field, value) {
       node._setInvalid?.(Boolean(message));
     },
   };
+}
+
+// The ledger's message, said for an officer where it helps (a time ahead of the server clock is
+// almost always a mistyped date or a device clock that is wrong).
+export function explain(path, message) {
+  const ahead = /^is (?:(\d+) days?, )?(\d+):(\d\d):\d\d(?:\.\d+)? after the server clock/.exec(message);
+  if (path === "occurred_at" && ahead) {
+    const [, days, hours, minutes] = ahead;
+    const by = days ? `${days} day${days === "1" ? "" : "s"} ${hours} h ${minutes} min` : `${hours} h ${minutes} min`;
+    return `is ${by} after the server clock: check the date and time`;
+  }
+  return message;
 }
 
 // Flatten an event into {path: value} (to fill a form) and back.

@@ -49,7 +49,7 @@ async def test_twenty_events_recorded_offline_are_counted_once_signal_returns(
     pipeline: Pipeline, browser: Browser
 ) -> None:
     op = new_operation()
-    context = await browser.new_context(viewport=PHONE)
+    context = await browser.new_context(viewport=PHONE, locale="en-GB")
     device = await Device.open(context, pipeline.ingest.url)
     await device.sign_in(field_token(op))
     await device.until_offline_ready()
@@ -76,7 +76,7 @@ async def test_ingest_killed_in_the_middle_of_a_send_still_counts_exactly_twenty
 ) -> None:
     op = new_operation()
     # Routing sees every request only without a service worker in between.
-    context = await browser.new_context(viewport=PHONE, service_workers="block")
+    context = await browser.new_context(viewport=PHONE, locale="en-GB", service_workers="block")
     device = await Device.open(context, pipeline.ingest.url)
     await device.sign_in(field_token(op))
     await context.set_offline(True)
@@ -111,7 +111,7 @@ async def test_refused_event_names_its_field_and_once_fixed_is_accepted_and_a_vo
     pipeline: Pipeline, browser: Browser
 ) -> None:
     op = new_operation()
-    context = await browser.new_context(viewport=PHONE)
+    context = await browser.new_context(viewport=PHONE, locale="en-GB")
     device = await Device.open(context, pipeline.ingest.url)
     page = device.page
     await device.sign_in(field_token(op))

@@ -39,7 +39,7 @@ async def test_every_screen_at_phone_and_tablet_size(
     pipeline: Pipeline, browser: Browser, size: str
 ) -> None:
     op = f"capture-{secrets.token_hex(4)}"
-    context = await browser.new_context(viewport=SIZES[size])
+    context = await browser.new_context(viewport=SIZES[size], locale="en-GB")
     device = await Device.open(context, pipeline.ingest.url)
     page = device.page
     found: dict[str, list[dict[str, Any]]] = {}
