@@ -81,8 +81,8 @@ class Device:
         await self.page.get_by_label("School reference (URN)").fill(ref)
         await self.save()
 
-    async def expect_waiting(self, n: int) -> None:
-        await expect(self.page.locator("#waiting-count")).to_have_text(str(n), timeout=TIMEOUT_MS)
+    async def expect_waiting(self, n: int, timeout_ms: float = TIMEOUT_MS) -> None:
+        await expect(self.page.locator("#waiting-count")).to_have_text(str(n), timeout=timeout_ms)
 
     async def events_view(self) -> None:
         await self.page.get_by_role("button", name="My events").click()

@@ -102,7 +102,7 @@ async def test_ingest_killed_in_the_middle_of_a_send_still_counts_exactly_twenty
     assert sends == [202]
     await device.expect_waiting(20)  # not one marked accepted: the answer never came
     pipeline.ingest.start()
-    await device.expect_waiting(0)
+    await device.expect_waiting(0, timeout_ms=75_000)  # the next try comes after its backoff
     assert await settled_totals(pipeline.query.url, op, expected) == expected
     await context.close()
 
