@@ -416,6 +416,14 @@ async function start() {
     });
   }
   document.addEventListener("visibilitychange", () => { if (!document.hidden) sender.soon(); });
+  const handed = token.fromAddress();
+  if (handed) {
+    try {
+      await token.signIn(handed);
+    } catch (exc) {
+      $("signin-error").textContent = exc.message;
+    }
+  }
   await prune();
   // Entries left "sent" by a tab closed mid-request go out again (same event_id: harmless).
   route({ focus: false });

@@ -49,6 +49,15 @@ export async function signIn(raw) {
   return who;
 }
 
+// A token handed over in the address (`/capture#token=...`: a fragment never leaves the
+// device), taken out of the address at once so it stays in no history or screenshot.
+export function fromAddress() {
+  const match = /^#token=(.+)$/.exec(window.location.hash);
+  if (!match) return null;
+  history.replaceState(null, "", window.location.pathname);
+  return decodeURIComponent(match[1]);
+}
+
 export function signOut() {
   localStorage.removeItem(TOKEN_KEY);
   localStorage.removeItem(WHO_KEY);

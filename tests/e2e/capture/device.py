@@ -24,9 +24,9 @@ class Device:
         self.base_url = base_url
 
     @classmethod
-    async def open(cls, context: BrowserContext, base_url: str) -> Device:
+    async def open(cls, context: BrowserContext, base_url: str, fragment: str = "") -> Device:
         page = await context.new_page()
-        await page.goto(f"{base_url}/capture")
+        await page.goto(f"{base_url}/capture{fragment}")
         await expect(page.locator("body[data-ready=true]")).to_have_count(1)
         return cls(context, page, base_url)
 
@@ -36,6 +36,10 @@ class Device:
         page = self.page
         await page.get_by_label("Token", exact=True).fill(token)
         await page.get_by_role("button", name="Sign in").click()
+        await self.settings(unit, area)
+
+    async def settings(self, unit: str = "Stronghold Reading", area: str = "Berkshire") -> None:
+        page = self.page
         await page.get_by_label("Unit", exact=True).fill(unit)
         await page.get_by_label("Area", exact=True).fill(area)
         await page.get_by_role("button", name="Save settings").click()
