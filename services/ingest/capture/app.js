@@ -380,7 +380,8 @@ async function refresh() {
       el("span", { class: "visually-hidden", text: ` (${refused} to fix)` }),
     );
   }
-  if (currentView === "events") await renderEvents();
+  // Not while the officer is typing a reason or confirming a deletion: that would wipe it.
+  if (currentView === "events" && !document.querySelector("#event-list .confirm")) await renderEvents();
 }
 
 function setStatus({ state, text }) {
