@@ -313,6 +313,7 @@ function confirmDelete(item, entry) {
   const yes = button("Yes, delete", "Yes, delete", async () => {
     await outbox.remove(entry.event_id);
     announce("Deleted.");
+    await renderEvents();
     await refresh();
     $("events-title").focus();
   }, "danger");
@@ -360,6 +361,7 @@ async function recordVoid(target, reason) {
   };
   await outbox.save({ event_id: body.event_id, event: body, state: "waiting", errors: [], detail: "", created: Date.now() });
   announce(`Void saved: ${describe(target.event)}.`);
+  await renderEvents();
   await refresh();
   $("events-title").focus();
   sender.soon();
