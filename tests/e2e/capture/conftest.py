@@ -6,21 +6,16 @@ group private to the session; ingest can be killed (SIGKILL) and started again o
 
 from __future__ import annotations
 
-import os
 import secrets
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 from playwright.async_api import Browser, async_playwright
+
+from services.devtools.procs import ServiceProcess
 
 CHROMIUM = "/usr/bin/chromium"
 # Never a downloaded browser: Debian's Chromium, quiet (no update, sync or QUIC traffic).
@@ -37,71 +32,10 @@ CHROMIUM_ARGS = [
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@dataclass
-class Served:
-    """One `opsledger serve NAME --port PORT` process that a test may kill and start again."""
-
-    name: str
-    env: dict[str, str]
-    port: int = field(default_factory=_free_port)
-    ready_s: float = 60
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        log_path = ARTIFACTS / f"capture-{self.name}.log"
-        with log_path.open("ab") as log:  # a file, not a pipe: a chatty server never blocks
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "services.cli.main", "serve", self.name,
-                 "--port", str(self.port)],
-                env=self.env, stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        deadline = time.monotonic() + self.ready_s
-        while True:
-            if self.proc.poll() is not None:
-                tail = log_path.read_text(errors="replace")[-2000:]
-                pytest.fail(f"opsledger serve {self.name} exited: {tail}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"opsledger serve {self.name} was not ready within {self.ready_s} s")
-            time.sleep(0.2)
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown, no flush, in-flight requests lost."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-
 @dataclass(frozen=True)
 class Pipeline:
-    ingest: Served
-    query: Served
+    ingest: ServiceProcess
+    query: ServiceProcess
 
 
 @pytest.fixture(scope="session")
@@ -111,21 +45,30 @@ def pipeline(
     """Ingest, aggregator and query on a topic and consumer group of their own."""
     suffix = secrets.token_hex(4)
     env = {
-        **os.environ,
         "OPSLEDGER_DATABASE_URL": database_url,
         "OPSLEDGER_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
         "OPSLEDGER_TOPIC": f"capture-{suffix}",
         "OPSLEDGER_CONSUMER_GROUP": f"capture-{suffix}",
         "OPSLEDGER_AGGREGATOR_DATA_DIR": str(tmp_path_factory.mktemp("faust")),
     }
-    aggregator, ingest, query = (
-        Served("aggregator", env), Served("ingest", env), Served("query", env)
-    )
+    services = [
+        ServiceProcess(name, env, ARTIFACTS, label=f"capture-{name}")
+        for name in ("aggregator", "ingest", "query")
+    ]
     with ExitStack() as stack:
-        for served in (aggregator, ingest, query):
-            stack.callback(served.stop)
-            served.start()
-        yield Pipeline(ingest, query)
+        for service in services:
+            stack.callback(service.stop)
+            service.start(wait=False)
+            service.wait_healthy(60, "/readyz")
+        yield Pipeline(ingest=services[1], query=services[2])
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """The Debian Chromium binary (never a downloaded browser)."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: run `make browser` (apt-get install chromium)")
+    return CHROMIUM
 
 
 @pytest.fixture(scope="session")
@@ -135,11 +78,3 @@ async def browser(chromium: str) -> AsyncIterator[Browser]:
         b = await p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         yield b
         await b.close()
-
-
-@pytest.fixture(scope="session")
-def chromium() -> str:
-    """The Debian Chromium binary (never a downloaded browser)."""
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run `make browser` (apt-get install chromium)")
-    return CHROMIUM

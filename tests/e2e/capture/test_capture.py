@@ -93,7 +93,7 @@ async def test_ingest_killed_in_the_middle_of_a_send_still_counts_exactly_twenty
         # hears back: the device must send the same 20 again, and the ledger count them once.
         answer = await route.fetch()
         sends.append(answer.status)
-        pipeline.ingest.kill()
+        pipeline.ingest.sigkill()
         await route.abort("connectionreset")
 
     await device.page.route("**/v1/events/batch", kill_ingest_before_it_answers)
@@ -101,7 +101,8 @@ async def test_ingest_killed_in_the_middle_of_a_send_still_counts_exactly_twenty
     await expect(device.page.locator("#net")).to_contain_text("trying again", timeout=30_000)
     assert sends == [202]
     await device.expect_waiting(20)  # not one marked accepted: the answer never came
-    pipeline.ingest.start()
+    pipeline.ingest.start(wait=False)
+    pipeline.ingest.wait_healthy(60, "/readyz")
     await device.expect_waiting(0, timeout_ms=75_000)  # the next try comes after its backoff
     assert await settled_totals(pipeline.query.url, op, expected) == expected
     await context.close()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from services.aggregator.demo_data import REFERENCE, week_of_action
+from services.demo.data import REFERENCE, week_of_action
 
 from .conftest import Pipeline
 from .device import field_token, settled_totals, totals_status
