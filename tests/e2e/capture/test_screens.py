@@ -66,6 +66,7 @@ async def test_every_screen_at_phone_and_tablet_size(
     await page.get_by_text("Cash", exact=True).click()
     await page.get_by_label("Amount in pounds and pence").fill("12,500.5")
     await expect(page.locator(".money-preview")).to_have_text("£12,500.50")
+    await page.locator(".money-preview").scroll_into_view_if_needed()
     await screen("cash")
     await device.save()
     await device.kind("Items seized")
