@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from axe_playwright_python.base import AXE_SCRIPT
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Locator, Page, expect
 
 from .conftest import ARTIFACTS, Pipeline
 from .device import Device, field_token
@@ -94,3 +94,39 @@ async def test_every_screen_at_phone_and_tablet_size(
 
     await context.close()
     assert found == {name: [] for name in found}
+
+
+async def test_an_event_recorded_with_the_keyboard_alone(
+    pipeline: Pipeline, browser: Browser
+) -> None:
+    op = f"capture-{secrets.token_hex(4)}"
+    context = await browser.new_context(viewport=SIZES["phone"], locale="en-GB")
+    device = await Device.open(context, pipeline.ingest.url)
+    page = device.page
+    await device.sign_in(field_token(op))
+    keyboard = page.keyboard
+
+    async def tab_to(target: Locator, most: int = 40) -> None:
+        """Tab forward until ``target`` has the focus (it must be reachable, in order)."""
+        for _ in range(most):
+            if await target.evaluate("node => node === document.activeElement"):
+                return
+            await keyboard.press("Tab")
+        raise AssertionError(f"{target} never got the focus by Tab")
+
+    await tab_to(page.get_by_role("button", name="Items seized"))
+    await keyboard.press("Enter")
+    await tab_to(page.get_by_role("radio", name="Drug wraps"))  # a picker is one Tab stop
+    await keyboard.press("ArrowRight")  # arrows choose within it
+    await expect(page.get_by_role("radio", name="Mobile phones")).to_be_checked()
+    await tab_to(page.get_by_role("button", name="How many: 1 more"))
+    await keyboard.press("Enter")
+    await keyboard.press("Enter")
+    await tab_to(page.get_by_role("button", name="Save", exact=True))
+    await keyboard.press("Enter")
+    await device.expect_waiting(0)
+    await device.events_view()
+    await expect(device.entry("Seized 3 mobile phones")).to_have_attribute(
+        "data-state", "accepted"
+    )
+    await context.close()
