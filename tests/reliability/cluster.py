@@ -237,14 +237,18 @@ class FaultRun:
         """Answers during the fault, and how long after its end ingest still refused."""
         timeline = self.oracle.fates.timeline
         after = [t for t, a in timeline if t >= self.fault_end and a in ("202", "207")]
-        refusals = [t for t, a in timeline if t >= self.fault_start and not a.startswith("2")]
+        # "Unavailable" answers: 503, any other 5xx, or no answer at all (not the 4xx refusals
+        # of the invalid events the devices send on purpose).
+        refusals = [
+            t for t, a in timeline if t >= self.fault_start and not a.startswith(("2", "4"))
+        ]
         return {
             "fault_s": round(self.fault_end - self.fault_start, 1),
             "answers_during_fault": self.oracle.fates.answers_between(
                 self.fault_start, self.fault_end
             ),
             "first_ack_after_s": round(after[0] - self.fault_end, 1) if after else None,
-            "last_refusal_after_s": round(max(0.0, refusals[-1] - self.fault_end), 1)
+            "last_unavailable_after_s": round(max(0.0, refusals[-1] - self.fault_end), 1)
             if refusals
             else 0.0,
         }
