@@ -209,6 +209,7 @@ class FaultRun:
     fault_end: float = 0.0
     notes: dict[str, Any] = field(default_factory=dict)
     removed: list[Service] = field(default_factory=list)
+    _rotation: asyncio.Task[None] | None = None
 
     def begin(self) -> None:
         self.fault_start = time.monotonic()
@@ -216,14 +217,27 @@ class FaultRun:
     def end(self) -> None:
         self.fault_end = time.monotonic()
 
-    async def rotate_aggregators(self) -> None:
-        """One aggregator added, then one of the first ones removed (stopped, SIGTERM)."""
+    def rotate_aggregators(self) -> None:
+        """Now, in the background: one aggregator added, then one of the first two removed
+        (SIGTERM), so the group rebalances twice while the fault lasts."""
+        self._rotation = asyncio.get_running_loop().create_task(self._rotate())
+
+    async def _rotate(self) -> None:
+        began = self.since_start()
         added = await asyncio.to_thread(self.spawn_aggregator)
         self.aggregators.append(added)
+        joined = self.since_start()
         leaving = self.aggregators.pop(0)
         await asyncio.to_thread(leaving.stop)
         self.removed.append(leaving)
-        self.notes["aggregators"] = f"+1 at {self.since_start():.0f} s, -1 (graceful) after it"
+        self.notes["aggregators"] = (
+            f"+1 started at {began:.0f} s (healthy at {joined:.0f} s), "
+            f"-1 stopped at {self.since_start():.0f} s"
+        )
+
+    async def rotation_done(self, timeout_s: float = 90.0) -> None:
+        if self._rotation is not None:
+            await asyncio.wait_for(self._rotation, timeout_s)
 
     def since_start(self) -> float:
         return time.monotonic() - self.fault_start

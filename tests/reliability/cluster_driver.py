@@ -35,8 +35,10 @@ async def run_fault(
     watch.start()
     try:
         await fault(run)
+        await run.rotation_done()
     finally:
         readiness = await watch.stop()
+    assert run.removed, "the fault did not add and remove an aggregator"
     await wait_acks_after(run)
     await asyncio.sleep(5)
     oracle.stop(drain_s=60)

@@ -28,7 +28,7 @@ async def test_leader_of_busy_partitions_sigkilled_and_restarted(
             run.kc.kill(victim)
             killed = time.monotonic()
             if n == 0:
-                await run.rotate_aggregators()
+                run.rotate_aggregators()
             await asyncio.sleep(max(0.0, DOWN_S - (time.monotonic() - killed)))
             restart_s = await asyncio.to_thread(run.kc.start, victim)
             in_sync_s = await run.kc.wait_in_sync(run.topic)

@@ -19,7 +19,7 @@ async def test_rolling_restart_of_all_three(
         for node in (1, 2, 3):
             stop_s = await asyncio.to_thread(run.kc.stop, node)
             if node == 2:
-                await run.rotate_aggregators()
+                run.rotate_aggregators()
             start_s = await asyncio.to_thread(run.kc.start, node)
             in_sync_s = await run.kc.wait_in_sync(run.topic)
             steps.append(

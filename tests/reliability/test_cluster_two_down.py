@@ -38,7 +38,7 @@ async def test_two_of_three_brokers_down_for_30s(
         async with httpx.AsyncClient(timeout=15) as client:
             headers = {"Authorization": f"Bearer {probe.token}"}
             await asyncio.sleep(2)
-            await run.rotate_aggregators()
+            run.rotate_aggregators()
             while time.monotonic() - killed < DOWN_S:
                 await asyncio.sleep(1.0)
                 if time.monotonic() - killed < settle_s:
