@@ -104,7 +104,7 @@ def ack_latency(settings: CommonSettings, url: str, run_id: str, tag: str) -> di
         out = pool.submit(run_job, job).result()
     lat = sorted(out.latencies_ms)
     return {
-        "offered_per_s": ACK_RATE,
+        "offered_per_s": round(ACK_RATE),
         "window_s": ACK_S,
         "acknowledged": sum(sum(c) for c in out.counts.values()),
         "failures": out.failures,
@@ -115,6 +115,7 @@ def ack_latency(settings: CommonSettings, url: str, run_id: str, tag: str) -> di
 
 
 def measure(brokers: int) -> dict[str, Any]:
+    load_before = round(os.getloadavg()[0], 2)
     with private_kafka(brokers) as bootstrap, services_on(bootstrap, brokers) as settings:
         run_id = new_run_id()
         with pipeline(settings, run_id, query_env=QUERY_ENV) as p:
@@ -132,11 +133,20 @@ def measure(brokers: int) -> dict[str, Any]:
         "brokers": brokers,
         "replication": min(3, brokers),
         "min_insync_replicas": max(1, min(3, brokers) - 1),
+        "load_avg_1m": [load_before, round(os.getloadavg()[0], 2)],  # other work on the box
         "ack": ack,
         "e2e_batch": {
             k: batch.get(k)
-            for k in ("events_per_s", "exact", "events", "accepted_per_s", "seconds_to_exact",
-                      "request_p50_ms", "request_p99_ms", "failed_requests")  # fmt: skip
+            for k in (
+                "events_per_s",
+                "exact",
+                "events",
+                "accepted_per_s",
+                "seconds_to_exact",
+                "request_p50_ms",
+                "request_p99_ms",
+                "failed_requests",
+            )  # fmt: skip
         },
     }
 
