@@ -82,10 +82,15 @@ def settings() -> StackSettings:
 
 
 def external_kafka(s: StackSettings | None = None) -> str | None:
+    """The Kafka named in the environment when it is not this stack's (either layout: an
+    address exported before `up --brokers N` switched layouts is still ours)."""
     s = s or settings()
-    return _external(
-        s.kafka_bootstrap, "OPSLEDGER_KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS"
-    )
+    value = _external("", "OPSLEDGER_KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS")
+    ours = {
+        f"{s.host}:{s.kafka_port}",
+        *(s.model_copy(update={"brokers": n}).kafka_bootstrap for n in {3, s.kafka_nodes}),
+    }
+    return None if value in ours else value
 
 
 def external_database(s: StackSettings | None = None) -> str | None:

@@ -81,3 +81,19 @@ def test_the_cut_filters_only_one_loopback_node() -> None:
     assert "meta skgid 1044196 drop" in rules
     with pytest.raises(ValueError, match="non-loopback"):
         Isolation("10.0.0.5", (1, 2), 3).cut()
+
+
+def test_an_address_exported_for_the_other_layout_is_still_local(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from services.stack.manager import external_kafka
+
+    s = _settings(tmp_path)
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:44192")  # exported for one broker
+    assert external_kafka(s.model_copy(update={"brokers": 3})) is None
+    monkeypatch.setenv(
+        "KAFKA_BOOTSTRAP_SERVERS", s.model_copy(update={"brokers": 3}).kafka_bootstrap
+    )
+    assert external_kafka(s) is None
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "kafka.example:9092")
+    assert external_kafka(s) == "kafka.example:9092"
