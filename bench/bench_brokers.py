@@ -28,10 +28,11 @@ from typing import Any
 import orjson
 
 from bench.bench_e2e import QUERY_ENV, _tokens, _warm, throughput
-from bench.common import QUICK, free_port, new_run_id, percentile, pipeline, say
+from bench.common import QUICK, new_run_id, percentile, pipeline, say
 from bench.e2e_load import Job, run_job, templates
 from services import stack
 from services.common.settings import CommonSettings
+from services.devtools.procs import free_port
 
 _env = os.environ.get
 ACK_RATE = float(_env("OPSLEDGER_BENCH_BROKERS_ACK_RATE", "200"))

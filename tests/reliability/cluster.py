@@ -21,12 +21,12 @@ import httpx
 from aiokafka.admin import AIOKafkaAdminClient
 
 from services import stack
+from services.devtools.procs import ServiceProcess, free_port
 from services.stack.kafka import KafkaPart
 from services.stack.procs import port_in_use
 from services.stack.settings import StackSettings
 
 from .netfault import Isolation
-from .procs import Service, free_port
 
 NODES = 3
 HOSTS = [f"127.0.0.{20 + n}" for n in range(1, NODES + 1)]
@@ -164,8 +164,8 @@ async def busiest_leader(cluster: PrivateCluster, topic: str, ends: dict[int, in
 class Watch:
     """What ingest and the aggregators answered on /readyz, once a second, during a fault."""
 
-    ingest: Service
-    aggregators: list[Service]
+    ingest: ServiceProcess
+    aggregators: list[ServiceProcess]
     seen: dict[str, Counter[str]] = field(default_factory=dict)
     _task: asyncio.Task[None] | None = None
 
@@ -201,14 +201,14 @@ class FaultRun:
 
     kc: PrivateCluster
     topic: str
-    ingest: Service
-    aggregators: list[Service]
-    spawn_aggregator: Any  # () -> Service, started
+    ingest: ServiceProcess
+    aggregators: list[ServiceProcess]
+    spawn_aggregator: Any  # () -> ServiceProcess, started
     oracle: Any
     fault_start: float = 0.0
     fault_end: float = 0.0
     notes: dict[str, Any] = field(default_factory=dict)
-    removed: list[Service] = field(default_factory=list)
+    removed: list[ServiceProcess] = field(default_factory=list)
     _rotation: asyncio.Task[None] | None = None
 
     def begin(self) -> None:

@@ -21,11 +21,11 @@ import pytest
 from services import stack as local_stack
 from services.common.auth import issue_token
 from services.common.settings import CommonSettings
+from services.devtools.procs import ServiceProcess
 
 from .checker import Report
 from .cluster import PrivateCluster
 from .faults import PrivateStack
-from .procs import Service
 
 # Where each run appends its measured figures (docs/reliability.md is filled from these).
 RESULTS = Path(os.environ.get("OPSLEDGER_RELIABILITY_RESULTS", ".local/reliability-results.jsonl"))
@@ -47,7 +47,7 @@ class Cluster:
     log_dir: Path
     topic: str
     group: str
-    services: list[Service] = field(default_factory=list)
+    services: list[ServiceProcess] = field(default_factory=list)
     extra_env: dict[str, str] = field(default_factory=dict)
 
     def env(self, **extra: str) -> dict[str, str]:
@@ -70,9 +70,9 @@ class Cluster:
             **extra,
         }
 
-    def spawn(self, name: str, *, start: bool = True, **extra: str) -> Service:
+    def spawn(self, name: str, *, start: bool = True, **extra: str) -> ServiceProcess:
         """A service process on a free port with this cluster's environment."""
-        service = Service(name, self.env(**extra), self.log_dir)
+        service = ServiceProcess(name, self.env(**extra), self.log_dir)
         self.services.append(service)
         if start:
             service.start()

@@ -18,6 +18,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from services.common.settings import CommonSettings
 from services.common.topics import ensure_topics
+from services.devtools.procs import free_port
 from services.stack.procs import port_in_use
 from services.stack.settings import repo_root
 
@@ -28,12 +29,8 @@ HOSTS = ["127.0.0.41", "127.0.0.42", "127.0.0.43"]
 
 
 def _free_run(width: int) -> int:
-    import socket
-
     for _ in range(100):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            base = int(sock.getsockname()[1])
+        base = free_port()
         if base + width < 65535 and not any(
             port_in_use(h, base + i) for h in HOSTS for i in range(width)
         ):
