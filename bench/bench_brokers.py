@@ -32,7 +32,7 @@ from bench.common import QUICK, new_run_id, percentile, pipeline, say
 from bench.e2e_load import Job, run_job, templates
 from services import stack
 from services.common.settings import CommonSettings
-from services.devtools.procs import free_port
+from services.devtools.procs import free_port_run
 
 _env = os.environ.get
 ACK_RATE = float(_env("OPSLEDGER_BENCH_BROKERS_ACK_RATE", "200"))
@@ -46,13 +46,13 @@ HOSTS = "127.0.0.31,127.0.0.32,127.0.0.33"  # the cluster's own loopback address
 def private_kafka(brokers: int) -> Iterator[str]:
     """A throw-away Kafka of ``brokers`` nodes; yields its bootstrap list."""
     home = Path(tempfile.mkdtemp(prefix=f"bench-brokers-{brokers}-"))
-    base = free_port()
+    base = free_port_run(2 * brokers, HOSTS.split(",") if brokers > 1 else ("127.0.0.1",))
     env = {
         "OPSLEDGER_STACK_DIR": str(home),
         "OPSLEDGER_STACK_BROKERS": str(brokers),
         "OPSLEDGER_STACK_CLUSTER_HOSTS": HOSTS,
         "OPSLEDGER_STACK_KAFKA_PORT": str(base),
-        "OPSLEDGER_STACK_KAFKA_CONTROLLER_PORT": str(free_port() if brokers == 1 else base + 1),
+        "OPSLEDGER_STACK_KAFKA_CONTROLLER_PORT": str(base + 1),
     }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)

@@ -21,9 +21,8 @@ import httpx
 from aiokafka.admin import AIOKafkaAdminClient
 
 from services import stack
-from services.devtools.procs import ServiceProcess, free_port
+from services.devtools.procs import ServiceProcess, free_port, free_port_run
 from services.stack.kafka import KafkaPart
-from services.stack.procs import port_in_use
 from services.stack.settings import StackSettings
 
 from .netfault import Isolation
@@ -32,23 +31,12 @@ NODES = 3
 HOSTS = [f"127.0.0.{20 + n}" for n in range(1, NODES + 1)]
 
 
-def _free_run(width: int) -> int:
-    """A port p such that p .. p+width-1 are free on every node's address."""
-    for _ in range(100):
-        base = free_port()
-        if base + width > 65535:
-            continue
-        if not any(port_in_use(h, base + i) for h in HOSTS for i in range(width)):
-            return base
-    raise RuntimeError(f"no run of {width} free ports found")
-
-
 class PrivateCluster:
     """Three KRaft nodes (broker + controller each) that a test may kill, stop, cut off."""
 
     def __init__(self, home: Path) -> None:
         self.home = home
-        base = _free_run(2 * NODES)
+        base = free_port_run(2 * NODES, HOSTS)
         self.env = {
             "OPSLEDGER_STACK_DIR": str(home),
             "OPSLEDGER_STACK_BROKERS": str(NODES),

@@ -18,8 +18,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from services.common.settings import CommonSettings
 from services.common.topics import ensure_topics
-from services.devtools.procs import free_port
-from services.stack.procs import port_in_use
+from services.devtools.procs import free_port, free_port_run
 from services.stack.settings import repo_root
 
 pytestmark = pytest.mark.integration
@@ -28,20 +27,10 @@ CLI = [sys.executable, "-m", "services.cli.main", "stack"]
 HOSTS = ["127.0.0.41", "127.0.0.42", "127.0.0.43"]
 
 
-def _free_run(width: int) -> int:
-    for _ in range(100):
-        base = free_port()
-        if base + width < 65535 and not any(
-            port_in_use(h, base + i) for h in HOSTS for i in range(width)
-        ):
-            return base
-    raise RuntimeError("no free run of ports")
-
-
 @pytest.fixture
 def cluster_env(unique_id: str) -> Iterator[dict[str, str]]:
     directory = repo_root() / ".local" / f"test-cluster-{unique_id}"
-    base = _free_run(6)
+    base = free_port_run(6, HOSTS)
     env = {k: v for k, v in os.environ.items()
            if k not in {"KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "OPSLEDGER_TOPIC_REPLICATION",
                         "OPSLEDGER_KAFKA_BOOTSTRAP_SERVERS", "OPSLEDGER_DATABASE_URL"}}  # fmt: skip
@@ -49,7 +38,7 @@ def cluster_env(unique_id: str) -> Iterator[dict[str, str]]:
         "OPSLEDGER_STACK_DIR": str(directory),
         "OPSLEDGER_STACK_KAFKA_PORT": str(base),
         "OPSLEDGER_STACK_KAFKA_CONTROLLER_PORT": str(base + 1),
-        "OPSLEDGER_STACK_PG_PORT": str(_free_run(1)),
+        "OPSLEDGER_STACK_PG_PORT": str(free_port()),
         "OPSLEDGER_STACK_CLUSTER_HOSTS": ",".join(HOSTS),
         "OPSLEDGER_STACK_KAFKA_HEAP": "-Xms128m -Xmx384m",
         "OPSLEDGER_STACK_MIGRATE": "false",
