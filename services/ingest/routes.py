@@ -274,11 +274,15 @@ async def healthz() -> Response:
     responses={200: docs.json_body("Health", "Ready."), 503: docs.COMMON_ERRORS[503]},
 )
 async def readyz(request: Request) -> Response:
-    """Ready when the broker answers a metadata request now (bounded, reused for ~1 s)."""
+    """Ready when the broker answers a metadata request now (bounded, reused for ~1 s) and
+    writes are not being refused (none failed in the last two produce bounds without a success
+    since)."""
     ingest = _ingest(request)
     if await ingest.producer.ready():
         return _json(200, {"status": "ready"})
-    return ingest.unavailable("the Kafka broker is not reachable, or the log topic is missing")
+    return ingest.unavailable(
+        "the Kafka broker is not reachable, the log topic is missing, or writes are refused"
+    )
 
 
 @router.get(
