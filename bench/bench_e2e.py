@@ -10,6 +10,8 @@ Figures (each run starts its own ingest, aggregator(s) and query on a private to
   warrant each) on a probe operation watched through its SSE stream: time from each probe's 202
   to the stream showing its count; p50, p99, max.
 * ``batch_2_aggregators``: ``batch`` again with two aggregator processes sharing 12 partitions.
+* ``rss_mb`` of each throughput run: every service's resident memory at the start of the load,
+  at its end and its peak (sampled every 0.5 s).
 * ceilings: Kafka's ProducerPerformance and ConsumerPerformance for records of the same size.
 
 Run alone with ``python -m bench.bench_e2e``; ``OPSLEDGER_BENCH_QUICK=1`` shortens every window.
