@@ -1,13 +1,13 @@
 """Read-side latency: an operation of 1,000,000 events, read by 50 concurrent readers.
 
 Generates the operation's contribution rows with one ``generate_series`` INSERT (its projection,
-time-travel rollups and chain head from them), starts `opsledger serve query` as its own process, and drives it with
-readers in two client processes (so the load generator does not share the server's
-interpreter; a minimal keep-alive HTTP/1.1 client, as httpx would cost more CPU than the server).
-Figures: headline and grouped totals (the projection, and with the in-memory cache
-off), and as_of / known_at reads at a new instant each (the rollups' whole days and hours plus
-the contributions of the partial hours). The rows are deleted at
-the end. Run alone with ``python -m bench.bench_query``; ``run()`` returns the figures.
+time-travel rollups and chain head from them), starts `opsledger serve query` as its own
+process, and drives it with readers in two client processes (so the load generator does not
+share the server's interpreter; a minimal keep-alive HTTP/1.1 client, as httpx would cost more
+CPU than the server). Figures: headline and grouped totals (the projection, and with the
+in-memory cache off), and as_of / known_at reads at a new instant each (the rollups' whole days
+and hours plus the contributions of the partial hours). The rows are deleted at the end. Run
+alone with ``python -m bench.bench_query``; ``run()`` returns the figures.
 """
 
 from __future__ import annotations
