@@ -15,14 +15,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 
 from schemas.examples import example_events
 from services.common import access_log
-from services.common.auth import Principal
+from services.common.auth import Principal, issue_token
 from services.common.db import create_pool
+from services.common.settings import CommonSettings
 from services.common.wire import Submission, encode_submission
 from services.ledger.writer import BatchWriter
+from services.query.app import create_app as create_query
+from services.query.settings import QuerySettings
 from services.stack import roles
 
 pytestmark = pytest.mark.integration
@@ -197,3 +201,39 @@ async def test_the_aggregator_cannot_lock_the_access_log_head(
         await role_pools["opsledger_aggregator"].fetchrow(
             "SELECT * FROM audit.access_log_lock_head()"
         )
+
+
+async def test_the_query_service_does_every_read_as_its_role(
+    role_pools: dict[str, asyncpg.Pool], written: str, database_url: str, kafka_bootstrap: str
+) -> None:
+    """The query app connected as opsledger_query: totals, history, verify, export and the
+    access-log listing all answer, and the audit reads are in the chained log."""
+    settings = QuerySettings(
+        env="test",
+        kafka_bootstrap_servers=kafka_bootstrap,
+        database_url=roles.role_url(database_url, "opsledger_query"),
+        consumer_group=f"priv-{written}",
+        topic=f"priv-{written}",
+    )
+    app = create_query(settings)
+    subject = f"auditor-as-query-role-{written}"
+    headers = {
+        "Authorization": "Bearer " + issue_token(CommonSettings(), role="auditor", subject=subject)
+    }
+    base = f"/v1/operations/{written}"
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://query") as client:
+            for path in (f"{base}/totals", f"{base}/events", f"{base}/verify", f"{base}/export",
+                         "/v1/audit/access-log"):  # fmt: skip
+                r = await client.get(path, headers=headers)
+                assert r.status_code == 200, (path, r.text)
+    actions = [
+        r["action"]
+        for r in await role_pools["opsledger_auditor"].fetch(
+            "SELECT action FROM audit.access_log WHERE principal = $1 ORDER BY seq", subject
+        )
+    ]
+    assert actions == ["totals", "history", "verify", "export", "access_log"]
+    async with role_pools["opsledger_auditor"].acquire() as conn:
+        assert (await access_log.verify_chain(conn)).ok
