@@ -17,6 +17,30 @@ from services.stack.settings import repo_root
 
 SERVICE_ROLES = ("opsledger_aggregator", "opsledger_query", "opsledger_auditor")
 
+# Locally the migrations run as the superuser, so roles.sql's default privileges (FOR ROLE
+# opsledger_owner) never fire: give every other schema's existing objects what they would have
+# given, before grants.sql narrows `ledger` and `audit`.
+DEFAULT_PRIVILEGES = r"""
+DO $$
+DECLARE s text;
+BEGIN
+    FOR s IN SELECT nspname FROM pg_namespace
+             WHERE nspname NOT IN ('ledger', 'audit', 'public', 'information_schema')
+               AND nspname NOT LIKE 'pg\_%'
+    LOOP
+        EXECUTE format('GRANT USAGE ON SCHEMA %I TO opsledger_aggregator, opsledger_query,'
+                       ' opsledger_auditor', s);
+        EXECUTE format('GRANT SELECT ON ALL TABLES IN SCHEMA %I TO opsledger_query,'
+                       ' opsledger_auditor', s);
+        EXECUTE format('GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA %I'
+                       ' TO opsledger_aggregator', s);
+        EXECUTE format('GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA %I'
+                       ' TO opsledger_aggregator', s);
+    END LOOP;
+END
+$$;
+"""
+
 
 def grants_sql() -> Path:
     """deploy/postgres/grants.sql of this checkout."""
@@ -44,6 +68,7 @@ async def apply(database_url: str, timeout_s: float = 10.0) -> None:
                     )
             db = await conn.fetchval("SELECT quote_ident(current_database())")
             await conn.execute(f"GRANT CONNECT ON DATABASE {db} TO {', '.join(SERVICE_ROLES)}")
+            await conn.execute(DEFAULT_PRIVILEGES)
             await conn.execute(grants_sql().read_text())
     finally:
         await conn.close()
