@@ -46,7 +46,7 @@ def _main(
             envvar=access_log.TOKEN_ENV,
             show_envvar=True,
             help="Bearer token of whoever runs a command that reads the ledger (verify, export, "
-            "rebuild): its subject is written to the access log.",
+            "rebuild, summary): its subject is written to the access log.",
         ),
     ] = None,
 ) -> None:
