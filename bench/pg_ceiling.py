@@ -7,10 +7,10 @@ same tables with the same indexes, from rows computed beforehand (no Kafka, no d
 hashing; the Python side's tuple building and asyncpg's encoding are timed):
 
 * ``unnest``: one statement of data-modifying CTEs over ``unnest`` of one array per column
-  (the writer's way);
-* ``copy``: binary ``COPY`` of the events into their table and of the contributions into a
-  temporary staging table, then one statement that moves them and upserts rollups, totals,
-  heads and offsets;
+  (the writer's way before issue 17);
+* ``copy``: binary ``COPY`` of the events and of the contributions into their tables, then
+  one statement that adds those contributions (read back by id) to the rollups and upserts
+  totals, heads and offsets (the writer's way since issue 17);
 * ``composite``: one statement over ``unnest`` of one array of composite rows per table.
 
 The methods take turns batch by batch (the order rotates), so a busy shared machine slows them
@@ -139,9 +139,11 @@ SQL = {
         + _tail(_WIDTH_EV + _WIDTH_CO + 1)
     ),
     "copy": (
-        f"WITH co AS (INSERT INTO ledger.contributions ({_CO})"  # noqa: S608
-        f" SELECT {_CO} FROM ceiling_cx),"
-        f" ru AS ({rollup.upsert_sql('ledger', 'ceiling_cx')}),"
+        "WITH ru AS ("  # noqa: S608
+        + rollup.upsert_sql(
+            "ledger", "(SELECT * FROM ledger.contributions WHERE event_id = ANY($15::uuid[]))"
+        )
+        + "),"
         + _tail(1)
     ),
     "composite": (
@@ -197,9 +199,11 @@ async def _write(conn: asyncpg.Connection, method: str, plan: Plan) -> None:
                 columns=[n for n, _ in EVENT_COLUMNS],
             )  # fmt: skip
             await conn.copy_records_to_table(
-                "ceiling_cx", records=contributions, columns=[n for n, _ in CONTRIBUTION_COLUMNS]
-            )
-            await conn.execute(SQL[method], *_tail_args(plan, method))
+                "contributions", schema_name="ledger", records=contributions,
+                columns=[n for n, _ in CONTRIBUTION_COLUMNS],
+            )  # fmt: skip
+            ids = [r[0] for r in contributions]
+            await conn.execute(SQL[method], *_tail_args(plan, method), ids)
         else:
             await conn.execute(SQL[method], events, contributions, *_tail_args(plan, method))
 
@@ -209,9 +213,6 @@ async def measure(dsn: str, plans_by_method: dict[str, list[Plan]]) -> dict[str,
     conn = await asyncpg.connect(dsn)
     try:
         await prepare_database(conn, plans_by_method)
-        await conn.execute(
-            "CREATE TEMP TABLE ceiling_cx (LIKE ledger.contributions) ON COMMIT DELETE ROWS"
-        )
         seconds = dict.fromkeys(plans_by_method, 0.0)
         cpu = dict.fromkeys(plans_by_method, 0.0)
         events = dict.fromkeys(plans_by_method, 0)

@@ -1,13 +1,13 @@
-"""The batch writer's SQL: seven round trips per batch, whatever its size.
+"""The batch writer's SQL: six round trips per batch, whatever its size.
 
 1. ``claim_offsets``: create-or-lock this consumer's offset rows, returning ``last_offset``;
 2. ``claim_heads``: create-or-lock the operations' chain heads, returning ``seq`` and ``hash``;
 3. ``lookup``: the events (with their contributions) and voids the batch refers to;
-4. binary ``COPY`` of the new events into their table (the fastest write measured:
-   bench/pg_ceiling.py), ``stage`` (the session's temporary table, once) and a ``COPY`` of the
-   contributions into it;
-5. ``apply``: every other write of the batch in one statement of data-modifying CTEs
-   (contributions moved from the staging table and added to their time-travel rollups, voids,
+4. binary ``COPY`` of the new events and of their contributions into their tables (the fastest
+   write measured: bench/pg_ceiling.py; no temporary table, which the aggregator's role may
+   not create);
+5. ``apply``: every other write of the batch in one statement of data-modifying CTEs (the
+   batch's contributions, read back by id, added to their time-travel rollups; voids,
    conflicts, totals, chain heads, offsets), then ``pg_notify``.
 
 ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING`` both creates a missing row and locks an
@@ -81,11 +81,6 @@ def _names(columns: tuple[tuple[str, str], ...], casts: dict[str, str] | None = 
     return ", ".join(f"x.{name}{casts.get(name, '')}" for name, _ in columns)
 
 
-#: The per-session staging table the writer COPYs a batch's contributions into; the apply
-#: statement moves them to the contributions table and adds them to the rollups.
-STAGED_CONTRIBUTIONS: Final = "opsledger_batch_contributions"
-
-
 def _apply(derived: bool) -> str:
     """The write-everything statement after the COPYs; its parameters in `APPLY_ORDER`.
 
@@ -101,22 +96,23 @@ def _apply(derived: bool) -> str:
     group, topic = n.param("text"), n.param("text")
     offsets = n.unnest(OFFSET_COLUMNS)
     channel, notify = n.param("text"), n.param("text[]")
+    contributed = n.param("uuid[]")
     cols = _cols
-    staged = f"pg_temp.{STAGED_CONTRIBUTIONS}"
+    # The batch's contribution rows, COPY'd just before in the same transaction.
+    batch = f"(SELECT * FROM {{s}}.contributions WHERE event_id = ANY({contributed}))"  # noqa: S608
     derived_ctes = (
-        f" ru AS ({rollup.upsert_sql('{s}', staged)}),"  # noqa: S608
+        f" ru AS ({rollup.upsert_sql('{s}', batch)}),"  # noqa: S608
         f" tt AS (INSERT INTO {{s}}.totals AS t ({cols(TOTALS_COLUMNS)})"
         f" SELECT {_names(TOTALS_COLUMNS)} FROM {totals}"
         " ON CONFLICT (operation_id, metric, detail, area, unit, day)"
         " DO UPDATE SET value = t.value + EXCLUDED.value),"
         if derived
-        else f" tt AS (SELECT 1 FROM {totals} WHERE false),"  # noqa: S608 - empty arrays, typed
+        # empty arrays, typed:
+        else f" tt AS (SELECT 1 FROM {totals} WHERE {contributed} IS NULL AND false),"  # noqa: S608
     )
     # Only constants and $n placeholders are interpolated here; values are bind parameters.
     return (
-        f"WITH co AS (INSERT INTO {{s}}.contributions ({cols(CONTRIBUTION_COLUMNS)})"  # noqa: S608
-        f" SELECT {cols(CONTRIBUTION_COLUMNS)} FROM {staged}),"
-        f" vi AS (INSERT INTO {{s}}.voids ({cols(VOID_COLUMNS)})"
+        f"WITH vi AS (INSERT INTO {{s}}.voids ({cols(VOID_COLUMNS)})"  # noqa: S608
         f" SELECT {_names(VOID_COLUMNS)} FROM {voids}),"
         f" va AS (UPDATE {{s}}.voids SET applied = true WHERE void_event_id = ANY({held})),"
         f" cf AS (INSERT INTO {{s}}.conflicts ({cols(CONFLICT_COLUMNS)})"
@@ -136,10 +132,10 @@ def _apply(derived: bool) -> str:
 
 
 #: The order of `apply`'s parameter groups (each table's arrays in its column order); the
-#: events and contributions travel by COPY before it.
+#: events and contributions travel by COPY before it, ``contributed`` names the latter.
 APPLY_ORDER: Final = (
     "voids", "held_voids", "conflicts", "totals", "heads", "group", "topic", "offsets",
-    "channel", "notify",
+    "channel", "notify", "contributed",
 )  # fmt: skip
 
 _CLAIM_OFFSETS = (
@@ -177,9 +173,6 @@ TEMPLATES: Final[dict[str, str]] = {
     " NULL, NULL, NULL, NULL, NULL, NULL, v.void_event_id, v.applied, ve.seq"
     " FROM {s}.voids AS v JOIN {s}.events AS ve ON ve.event_id = v.void_event_id"
     " WHERE v.target_event_id = ANY($1::uuid[])",
-    # Once per transaction (a no-op after the session's first): the COPY target above.
-    "stage": f"CREATE TEMP TABLE IF NOT EXISTS {STAGED_CONTRIBUTIONS}"
-    " (LIKE {s}.contributions) ON COMMIT DELETE ROWS",
     "apply": _apply(derived=True),
     "apply_bulk": _apply(derived=False),
 }

@@ -156,8 +156,8 @@ class BatchWriter:
     ) -> None:
         """Every row of a planned batch, inside its transaction: the one place a batch writes.
 
-        Events by binary COPY into their table, contributions by COPY into the session's
-        staging table, then one statement for the rest (`sql.APPLY_ORDER`).
+        Events and contributions by binary COPY into their tables, then one statement for the
+        rest (`sql.APPLY_ORDER`), which adds the contributions to the rollups.
         """
         if plan.events:
             await conn.copy_records_to_table(
@@ -174,10 +174,9 @@ class BatchWriter:
                     for ce in plan.events
                 ],
             )  # fmt: skip
-        await conn.execute(self._sql["stage"])
         if plan.contributions:
             await conn.copy_records_to_table(
-                sql.STAGED_CONTRIBUTIONS, columns=_CONTRIBUTION_NAMES,
+                "contributions", schema_name=self.schema, columns=_CONTRIBUTION_NAMES,
                 records=[
                     (r.event_id, r.operation_id, r.c.metric, r.c.detail, r.c.area, r.c.unit,
                      r.c.day, r.c.delta, r.occurred_at, r.recorded_at)
@@ -214,6 +213,7 @@ class BatchWriter:
             *offsets,
             TOTALS_CHANNEL,
             plan.operations_changed if self.notify else [],
+            [r.event_id for r in plan.contributions] if self.derived else [],
         ]
 
 
