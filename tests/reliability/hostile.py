@@ -48,6 +48,7 @@ class Case:
     body: bytes
     fate: Fate
     path: str | None = None  # the path a refusal must name (None: not checked)
+    status: int = 422  # the status of a refusal by ingest
 
     def event(self) -> dict[str, Any]:
         """The event as the server reads it (json keeps lone surrogates; orjson would not)."""
@@ -264,6 +265,10 @@ NUMBER_VALUES: list[tuple[str, str, str, str, Fate]] = [
     ("-0.0", "warrant_executed", "schema_version", "-0.0", "refused"),
 ]
 
+# Spellings ingest's JSON reader refuses as a whole body (400) before any field is judged: a
+# number past the largest double. The contract alone refuses it naming the field.
+NOT_READ_BY_INGEST = {"1e400"}
+
 _MARK = "\u2603NUMBER\u2603"
 
 
@@ -283,9 +288,10 @@ def number_cases(operation_of: Callable[[str], str], now: datetime) -> list[Case
         event = fresh(_number_base(target), operation_of(kind), now)
         _set(event, path, _MARK)
         body = orjson.dumps(event).replace(orjson.dumps(_MARK), spelling.encode())
+        status = 400 if spelling in NOT_READ_BY_INGEST else 422
         cases.append(
             Case(event["operation_id"], klass, f"{target} {path} = {spelling}", event["event_id"],
-                 body, fate, path if fate == "refused" else None)
+                 body, fate, path if fate == "refused" else None, status)
         )  # fmt: skip
     return cases
 
