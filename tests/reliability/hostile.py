@@ -49,6 +49,9 @@ class Case:
     fate: Fate
     path: str | None = None  # the path a refusal must name (None: not checked)
     status: int = 422  # the status of a refusal by ingest
+    # False when the hostile value is the event's own id or operation: nothing can file it by
+    # those (it is refused, and the checker must not look it up).
+    tracked: bool = True
 
     def event(self) -> dict[str, Any]:
         """The event as the server reads it (json keeps lone surrogates; orjson would not)."""
@@ -207,6 +210,51 @@ def text_cases(operation_of: Callable[[str], str], now: datetime) -> list[Case]:
             cases.append(
                 Case(event["operation_id"], klass, f"{f.kind} {f.path}", event["event_id"],
                      _body(event), fate, f.path if fate == "refused" else None)
+            )  # fmt: skip
+    return cases
+
+
+# Strings with a fixed form (ids, slugs, enumerations, timestamps): (kind and item, path).
+STRUCTURED_FIELDS: list[tuple[str, str]] = [
+    ("warrant_executed", "event_id"),
+    ("warrant_executed", "operation_id"),
+    ("warrant_executed", "type"),
+    ("warrant_executed", "occurred_at"),
+    ("event_voided", "payload.voided_event_id"),
+    ("arrest_made", "payload.age_band"),
+    ("item_seized:drug_wrap", "payload.item"),
+    ("item_seized:drug_wrap", "payload.substance"),
+    ("item_seized:cash", "payload.currency"),
+]
+# (class, how the valid value is spoilt): every one refused with a 422 naming the field.
+STRUCTURED_VALUES: list[tuple[str, Callable[[str], str]]] = [
+    ("NUL appended", lambda v: v + "\x00"),
+    ("C1 (NEL) appended", lambda v: v + "\x85"),
+    ("line feed appended", lambda v: v + "\n"),
+    ("lone surrogate (escaped) inside", lambda v: v[:2] + "\ud800" + v[2:]),
+    ("zero-width space inside", lambda v: v[:2] + "\u200b" + v[2:]),
+    ("full-width / look-alike letters", lambda v: v.translate(_LOOKALIKE)),
+]
+# Latin letters and digits to look-alikes (Cyrillic, full-width) that a reader cannot tell apart.
+_LOOKALIKE = str.maketrans(
+    "aceopxyABCEHKMOPTXY0123456789-", "асеорхуАВСЕНКМОРТХУ０１２３４５６７８９‐"
+)
+
+
+def structured_cases(operation_of: Callable[[str], str], now: datetime) -> list[Case]:
+    """Every spoilt value in every fixed-form string field."""
+    cases = []
+    for target, path in STRUCTURED_FIELDS:
+        kind = target.partition(":")[0]
+        for klass, spoil in STRUCTURED_VALUES:
+            event = fresh(_number_base(target), operation_of(kind), now)
+            value = event
+            for part in path.split("."):
+                value = value[part]
+            _set(event, path, spoil(str(value)))
+            cases.append(
+                Case(operation_of(kind), klass, f"{target} {path}", str(uuid.uuid4()),
+                     _body(event), "refused", path, tracked=False)
             )  # fmt: skip
     return cases
 

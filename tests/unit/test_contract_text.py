@@ -12,13 +12,21 @@ import pytest
 from schemas import ContractError, event_to_dict, parse_event
 from schemas.canonical import canonical_json, content_hash
 from schemas.examples import fresh_event
-from tests.reliability.hostile import Case, number_cases, text_cases, text_fields, timestamp_cases
+from tests.reliability.hostile import (
+    Case,
+    number_cases,
+    structured_cases,
+    text_cases,
+    text_fields,
+    timestamp_cases,
+)
 
 NOW = datetime.now(UTC)
 CASES = [
     *text_cases(lambda kind: f"op-{kind.replace('_', '-')}", NOW),
     *number_cases(lambda kind: f"op-{kind.replace('_', '-')}", NOW),
     *timestamp_cases("op-times", NOW),
+    *structured_cases(lambda kind: f"op-{kind.replace('_', '-')}", NOW),
 ]
 
 
