@@ -119,14 +119,21 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+# A \uD800-\uDFFF escape: without one, no string of the document can hold a surrogate.
+_SURROGATE_ESCAPE: Final = re.compile(r"\\u[dD][89a-fA-F]")
+
+
 def load_lenient(raw: bytes | bytearray | str) -> Any:
     """Parse JSON that a strict parser refused, keeping lone surrogate escapes; None if not JSON.
 
-    Only for locating what made a strict parser fail: NaN and Infinity stay refused, and any
-    other failure (bad UTF-8, too deep, truncated) gives None.
+    Only for locating what made a strict parser fail: a document with no surrogate escape is not
+    parsed again (None), NaN and Infinity stay refused, and any other failure (bad UTF-8, too
+    deep, truncated) gives None.
     """
     try:
         text = raw if isinstance(raw, str) else bytes(raw).decode("utf-8")
+        if not _SURROGATE_ESCAPE.search(text):
+            return None
         return json.loads(text, parse_constant=_refuse_constant)
     except (ValueError, RecursionError):
         return None
