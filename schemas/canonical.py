@@ -56,4 +56,9 @@ def content_hash(event_dict: Mapping[str, Any]) -> str:
 
 def chain_hash(body: Mapping[str, Any], prev_hash: str) -> str:
     """SHA-256 hex over ``canonical_json(body)`` followed by ``prev_hash`` as UTF-8."""
-    return hashlib.sha256(canonical_json(body) + prev_hash.encode()).hexdigest()
+    return chain_digest(canonical_json(body), prev_hash)
+
+
+def chain_digest(body_json: bytes, prev_hash: str) -> str:
+    """SHA-256 hex over ``body_json`` (the canonical bytes, as stored) followed by ``prev_hash``."""
+    return hashlib.sha256(body_json + prev_hash.encode()).hexdigest()
