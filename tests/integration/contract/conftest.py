@@ -10,12 +10,12 @@ from typing import Any
 import asyncpg
 import pytest
 
-from services.aggregator.writer import BatchResult, BatchWriter
 from services.audit import repository as repo
 from services.audit.service import verify_operation
 from services.audit.verify import VerifyReport
 from services.common.db import create_pool
 from services.common.wire import Submission, encode_submission
+from services.ledger.writer import BatchResult, BatchWriter
 
 RECORDED_AT = "2026-11-23T09:00:00.123456+00:00"
 
