@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import uuid
@@ -14,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas import ContractError, event_to_dict, parse_event
-from schemas.canonical import canonical_json
+from schemas.canonical import GENESIS_HASH, canonical_json
 from schemas.examples import fresh_event
 
 from .conftest import RECORDED_AT, Ledger
@@ -35,6 +36,29 @@ async def test_negative_zero_longitude_is_counted_and_verify_stays_intact(
     assert (await ledger.metrics(op))["warrants_executed"] == 1
     report = await ledger.verify(op)
     assert report.ok, report.to_dict()
+
+
+async def test_an_auditor_checks_the_chain_over_the_stored_text_with_sha256_alone(
+    ledger: Ledger, unique_id: str
+) -> None:
+    op = f"bytes-{unique_id}"
+    events = [
+        fresh_event(op, location={"area": "Oxfordshire", "lat": 51.8168, "lon": -0.0}),
+        fresh_event(op, "item_seized", actor={"officer_id": "PC\U0001f46e", "unit": "Ünit"}),
+    ]
+    await ledger.write(op, events)
+    rows = await ledger.pool.fetch(
+        "SELECT body::text AS text, prev_hash, hash FROM ledger.events"
+        " WHERE operation_id = $1 ORDER BY seq",
+        op,
+    )
+    assert len(rows) == 2
+    prev = GENESIS_HASH
+    for row in rows:
+        assert row["prev_hash"] == prev
+        assert hashlib.sha256((row["text"] + prev).encode()).hexdigest() == row["hash"]
+        assert row["text"].encode() == canonical_json(orjson.loads(row["text"]))
+        prev = row["hash"]
 
 
 def _server_only(event: dict[str, Any], exc: ContractError) -> bool:
