@@ -184,7 +184,7 @@ async def test_every_hostile_value_is_refused_or_counted_and_nothing_stalls(
         await pool.close()
     assert rebuilt.matches, rebuilt.to_dict()
     assert rebuilt.operations == len(by_op)
-    assert stored == "0.0"  # -0.0 counted, stored as the zero jsonb keeps
+    assert stored == "0.0"  # -0.0 counted, stored (and hashed) as the one zero
 
     refused = Counter(case.klass for case in cases if case.fate == "refused")
     record_result(
@@ -211,7 +211,7 @@ async def test_a_record_the_database_refuses_is_dead_lettered_and_others_keep_mo
     tokens = cluster.operations(2)
     poisoned, other = sorted(tokens)
     # Written straight to the topic, past ingest: every event is valid, but the principal
-    # stamped on it carries a NUL, which PostgreSQL refuses (text and jsonb alike).
+    # stamped on it carries a NUL, which PostgreSQL refuses in its `principal` text column.
     record = encode_submission(
         Submission(poisoned, datetime.now(UTC).isoformat(), "pc\x00x", [clean_event(poisoned)])
     )
