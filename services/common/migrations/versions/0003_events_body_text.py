@@ -11,14 +11,14 @@ such a row, whose text is not canonical, in canonical form as before. Shadow sch
 rebuild copy the live tables (``LIKE ... INCLUDING ALL``), so they follow.
 
 Revision ID: 0003
-Revises: 0002
+Revises: 0007
 Create Date: 2026-11-30
 """
 
 from services.common.migrations.versions import run_script
 
 revision = "0003"
-down_revision = "0002"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
