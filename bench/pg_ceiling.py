@@ -1,7 +1,7 @@
 """The PostgreSQL write ceiling: the writer's rows written the fastest ways known, in one run.
 
 Every method writes, per transaction of 1,000 events, exactly what the aggregator's writer
-writes for such a batch (events with their jsonb body, contributions, the time-travel rollups
+writes for such a batch (events with their json body, contributions, the time-travel rollups
 of those contributions, the totals upsert, the chain heads and the consumer offsets) into the
 same tables with the same indexes, from rows computed beforehand (no Kafka, no decoding, no
 hashing; the Python side's tuple building and asyncpg's encoding are timed):
@@ -88,7 +88,7 @@ def _unnest(columns: Sequence[tuple[str, str]], first: int) -> str:
 
 
 _EV, _CO = _names(EVENT_COLUMNS), _names(CONTRIBUTION_COLUMNS)
-_EV_SELECT = _EV.replace("body", "body::jsonb")
+_EV_SELECT = _EV.replace("body", "body::json")
 
 
 def _tail(first: int) -> str:
@@ -158,7 +158,7 @@ SQL = {
 
 
 def _type(columns: Sequence[tuple[str, str]]) -> str:
-    return ", ".join(f"{n} {'jsonb' if n == 'body' else t}" for n, t in columns)
+    return ", ".join(f"{n} {'json' if n == 'body' else t}" for n, t in columns)
 
 
 async def prepare_database(
