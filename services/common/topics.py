@@ -37,7 +37,6 @@ def wanted_topics(settings: CommonSettings) -> list[NewTopic]:
         topic_configs={"cleanup.policy": "compact", "retention.ms": "-1"},
     )
     return [
-        operations,
         *(
             NewTopic(
                 name,
@@ -47,6 +46,7 @@ def wanted_topics(settings: CommonSettings) -> list[NewTopic]:
             )
             for name in (settings.topic, settings.dlq_topic)
         ),
+        operations,
     ]
 
 
