@@ -241,6 +241,27 @@ def _item(item: ItemOutcome) -> dict[str, Any]:
     }
 
 
+@router.get(
+    "/v1/principal",
+    summary="Who the bearer token names",
+    responses={
+        200: docs.json_body("Principal", "Subject, role and the operations the token covers."),
+        401: docs.COMMON_ERRORS[401],
+        403: docs.COMMON_ERRORS[403],
+    },
+    openapi_extra={"security": [{"bearer": []}]},
+)
+async def principal(request: Request) -> Response:
+    """The field principal of the token, so a field app knows whom it records for and where.
+
+    The capture app signs in with it; it checks the token exactly as the write endpoints do.
+    """
+    who = _ingest(request).authenticate(request)
+    return _json(
+        200, {"subject": who.subject, "role": who.role, "operations": sorted(who.operations)}
+    )
+
+
 @router.get("/healthz", summary="Liveness", responses={200: docs.json_body("Health", "Alive.")})
 async def healthz() -> Response:
     """The process is alive and serving HTTP."""
