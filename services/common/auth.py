@@ -18,7 +18,7 @@ import orjson
 from services.common.settings import CommonSettings
 
 Role = Literal["field", "supervisor", "auditor", "admin"]
-ROLES: tuple[str, ...] = get_args(Role)
+ROLES: tuple[Role, ...] = get_args(Role)
 ALGORITHM = "HS256"  # fixed: the header's `alg` is never trusted
 MAX_TTL_S = 30 * 24 * 3600
 
@@ -34,6 +34,7 @@ class Principal:
     subject: str
     role: Role
     operations: frozenset[str] = field(default_factory=frozenset)
+    expires_at: float | None = None  # the token's `exp` (epoch seconds); a stream ends there
 
     def may_access(self, operation_id: str) -> bool:
         """Auditors and admins see every operation; others only those named in their token."""
