@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from services import stack
+from services.stack.issuer import IssuerPart
 from services.stack.kafka import KafkaPart
 from services.stack.postgres import PostgresPart
 from services.stack.procs import tail
@@ -25,6 +26,7 @@ err = Console(stderr=True)
 class LogPart(StrEnum):
     kafka = "kafka"
     postgres = "postgres"
+    issuer = "issuer"
 
 
 def _say(message: str) -> None:
@@ -43,6 +45,7 @@ def up() -> None:
     err.print(f"[green]stack ready[/]: started {started}", highlight=False)
     err.print(f"  KAFKA_BOOTSTRAP_SERVERS={info.kafka_bootstrap}", highlight=False)
     err.print(f"  DATABASE_URL={info.database_url}", highlight=False)
+    err.print(f"  OPSLEDGER_OIDC_ISSUER={info.issuer}", highlight=False)
 
 
 @stack_app.command()
@@ -79,12 +82,18 @@ def status() -> None:
 
 @stack_app.command()
 def logs(
-    part: Annotated[LogPart | None, typer.Argument(help="kafka or postgres (default both)")] = None,
+    part: Annotated[
+        LogPart | None, typer.Argument(help="kafka, postgres or issuer (default all)")
+    ] = None,
     lines: Annotated[int, typer.Option("-n", "--lines", help="How many lines.")] = 50,
 ) -> None:
     """Print the tail of the servers' logs."""
     s = stack.settings()
-    logs_by_part = {"kafka": KafkaPart(s).log, "postgres": PostgresPart(s).log}
+    logs_by_part = {
+        "kafka": KafkaPart(s).log,
+        "postgres": PostgresPart(s).log,
+        "issuer": IssuerPart(s).log,
+    }
     for name, path in logs_by_part.items():
         if part is not None and part.value != name:
             continue
@@ -100,6 +109,8 @@ def env() -> None:
     database = stack.external_database(s) or s.database_url
     typer.echo(f"export KAFKA_BOOTSTRAP_SERVERS={shlex.quote(kafka)}")
     typer.echo(f"export DATABASE_URL={shlex.quote(database)}")
+    issuer = stack.external_issuer(s) or s.issuer_url
+    typer.echo(f"export OPSLEDGER_OIDC_ISSUER={shlex.quote(issuer)}")
 
 
 def register(app: typer.Typer) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Literal
+from urllib.parse import parse_qs, urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -81,6 +82,16 @@ class CommonSettings(BaseSettings):
     )
     jwt_issuer: str = Field("opsledger", description="Required `iss` claim.")
     jwt_audience: str = Field("opsledger", description="Required `aud` claim.")
+    insecure_kafka_plaintext: bool = Field(
+        False,
+        description="INSECURE: let production talk to Kafka without TLS (PLAINTEXT or "
+        "SASL_PLAINTEXT).",
+    )
+    insecure_database_without_tls: bool = Field(
+        False,
+        description="INSECURE: let production connect to PostgreSQL without "
+        "sslmode=require/verify-ca/verify-full in the DSN.",
+    )
     log_level: str = Field("INFO", description="Python log level name.")
     log_json: bool = Field(False, description="Log as JSON lines instead of console text.")
 
@@ -98,7 +109,32 @@ class CommonSettings(BaseSettings):
             )
         if len(secret.encode()) < 32:
             raise ValueError("OPSLEDGER_JWT_SECRET must be at least 32 bytes")
+        if self.env == "production":
+            _refuse_insecure_transport(self)
         return self
+
+
+_TLS_SSLMODES = ("require", "verify-ca", "verify-full")
+
+
+def _refuse_insecure_transport(s: CommonSettings) -> None:
+    """Production talks TLS to Kafka and PostgreSQL unless an INSECURE setting says otherwise."""
+    if s.kafka_security_protocol in ("PLAINTEXT", "SASL_PLAINTEXT") and not (
+        s.insecure_kafka_plaintext
+    ):
+        raise ValueError(
+            f"OPSLEDGER_KAFKA_SECURITY_PROTOCOL={s.kafka_security_protocol} sends the ledger "
+            "unencrypted; use SSL or SASL_SSL in production (or set "
+            "OPSLEDGER_INSECURE_KAFKA_PLAINTEXT=true)"
+        )
+    query = parse_qs(urlsplit(s.database_url).query)
+    sslmode = (query.get("sslmode") or query.get("ssl") or [""])[-1]
+    if sslmode not in _TLS_SSLMODES and not s.insecure_database_without_tls:
+        raise ValueError(
+            "OPSLEDGER_DATABASE_URL must require TLS in production "
+            f"(sslmode={'|'.join(_TLS_SSLMODES)}; or set "
+            "OPSLEDGER_INSECURE_DATABASE_WITHOUT_TLS=true)"
+        )
 
 
 @lru_cache(maxsize=1)

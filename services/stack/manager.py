@@ -17,13 +17,15 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
+from services.stack.issuer import IssuerPart
 from services.stack.kafka import KafkaPart
 from services.stack.postgres import PostgresPart, _select_one
 from services.stack.procs import StackError, locked, port_in_use, read_pid, stop, tail
 from services.stack.settings import StackSettings
 
-PartName = Literal["kafka", "postgres"]
-PARTS: tuple[PartName, ...] = ("kafka", "postgres")
+PartName = Literal["kafka", "postgres", "issuer"]
+PARTS: tuple[PartName, ...] = ("kafka", "postgres", "issuer")
+Part = KafkaPart | PostgresPart | IssuerPart
 Say = Callable[[str], None]
 T = TypeVar("T")
 LOG_TAIL_LINES = 40
@@ -40,9 +42,13 @@ class StackInfo:
     kafka_bootstrap: str
     database_url: str
     started: set[str] = field(default_factory=set)
+    issuer: str | None = None  # the token issuer the services trust (None: not configured)
 
     def env(self) -> dict[str, str]:
-        return {"KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap, "DATABASE_URL": self.database_url}
+        env = {"KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap, "DATABASE_URL": self.database_url}
+        if self.issuer is not None:
+            env["OPSLEDGER_OIDC_ISSUER"] = self.issuer
+        return env
 
 
 @dataclass(frozen=True)
@@ -79,7 +85,15 @@ def _external(local: str, *names: str) -> str | None:
     return None
 
 
-def _part(name: PartName, s: StackSettings) -> KafkaPart | PostgresPart:
+def external_issuer(s: StackSettings | None = None) -> str | None:
+    """The identity provider named by ``OPSLEDGER_OIDC_ISSUER``, unless it is the local one."""
+    s = s or settings()
+    return _external(s.issuer_url, "OPSLEDGER_OIDC_ISSUER")
+
+
+def _part(name: PartName, s: StackSettings) -> Part:
+    if name == "issuer":
+        return IssuerPart(s)
     return KafkaPart(s) if name == "kafka" else PostgresPart(s)
 
 
@@ -112,13 +126,13 @@ async def _probe_kafka(bootstrap: str, timeout_s: float) -> None:
     await part.probe(timeout_s)
 
 
-async def _ready(part: KafkaPart | PostgresPart, timeout_s: float) -> None:
+async def _ready(part: Part, timeout_s: float) -> None:
     if isinstance(part, PostgresPart):
         await part.ensure_database(timeout_s)
     await part.probe(timeout_s)
 
 
-def _wait_ready(part: KafkaPart | PostgresPart, s: StackSettings, started: float) -> None:
+def _wait_ready(part: Part, s: StackSettings, started: float) -> None:
     """Poll until the part answers; fail with its log tail if it exits or the bound passes."""
     deadline = started + s.ready_timeout_s
     last_error = "no answer yet"
@@ -164,7 +178,7 @@ def _start_parts(names: list[PartName], s: StackSettings, say: Say) -> set[str]:
                 )
     for part in to_start:
         part.prepare(say)
-    launched: list[tuple[KafkaPart | PostgresPart, float]] = []
+    launched: list[tuple[Part, float]] = []
     for part in to_start:
         say(f"{part.name}: starting at {part.address}")
         part.launch()
@@ -203,18 +217,26 @@ def ensure_up(say: Say = _stderr, *, migrate: bool | None = None) -> StackInfo:
     """Start whatever local part is not running, wait until all answer, apply migrations."""
     s = settings()
     ext_kafka, ext_db = external_kafka(s), external_database(s)
+    ext_issuer = external_issuer(s)
     local: list[PartName] = []
     if ext_kafka is None:
         local.append("kafka")
     if ext_db is None:
         local.append("postgres")
+    if ext_issuer is None:
+        local.append("issuer")
     with locked(s.dir / "stack.lock"):
         started = _start_parts(local, s, say)
         if ext_kafka is not None:
             _check_external("kafka", ext_kafka, lambda t: _probe_kafka(ext_kafka, t), say)
         if ext_db is not None:
             _check_external("postgres", ext_db, lambda t: _select_one(ext_db, t), say)
-        info = StackInfo(ext_kafka or s.kafka_bootstrap, ext_db or s.database_url, started)
+        info = StackInfo(
+            ext_kafka or s.kafka_bootstrap,
+            ext_db or s.database_url,
+            started,
+            issuer=ext_issuer or s.issuer_url,
+        )
         if s.migrate if migrate is None else migrate:
             _migrate(info.database_url, say)
     return info
@@ -230,7 +252,7 @@ def _check_external(
     say(f"{name}: external server at {address} answers (nothing started for it)")
 
 
-def _stop_part(part: KafkaPart | PostgresPart, s: StackSettings, *, kill: bool = False) -> bool:
+def _stop_part(part: Part, s: StackSettings, *, kill: bool = False) -> bool:
     """Stop the process our pid file names; True when one was running."""
     import signal
 
@@ -264,7 +286,9 @@ def status() -> list[PartStatus]:
     s = settings()
     result = []
     for name in PARTS:
-        ext = external_kafka(s) if name == "kafka" else external_database(s)
+        ext = {"kafka": external_kafka, "postgres": external_database, "issuer": external_issuer}[
+            name
+        ](s)
         part = _part(name, s)
         pid = None
         if ext is None:
@@ -274,6 +298,10 @@ def status() -> list[PartStatus]:
         try:
             if name == "kafka":
                 _run(asyncio.wait_for(_probe_kafka(ext or s.kafka_bootstrap, 3.0), 5.0))
+            elif name == "issuer":
+                issuer = IssuerPart(s)
+                issuer.address = ext or issuer.address
+                _run(asyncio.wait_for(issuer.probe(3.0), 5.0))
             else:
                 _run(_select_one(ext or s.database_url, 3.0))
             healthy, detail = True, ""

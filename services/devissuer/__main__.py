@@ -1,0 +1,3 @@
+from services.devissuer.server import main
+
+main()
