@@ -31,8 +31,8 @@ import uvloop
 from bench.common import producer_perf
 from schemas.examples import example_events
 from schemas.parsing import event_to_dict, parse_event
-from services.common.auth import issue_token
 from services.common.wire import Submission, encode_submission
+from services.devissuer.tokens import dev_token
 from services.ingest.settings import IngestSettings
 
 DURATION_S = 8.0
@@ -246,7 +246,7 @@ def run() -> dict[str, Any]:
         "OPSLEDGER_LOG_LEVEL": "WARNING",
         "OPSLEDGER_INGEST_WORKERS": str(WORKERS),
     }
-    token = issue_token(settings, role="field", operations=_ops(run_id), ttl_s=3600)
+    token = dev_token(role="field", operations=_ops(run_id), ttl_s=3600)
     serve = [sys.executable, "-m", "services.cli.main", "serve", "ingest", "--port", str(port)]
     proc = subprocess.Popen(serve, env=env, stdout=subprocess.DEVNULL)  # noqa: S603
     try:

@@ -32,8 +32,8 @@ import asyncpg
 import httpx
 import orjson
 
-from services.common.auth import issue_token
 from services.common.settings import CommonSettings
+from services.devissuer.tokens import dev_token
 
 EVENTS = 1_000_000
 READERS = 50
@@ -90,13 +90,16 @@ async def _setup(dsn: str, op: str, group: str, topic: str) -> dict[str, Any]:
         await conn.execute(_PROJECT, op)
         await conn.execute(
             "INSERT INTO ledger.chain_heads (operation_id, seq, hash) VALUES ($1, $2, $3)",
-            op, EVENTS, "0" * 64,
+            op,
+            EVENTS,
+            "0" * 64,
         )
         await conn.execute(
             "INSERT INTO ledger.consumer_offsets "
             "(consumer_group, topic, partition, last_offset, highwater, last_event_at) "
             "SELECT $1, $2, p, 1000000, 1000001, now() FROM generate_series(0, 11) AS p",
-            group, topic,
+            group,
+            topic,
         )
         # Index-only scans need the visibility map; the planner needs statistics.
         await conn.execute("VACUUM (ANALYZE) ledger.contributions")
@@ -272,7 +275,7 @@ def run() -> dict[str, Any]:
     run_id = secrets.token_hex(4)
     op, group, topic = f"bench-query-{run_id}", f"bench-query-{run_id}", f"bench-query-{run_id}"
     dsn = settings.database_url
-    token = issue_token(settings, role="supervisor", operations=[op], ttl_s=3600)
+    token = dev_token(role="supervisor", operations=[op], ttl_s=3600)
     env = {
         **os.environ,
         "OPSLEDGER_CONSUMER_GROUP": group,

@@ -17,8 +17,8 @@ import httpx
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from services.aggregator.demo_data import REFERENCE, WeekOfAction, week_of_action
-from services.common.auth import issue_token
 from services.common.settings import CommonSettings
+from services.devissuer.tokens import dev_token
 from services.query.summary import details_from_groups, format_summary
 
 Say = Callable[[str], None]
@@ -66,7 +66,7 @@ async def send_week(
     week: WeekOfAction, ingest_url: str, settings: CommonSettings, progress: Progress
 ) -> None:
     """POST every request of the week in order, advancing the progress bar per event."""
-    token = issue_token(settings, role="field", operations=[week.operation_id], subject="demo")
+    token = dev_token("field", [week.operation_id], subject="demo")
     task = progress.add_task("sending field events", total=week.event_count)
     headers = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(base_url=ingest_url, headers=headers, timeout=30) as client:
@@ -79,7 +79,7 @@ async def wait_for_tally(
     week: WeekOfAction, query_url: str, settings: CommonSettings, timeout_s: float
 ) -> tuple[dict[str, int], list[dict[str, Any]]]:
     """Poll the query service until the totals equal the reference (or the time is up)."""
-    token = issue_token(settings, role="supervisor", operations=[week.operation_id], subject="demo")
+    token = dev_token("supervisor", [week.operation_id], subject="demo")
     headers = {"Authorization": f"Bearer {token}"}
     url = f"/v1/operations/{week.operation_id}/totals"
     deadline = time.monotonic() + timeout_s

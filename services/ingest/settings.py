@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import ClassVar
 
 from pydantic import Field
 
-from services.common.settings import CommonSettings, service_env
+from services.common.issuer_settings import IssuerSettings
+from services.common.settings import service_env
 
 _alias = service_env("INGEST")
 
 
-class IngestSettings(CommonSettings):
+class IngestSettings(IssuerSettings):
     """What the ingest service needs beyond the shared settings.
 
     Environment names: ``OPSLEDGER_INGEST_<FIELD>`` (e.g. ``OPSLEDGER_INGEST_PORT``).
     """
+
+    uses_kafka: ClassVar[bool] = True
 
     host: str = Field(
         validation_alias=_alias("HOST"),

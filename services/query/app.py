@@ -11,7 +11,6 @@ import asyncpg
 from fastapi import APIRouter, FastAPI, Request
 from starlette.responses import Response
 
-from services.common.auth import TokenCache
 from services.common.db import create_pool
 from services.common.http import install
 from services.common.problems import problem_response
@@ -62,7 +61,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.tokens = TokenCache(settings)
+    app.state.verifier = settings.verifier()
     install(app)
     _answer_503_when_database_is_down(app)
     _answer_422_when_a_parameter_does_not_fit(app)

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import ClassVar
 
 from pydantic import AliasChoices, Field
 
-from services.common.settings import CommonSettings, service_env
+from services.common.issuer_settings import IssuerSettings
+from services.common.settings import service_env
 
 _alias = service_env("QUERY")
 
 
-class QuerySettings(CommonSettings):
+class QuerySettings(IssuerSettings):
     """The read side: HTTP address, pool bounds, freshness source, stream limits.
 
     Environment names: ``OPSLEDGER_QUERY_<FIELD>`` (e.g. ``OPSLEDGER_QUERY_PORT``); the consumer
     group is ``OPSLEDGER_CONSUMER_GROUP``, shared with the aggregator.
     """
+
+    uses_database: ClassVar[bool] = True
 
     host: str = Field(
         "127.0.0.1",

@@ -7,8 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from playwright.async_api import Browser, expect
 
-from services.common.auth import issue_token
-from services.common.settings import CommonSettings
+from services.devissuer.tokens import dev_token
 from services.query.summary import pounds
 from tests.integration.query.ledger import Ledger, fold_metrics, make_event
 
@@ -31,12 +30,28 @@ def _week(op: str) -> list[dict[str, object]]:
                 events.append(make_event(op, "warrant_executed", at, area=area, unit=unit))
             events.append(make_event(op, "arrest_made", at, area=area, unit=unit, age_band="adult"))
             events.append(
-                make_event(op, "item_seized", at, area=area, unit=unit, item="drug_wrap",
-                           substance=["crack", "heroin", "cocaine"][i], quantity=20 + 7 * day)
+                make_event(
+                    op,
+                    "item_seized",
+                    at,
+                    area=area,
+                    unit=unit,
+                    item="drug_wrap",
+                    substance=["crack", "heroin", "cocaine"][i],
+                    quantity=20 + 7 * day,
+                )
             )
             events.append(
-                make_event(op, "item_seized", at, area=area, unit=unit, item="cash",
-                           amount_pence=125_050 * (day + 1) + 7 * i, currency="GBP")
+                make_event(
+                    op,
+                    "item_seized",
+                    at,
+                    area=area,
+                    unit=unit,
+                    item="cash",
+                    amount_pence=125_050 * (day + 1) + 7 * i,
+                    currency="GBP",
+                )
             )
         events.append(make_event(op, "school_visited", T0 + timedelta(days=day, hours=5)))
     events.append(make_event(op, "item_seized", T0, item="mobile_phone", quantity=4))
@@ -51,12 +66,12 @@ async def test_dashboard_shows_the_tally_and_updates_live(
     week = _week(op)
     await ledger.submit(week, T0 + timedelta(days=6))
     warrants = sum(1 for e in week if e["type"] == "warrant_executed")
-    token = issue_token(CommonSettings(), role="supervisor", operations=[op], ttl_s=600)
+    token = dev_token(role="supervisor", operations=[op], ttl_s=600)
 
     page = await browser.new_page(viewport={"width": 1600, "height": 900})
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    await page.goto(f"{served_query}/?token={token}&operation={op}")
+    await page.goto(f"{served_query}/?operation={op}#token={token}")
 
     figure = page.locator('.tile[data-metric="warrants_executed"] .figure')
     await expect(figure).to_have_text(str(warrants), timeout=10_000)
@@ -90,9 +105,7 @@ async def test_dashboard_shows_the_tally_and_updates_live(
     await page.close()
 
 
-async def test_dashboard_without_a_token_asks_for_one(
-    served_query: str, browser: Browser
-) -> None:
+async def test_dashboard_without_a_token_asks_for_one(served_query: str, browser: Browser) -> None:
     page = await browser.new_page()
     await page.goto(served_query + "/")
     await page.evaluate("localStorage.clear()")

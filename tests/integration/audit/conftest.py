@@ -22,10 +22,11 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from schemas.examples import example_events
 from services.aggregator.writer import BatchWriter
-from services.common.auth import Role, issue_token
+from services.common.auth import Role
 from services.common.db import create_pool
 from services.common.migrate import upgrade
 from services.common.wire import Submission, encode_submission
+from services.devissuer.tokens import dev_token
 from services.query.app import create_app
 from services.query.settings import QuerySettings
 
@@ -213,9 +214,7 @@ def auth(query_settings: QuerySettings):  # type: ignore[no-untyped-def]
     """``auth(role, *operations, subject=...)`` -> Authorization headers."""
 
     def make(role: Role, *operations: str, subject: str | None = None) -> dict[str, str]:
-        jwt = issue_token(
-            query_settings, role=role, operations=list(operations), subject=subject, ttl_s=600
-        )
+        jwt = dev_token(role=role, operations=list(operations), subject=subject, ttl_s=600)
         return {"Authorization": f"Bearer {jwt}"}
 
     return make

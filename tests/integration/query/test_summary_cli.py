@@ -19,7 +19,10 @@ T0 = datetime(2026, 11, 17, 9, 0, tzinfo=UTC)
 
 async def opsledger(*args: str, database_url: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.cli.main", *args,
+        sys.executable,
+        "-m",
+        "services.cli.main",
+        *args,
         env={**os.environ, "DATABASE_URL": database_url},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -35,8 +38,9 @@ async def test_summary_command_matches_the_http_summary(
     events = [
         make_event(op_id, "warrant_executed", T0),
         make_event(op_id, "item_seized", T0, item="drug_wrap", substance="cocaine", quantity=3),
-        make_event(op_id, "item_seized", T0 + timedelta(hours=2), item="mobile_phone",
-                   quantity=118),
+        make_event(
+            op_id, "item_seized", T0 + timedelta(hours=2), item="mobile_phone", quantity=118
+        ),
     ]
     await ledger.submit(events, T0 + timedelta(hours=3))
     code, out, err = await opsledger("summary", "--operation", op_id, database_url=database_url)

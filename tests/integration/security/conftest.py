@@ -23,10 +23,10 @@ import pytest
 
 from schemas.examples import fresh_event
 from services.aggregator.writer import BatchWriter
-from services.common.auth import issue_token
 from services.common.db import create_pool
 from services.common.settings import CommonSettings
 from services.common.wire import Submission, encode_submission
+from services.devissuer.tokens import dev_token
 from services.ingest.app import create_app as create_ingest
 from services.ingest.settings import IngestSettings
 from services.query.app import create_app as create_query
@@ -128,17 +128,17 @@ def credentials(world: World) -> dict[str, str | None]:
     """Every caller of the matrix: its bearer token (None: no Authorization header)."""
     s = CommonSettings()
     secret = s.jwt_secret.get_secret_value()
-    good = issue_token(s, role="field", operations=[world.op], subject="pc-1")
+    good = dev_token(role="field", operations=[world.op], subject="pc-1")
     head, body, sig = good.split(".")
     claims = orjson.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
     escalated = _b64(orjson.dumps({**claims, "role": "admin"}))
     return {
         "field": good,
-        "field-other-op": issue_token(s, role="field", operations=[world.other]),
-        "supervisor": issue_token(s, role="supervisor", operations=[world.op]),
-        "supervisor-other-op": issue_token(s, role="supervisor", operations=[world.other]),
-        "auditor": issue_token(s, role="auditor"),
-        "admin": issue_token(s, role="admin"),
+        "field-other-op": dev_token(role="field", operations=[world.other]),
+        "supervisor": dev_token(role="supervisor", operations=[world.op]),
+        "supervisor-other-op": dev_token(role="supervisor", operations=[world.other]),
+        "auditor": dev_token(role="auditor"),
+        "admin": dev_token(role="admin"),
         "none": None,
         "expired": jwt.encode(_claims(s, exp=int(time.time()) - 60), secret, algorithm="HS256"),
         "alg-none": jwt.encode(_claims(s), None, algorithm="none"),

@@ -15,8 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from services.common.auth import issue_token
-from services.common.settings import CommonSettings
+from services.devissuer.tokens import dev_token
 
 from .conftest import World, credentials, make_event
 
@@ -128,7 +127,7 @@ async def test_token_expiring_while_cached_is_refused(
     world: World, query: httpx.AsyncClient
 ) -> None:
     """The query service remembers verified tokens; never past their expiry (+5 s leeway)."""
-    token = issue_token(CommonSettings(), role="auditor", ttl_s=1)
+    token = dev_token(role="auditor", ttl_s=1)
     headers = {"Authorization": f"Bearer {token}"}
     assert (
         await query.get(f"/v1/operations/{world.op}/totals", headers=headers)

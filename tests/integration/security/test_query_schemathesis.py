@@ -21,8 +21,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from services.common.auth import issue_token
-from services.common.settings import CommonSettings
+from services.devissuer.tokens import dev_token
 
 pytestmark = pytest.mark.integration
 
@@ -61,7 +60,7 @@ def query_url(
         proc.wait(timeout=10)
 
 
-TOKEN = issue_token(CommonSettings(), role="auditor", ttl_s=3600)
+TOKEN = dev_token(role="auditor", ttl_s=3600)
 
 
 def _run(query_url: str, **checks: Any) -> list[str]:
