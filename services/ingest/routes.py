@@ -276,5 +276,7 @@ async def readyz(request: Request) -> Response:
 )
 async def metrics(request: Request) -> Response:
     """Requests by route and status, accepted and rejected events, produce latency."""
-    registry = _ingest(request).metrics.registry
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    ingest = _ingest(request)
+    if ingest.settings.metrics_port is not None:
+        raise ProblemError(404, "Not Found", detail="metrics are served on the metrics port")
+    return Response(generate_latest(ingest.metrics.registry), media_type=CONTENT_TYPE_LATEST)

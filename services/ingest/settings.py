@@ -33,6 +33,19 @@ class IngestSettings(IssuerSettings):
         le=65535,
         description="Port of the ingest HTTP server.",
     )
+    metrics_port: int | None = Field(
+        None,
+        validation_alias=_alias("METRICS_PORT"),
+        ge=1,
+        le=65535,
+        description="Serve /metrics on this port only, never on the public port; unset: "
+        "/metrics on the public port (development).",
+    )
+    metrics_host: str = Field(
+        "0.0.0.0",  # noqa: S104 - the scraper runs elsewhere; the port is not in the Service
+        validation_alias=_alias("METRICS_HOST"),
+        description="Interface of the metrics port (when one is set).",
+    )
     workers: int = Field(
         validation_alias=_alias("WORKERS"),
         default=1,

@@ -34,6 +34,19 @@ class QuerySettings(IssuerSettings):
         le=65535,
         description="Port the query HTTP server binds.",
     )
+    metrics_port: int | None = Field(
+        None,
+        validation_alias=_alias("METRICS_PORT"),
+        ge=1,
+        le=65535,
+        description="Serve /metrics on this port only, never on the public port; unset: "
+        "/metrics on the public port (development).",
+    )
+    metrics_host: str = Field(
+        "0.0.0.0",  # noqa: S104 - the scraper runs elsewhere; the port is not in the Service
+        validation_alias=_alias("METRICS_HOST"),
+        description="Interface of the metrics port (when one is set).",
+    )
     workers: int = Field(
         1,
         validation_alias=_alias("WORKERS"),
