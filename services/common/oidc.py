@@ -199,22 +199,34 @@ class KeyCache:
         self.failures = 0
 
     def known(self, kid: str) -> bool:
-        """True while ``kid`` is among the keys in force (cached tokens are checked with it)."""
+        """True while ``kid`` is among the keys in force (cached tokens are checked with it).
+
+        Also starts a due refresh behind the caller, so that a key the issuer withdraws stops
+        even tokens that are only ever answered from memory.
+        """
+        self._refresh_behind_if_due()
         return kid in self._keys and self._usable()
 
     def _usable(self) -> bool:
         return self._clock() - self._fetched_at <= self._max_stale_s
 
+    def _refresh_behind_if_due(self) -> None:
+        now = self._clock()
+        if (
+            self._background is None
+            and now - self._fetched_at > self._refresh_s
+            and now - self._attempted_at >= self._min_interval_s
+        ):
+            self._background = asyncio.create_task(self._refresh_behind())
+
     async def key(self, kid: str) -> _Key:
         """The key named ``kid``; AuthError when the issuer does not publish it."""
-        now = self._clock()
-        may_try = now - self._attempted_at >= self._min_interval_s
         if kid not in self._keys or not self._usable():
-            if may_try:
+            if self._clock() - self._attempted_at >= self._min_interval_s:
                 await self._refresh()  # first use, a rotated key, or keys too old to trust
-        elif now - self._fetched_at > self._refresh_s and may_try and self._background is None:
+        else:
             # Keys in force but due: refresh behind the request, which need not wait for it.
-            self._background = asyncio.create_task(self._refresh_behind())
+            self._refresh_behind_if_due()
         if not self._usable():
             raise VerifierUnavailable("the token issuer's keys cannot be fetched; retry shortly")
         found = self._keys.get(kid)

@@ -213,8 +213,11 @@ def ensure_keycloak(say: Say, stack: StackSettings | None = None) -> RunningKeyc
             time.sleep(1.0)
         running = RunningKeycloak(s.url, password, started, time.monotonic() - started_at)
         admin = KeycloakAdmin(running)
-        for realm in REALMS:
-            admin.ensure_realm(realm)
+        try:
+            for realm in REALMS:
+                admin.ensure_realm(realm)
+        finally:
+            admin.close()
     if started:
         say(f"keycloak: ready in {running.seconds_to_ready:.0f} s")
     return running
@@ -254,10 +257,18 @@ class KeycloakAdmin:
 
     def ensure_realm(self, realm: str) -> None:
         """Import ``<realm>-realm.json`` unless the realm exists; allow the operations attribute."""
+        path = repo_root() / "deploy" / "local" / "keycloak" / f"{realm}-realm.json"
+        wanted = json.loads(path.read_text())
         exists = self._http.get(f"/realms/{realm}", timeout=10).status_code == 200
         if not exists:
-            path = repo_root() / "deploy" / "local" / "keycloak" / f"{realm}-realm.json"
-            self._call("POST", "", json.loads(path.read_text()))
+            self._call("POST", "", wanted)
+        else:  # a server from an earlier session: catch up with what the JSON gained since
+            lifespan = {"accessTokenLifespan": wanted["accessTokenLifespan"]}
+            self._call("PUT", f"/{realm}", lifespan)
+            present = {c["clientId"] for c in self._call("GET", f"/{realm}/clients")}
+            for client in wanted["clients"]:
+                if client["clientId"] not in present:
+                    self._call("POST", f"/{realm}/clients", client)
         profile = self._call("GET", f"/{realm}/users/profile")
         if profile.get("unmanagedAttributePolicy") != "ENABLED":
             # Keycloak 24+ keeps only declared user attributes unless told otherwise.
