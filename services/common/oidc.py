@@ -191,10 +191,9 @@ class KeyCache:
         self._max_stale_s = max_stale_s
         self._clock = clock
         self._keys: dict[str, _Key] = {}
-        self._background: asyncio.Task[None] | None = None
+        self._inflight: asyncio.Task[None] | None = None  # the one read under way, if any
         self._fetched_at = -float("inf")  # last successful read
-        self._attempted_at = -float("inf")  # last read tried, successful or not
-        self._lock = asyncio.Lock()
+        self._attempted_at = -float("inf")  # last read started, successful or not
         self.refreshes = 0  # successful reads (for tests and metrics)
         self.failures = 0
 
@@ -204,57 +203,55 @@ class KeyCache:
         Also starts a due refresh behind the caller, so that a key the issuer withdraws stops
         even tokens that are only ever answered from memory.
         """
-        self._refresh_behind_if_due()
-        return kid in self._keys and self._usable()
-
-    def _usable(self) -> bool:
-        return self._clock() - self._fetched_at <= self._max_stale_s
-
-    def _refresh_behind_if_due(self) -> None:
-        now = self._clock()
-        if (
-            self._background is None
-            and now - self._fetched_at > self._refresh_s
-            and now - self._attempted_at >= self._min_interval_s
-        ):
-            self._background = asyncio.create_task(self._refresh_behind())
+        if self._keys_in_force() and self._due():
+            self._start_read()
+        return kid in self._keys and self._keys_in_force()
 
     async def key(self, kid: str) -> _Key:
         """The key named ``kid``; AuthError when the issuer does not publish it."""
-        if kid not in self._keys or not self._usable():
-            if self._clock() - self._attempted_at >= self._min_interval_s:
-                await self._refresh()  # first use, a rotated key, or keys too old to trust
+        if kid in self._keys and self._keys_in_force():
+            if self._due():
+                self._start_read()  # behind the request, which need not wait for it
         else:
-            # Keys in force but due: refresh behind the request, which need not wait for it.
-            self._refresh_behind_if_due()
-        if not self._usable():
+            # First use, a rotated key, or keys too old to trust: wait for a read, the one
+            # under way (concurrent requests share it) or a new one if the interval allows.
+            if self._inflight is None and self._may_read():
+                self._start_read()
+            if self._inflight is not None:
+                await asyncio.shield(self._inflight)
+        if not self._keys_in_force():
             raise VerifierUnavailable("the token issuer's keys cannot be fetched; retry shortly")
         found = self._keys.get(kid)
         if found is None:
             raise AuthError(f"invalid token: the issuer publishes no key {kid!r}")
         return found
 
-    async def _refresh_behind(self) -> None:
-        try:
-            await self._refresh()
-        finally:
-            self._background = None
+    def _keys_in_force(self) -> bool:
+        return self._clock() - self._fetched_at <= self._max_stale_s
 
-    async def _refresh(self) -> None:
-        started = self._clock()
-        async with self._lock:
-            if self._attempted_at >= started:
-                return  # another request refreshed while this one waited for the lock
-            self._attempted_at = self._clock()
-            try:
-                document = await self._source.fetch()
-                keys = _parse_jwks(document)
-            except Exception as exc:  # noqa: BLE001 - any failure: keep what we have, bounded
-                self.failures += 1
-                log.warning("cannot refresh the token issuer's keys: %s", exc)
-                return
+    def _may_read(self) -> bool:
+        return self._clock() - self._attempted_at >= self._min_interval_s
+
+    def _due(self) -> bool:
+        stale = self._clock() - self._fetched_at > self._refresh_s
+        return stale and self._inflight is None and self._may_read()
+
+    def _start_read(self) -> None:
+        self._attempted_at = self._clock()
+        self._inflight = asyncio.create_task(self._read(), name="opsledger-jwks-refresh")
+
+    async def _read(self) -> None:
+        try:
+            document = await self._source.fetch()
+            keys = _parse_jwks(document)
+        except Exception as exc:  # noqa: BLE001 - any failure: keep what we have, bounded
+            self.failures += 1
+            log.warning("cannot refresh the token issuer's keys: %s", exc)
+        else:
             self._keys, self._fetched_at = keys, self._clock()
             self.refreshes += 1
+        finally:
+            self._inflight = None
 
 
 @dataclass(frozen=True)

@@ -336,3 +336,19 @@ async def test_discovery_naming_another_issuer_is_refused() -> None:
     source = HttpKeySource(ISS, transport=_provider("https://evil.example"))
     with pytest.raises(ValueError, match="names issuer 'https://evil.example'"):
         await source.fetch()
+
+
+async def test_concurrent_first_requests_share_one_key_read(rsa_key: Key) -> None:
+    """Fifty requests reach a fresh verifier at once: all wait for the one read, none is 503."""
+
+    class Slow(Source):
+        async def fetch(self) -> dict[str, Any]:
+            await asyncio.sleep(0.05)
+            return await super().fetch()
+
+    source = Slow(rsa_key)
+    v = verifier(source)
+    tokens = [rsa_key.sign(sub=f"pc-{n}") for n in range(50)]
+    principals = await asyncio.gather(*(v.verify(t) for t in tokens))
+    assert [p.subject for p in principals] == [f"pc-{n}" for n in range(50)]
+    assert source.fetches == 1
