@@ -28,4 +28,4 @@ def test_every_service_settings_class_is_documented() -> None:
 
 def test_env_names_include_conventional_aliases() -> None:
     names = config_doc.all_env_names()
-    assert {"KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "OPSLEDGER_JWT_SECRET"} <= names
+    assert {"KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "OPSLEDGER_OIDC_ISSUER"} <= names
