@@ -34,11 +34,11 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from schemas.examples import example_events
-from services.aggregator.plan import plan_batch
-from services.aggregator.records import prepare
 from services.common.migrate import upgrade
 from services.common.settings import CommonSettings
 from services.common.wire import Submission, encode_submission
+from services.ledger.plan import plan_batch
+from services.ledger.records import prepare
 
 EVENTS = int(os.environ.get("OPSLEDGER_BENCH_AGG_EVENTS", "200000"))
 SINGLE_EVENTS = int(os.environ.get("OPSLEDGER_BENCH_AGG_SINGLE_EVENTS", "40000"))

@@ -54,7 +54,7 @@ from bench.e2e_load import (
 from schemas.parsing import event_to_dict, parse_event
 from services.common.settings import CommonSettings
 from services.common.wire import Submission, encode_submission
-from services.devissuer.tokens import dev_token
+from services.stack.devissuer.tokens import dev_token
 
 BATCH = 500
 OPERATIONS = 24

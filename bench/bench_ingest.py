@@ -32,8 +32,8 @@ from bench.common import producer_perf
 from schemas.examples import example_events
 from schemas.parsing import event_to_dict, parse_event
 from services.common.wire import Submission, encode_submission
-from services.devissuer.tokens import dev_token
 from services.ingest.settings import IngestSettings
+from services.stack.devissuer.tokens import dev_token
 
 DURATION_S = 8.0
 WARMUP_S = 1.5

@@ -33,7 +33,7 @@ import httpx
 import orjson
 
 from services.common.settings import CommonSettings
-from services.devissuer.tokens import dev_token
+from services.stack.devissuer.tokens import dev_token
 
 EVENTS = 1_000_000
 READERS = 50

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from services.common.auth import ROLES
-from services.devissuer.keys import MAX_TTL_S, claims_for, load
+from services.stack.devissuer.keys import MAX_TTL_S, claims_for, load
 
 
 def token(

@@ -1,4 +1,4 @@
-"""The development token issuer as a part of the local stack (see services/devissuer)."""
+"""The development token issuer as a part of the local stack (see services/stack/devissuer)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import httpx
 
-from services.devissuer.keys import load_or_create
+from services.stack.devissuer.keys import load_or_create
 from services.stack.procs import PidRecord, StackError, spawn, write_pid
 from services.stack.settings import StackSettings
 
@@ -40,7 +40,7 @@ class IssuerPart:
             say(f"issuer: generated a development key pair (kid {key.kid}) in {self.home}")
 
     def launch(self) -> PidRecord:
-        argv = [sys.executable, "-m", "services.devissuer", "--host", self.s.host,
+        argv = [sys.executable, "-m", "services.stack.devissuer", "--host", self.s.host,
                 "--port", str(self.s.issuer_port), "--dir", str(self.home),
                 "--issuer", self.address]  # fmt: skip
         proc = spawn(argv, log=self.log, cwd=self.home)

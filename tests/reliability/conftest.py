@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from services import stack as local_stack
-from services.devissuer.tokens import dev_token
+from services.stack.devissuer.tokens import dev_token
 
 from .checker import Report
 from .faults import PrivateStack

@@ -12,7 +12,7 @@ import time
 
 import httpx
 
-from services.devissuer.tokens import dev_token
+from services.stack.devissuer.tokens import dev_token
 
 from .checker import check
 from .conftest import Cluster

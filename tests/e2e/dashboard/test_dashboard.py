@@ -10,8 +10,8 @@ import pytest
 from playwright.async_api import Browser, Request, expect
 
 from services.common.oidc import unverified_claims
-from services.devissuer.tokens import dev_token
 from services.query.summary import pounds
+from services.stack.devissuer.tokens import dev_token
 from tests.integration.query.ledger import Ledger, fold_metrics, make_event
 
 from .conftest import ARTIFACTS

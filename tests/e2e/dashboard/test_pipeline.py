@@ -7,7 +7,7 @@ import pytest
 from playwright.async_api import Browser, expect
 
 from schemas.examples import fresh_event
-from services.devissuer.tokens import dev_token
+from services.stack.devissuer.tokens import dev_token
 
 from .conftest import ARTIFACTS
 

@@ -21,14 +21,14 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from schemas.examples import example_events
-from services.aggregator.writer import BatchWriter
 from services.common.auth import Role
 from services.common.db import create_pool
 from services.common.migrate import upgrade
 from services.common.wire import Submission, encode_submission
-from services.devissuer.tokens import dev_token
+from services.ledger.writer import BatchWriter
 from services.query.app import create_app
 from services.query.settings import QuerySettings
+from services.stack.devissuer.tokens import dev_token
 
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 

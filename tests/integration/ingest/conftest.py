@@ -16,9 +16,9 @@ from fastapi import FastAPI
 
 from schemas.examples import fresh_event
 from services import stack as local_stack
-from services.devissuer.tokens import dev_token
 from services.ingest.app import create_app
 from services.ingest.settings import IngestSettings
+from services.stack.devissuer.tokens import dev_token
 
 
 def free_port() -> int:

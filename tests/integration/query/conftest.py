@@ -15,9 +15,9 @@ from fastapi import FastAPI
 
 from services.common.auth import Role
 from services.common.db import create_pool
-from services.devissuer.tokens import dev_token
 from services.query.app import create_app
 from services.query.settings import QuerySettings
+from services.stack.devissuer.tokens import dev_token
 
 from .ledger import Ledger
 

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from services.devissuer.tokens import dev_token
+from services.stack.devissuer.tokens import dev_token
 
 from .ledger import Ledger, make_event
 

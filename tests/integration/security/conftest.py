@@ -28,12 +28,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
 from schemas.examples import fresh_event
-from services.aggregator.writer import BatchWriter
 from services.common.db import create_pool
 from services.common.oidc import unverified_claims
 from services.common.wire import Submission, encode_submission
 from services.ingest.app import create_app as create_ingest
 from services.ingest.settings import IngestSettings
+from services.ledger.writer import BatchWriter
 from services.query.app import create_app as create_query
 from services.query.settings import QuerySettings
 from services.stack.keycloak import (

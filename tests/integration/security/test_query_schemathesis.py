@@ -21,7 +21,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from services.devissuer.tokens import dev_token
+from services.stack.devissuer.tokens import dev_token
 
 pytestmark = pytest.mark.integration
 

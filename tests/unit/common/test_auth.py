@@ -12,10 +12,10 @@ import pytest
 from services.aggregator.settings import AggregatorSettings
 from services.common.auth import AuthError
 from services.common.oidc import unverified_claims
-from services.devissuer.keys import load, load_or_create
-from services.devissuer.tokens import dev_token, dev_verifier
 from services.ingest.settings import IngestSettings
 from services.query.settings import QuerySettings
+from services.stack.devissuer.keys import load, load_or_create
+from services.stack.devissuer.tokens import dev_token, dev_verifier
 from services.stack.settings import StackSettings
 
 IDP = "https://login.example/tenant/v2.0"

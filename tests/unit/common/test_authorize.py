@@ -12,7 +12,7 @@ from starlette.requests import Request
 from services.common.http import authorize
 from services.common.oidc import IssuerConfig, KeyCache, OidcVerifier
 from services.common.problems import ProblemError
-from services.devissuer.tokens import dev_token, dev_verifier
+from services.stack.devissuer.tokens import dev_token, dev_verifier
 from services.stack.settings import StackSettings
 
 

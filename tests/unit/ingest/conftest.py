@@ -13,10 +13,10 @@ import pytest
 from fastapi import FastAPI
 
 from schemas.examples import fresh_event
-from services.devissuer.tokens import dev_token, dev_verifier
 from services.ingest.app import create_app
 from services.ingest.producer import Acked, BrokerUnavailable
 from services.ingest.settings import IngestSettings
+from services.stack.devissuer.tokens import dev_token, dev_verifier
 
 
 @dataclass

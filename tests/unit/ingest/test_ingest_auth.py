@@ -6,8 +6,8 @@ import time
 
 import httpx
 
-from services.devissuer.keys import claims_for, load_or_create
 from services.ingest.settings import IngestSettings
+from services.stack.devissuer.keys import claims_for, load_or_create
 from services.stack.settings import StackSettings
 
 from .conftest import make_event

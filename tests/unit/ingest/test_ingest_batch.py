@@ -6,9 +6,9 @@ import httpx
 import pytest
 
 from services.common.wire import decode_submission
-from services.devissuer.tokens import dev_token
 from services.ingest.intake import encode_records
 from services.ingest.settings import IngestSettings
+from services.stack.devissuer.tokens import dev_token
 
 from .conftest import FakeProducer, make_event
 

@@ -6,9 +6,9 @@ import socket
 
 import httpx
 
-from services.devissuer.tokens import dev_verifier
 from services.ingest.app import create_app
 from services.ingest.settings import IngestSettings
+from services.stack.devissuer.tokens import dev_verifier
 
 from .conftest import FakeProducer
 

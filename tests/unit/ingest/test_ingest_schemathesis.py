@@ -6,9 +6,9 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 
 from schemas.examples import OPERATION
-from services.devissuer.tokens import dev_token, dev_verifier
 from services.ingest.app import create_app
 from services.ingest.settings import IngestSettings
+from services.stack.devissuer.tokens import dev_token, dev_verifier
 
 from .conftest import FakeProducer
 

@@ -8,8 +8,8 @@ import httpx
 import orjson
 
 from schemas.parsing import event_to_dict, parse_event
-from services.devissuer.tokens import dev_token
 from services.ingest.settings import IngestSettings
+from services.stack.devissuer.tokens import dev_token
 
 from .conftest import FakeProducer, make_event
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from services.devissuer.keys import ALGORITHM, JWKS
+from services.stack.devissuer.keys import ALGORITHM, JWKS
 
 log = logging.getLogger("opsledger.devissuer")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from services.common.oidc import IssuerConfig, KeyCache, OidcVerifier, StaticKeySource
-from services.devissuer.keys import claims_for, load_or_create
+from services.stack.devissuer.keys import claims_for, load_or_create
 from services.stack.settings import StackSettings
 
 AUDIENCE = "opsledger"

@@ -1,3 +1,0 @@
-from services.devissuer.server import main
-
-main()
