@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,14 @@ from services.stack.settings import StackSettings
 
 IDP = "https://login.example/tenant/v2.0"
 TLS_DSN = "postgresql://u:p@db.example/opsledger?sslmode=verify-full"
+
+
+@pytest.fixture(autouse=True)
+def _no_deployment_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The settings under test come from the arguments, not from the shell's exports."""
+    for name in list(os.environ):
+        if name.startswith("OPSLEDGER_") or name in ("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS"):
+            monkeypatch.delenv(name)
 
 
 @pytest.fixture
