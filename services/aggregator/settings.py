@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import Field, model_validator
 
 from services.common.settings import CommonSettings, service_env
 
@@ -19,13 +19,6 @@ class AggregatorSettings(CommonSettings):
 
     uses_kafka: ClassVar[bool] = True
     uses_database: ClassVar[bool] = True
-
-    consumer_group: str = Field(
-        "opsledger-aggregator",
-        # Same names as the query service's setting, so one export configures both.
-        validation_alias=AliasChoices("OPSLEDGER_CONSUMER_GROUP", "OPSLEDGER_AGGREGATOR_GROUP"),
-        description="Kafka consumer group (and faust app id); its offsets are kept in PostgreSQL.",
-    )
     batch_max_events: int = Field(
         1000,
         ge=1,

@@ -27,7 +27,3 @@ class Principal:
     role: Role
     operations: frozenset[str] = field(default_factory=frozenset)
     expires_at: float | None = None  # the token's `exp` (epoch seconds); a stream ends there
-
-    def may_access(self, operation_id: str) -> bool:
-        """Auditors and admins see every operation; others only those named in their token."""
-        return self.role in ("auditor", "admin") or operation_id in self.operations

@@ -9,7 +9,6 @@ Every setting is documented in docs/configuration.md.
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import lru_cache
 from typing import ClassVar, Literal
 from urllib.parse import parse_qs, urlsplit
 
@@ -66,6 +65,14 @@ class CommonSettings(BaseSettings):
     )
     topic: str = Field("field-events", description="The log of record.")
     dlq_topic: str = Field("field-events.dlq", description="Where poison messages go.")
+    # Common: the aggregator consumes as this group and records its offsets under it; query
+    # (freshness) and rebuild (the live offsets to compare with) read them back by it.
+    consumer_group: str = Field(
+        "opsledger-aggregator",
+        validation_alias=AliasChoices("OPSLEDGER_CONSUMER_GROUP", "OPSLEDGER_AGGREGATOR_GROUP"),
+        description="The aggregator's Kafka consumer group (and faust app id); its offsets, kept "
+        "in PostgreSQL, state every read's freshness.",
+    )
     topic_partitions: int = Field(12, ge=1, le=1000, description="Partitions of a new topic.")
     topic_replication: int = Field(1, ge=1, le=7, description="Replication of a new topic.")
     kafka_timeout_s: float = Field(
@@ -138,9 +145,3 @@ def _refuse_insecure_transport(s: CommonSettings) -> None:
             f"(sslmode={'|'.join(_TLS_SSLMODES)}; or set "
             "OPSLEDGER_INSECURE_DATABASE_WITHOUT_TLS=true)"
         )
-
-
-@lru_cache(maxsize=1)
-def common_settings() -> CommonSettings:
-    """The process-wide common settings (read once from the environment)."""
-    return CommonSettings()

@@ -15,7 +15,6 @@ from fastapi import Depends, Request
 from services.common.auth import Principal, Role
 from services.common.http import authorize
 from services.common.oidc import OidcVerifier
-from services.query.access import check_access
 from services.query.hub import ChangeHub
 from services.query.reads import Reads
 from services.query.settings import QuerySettings
@@ -29,8 +28,6 @@ __all__ = [
     "ReadsDep",
     "Reader",
     "Settings",
-    "StreamReader",
-    "check_access",
 ]
 
 READ_ROLES: tuple[Role, ...] = ("supervisor", "auditor", "admin")
@@ -72,8 +69,9 @@ async def _principal(request: Request, roles: tuple[Role, ...]) -> Principal:
     return await authorize(request, verifier, roles)
 
 
-# Same answers as services.common.http.authorize (401 / 403 / 503), through the verifier.
-# The stream takes its token from the Authorization header like every route: never from a URL.
+# 401 (and 503 when the issuer's keys cannot be had) from services.common.http.authorize,
+# 403 from services.common.access (as in ingest). The stream takes its token from the
+# Authorization header like every route: never from a URL.
 async def _require_reader(request: Request) -> Principal:
     return await _principal(request, READ_ROLES)
 
@@ -88,6 +86,5 @@ Hub = Annotated[ChangeHub, Depends(get_hub)]
 ReadsDep = Annotated[Reads, Depends(get_reads)]
 # supervisor (its operations), auditor and admin (all operations)
 Reader = Annotated[Principal, Depends(_require_reader)]
-StreamReader = Reader
 # auditor and admin only: history, verify, export
 Auditor = Annotated[Principal, Depends(_require_auditor)]

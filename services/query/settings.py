@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import ClassVar
 
-from pydantic import AliasChoices, Field
+from pydantic import Field
 
 from services.common.issuer_settings import IssuerSettings
 from services.common.settings import service_env
@@ -82,12 +81,6 @@ class QuerySettings(IssuerSettings):
         le=30,
         description="Upper bound on the database check behind /readyz.",
     )
-    # Same environment variable as the aggregator's setting, so one export configures both.
-    consumer_group: str = Field(
-        "opsledger-aggregator",
-        validation_alias=AliasChoices("OPSLEDGER_CONSUMER_GROUP", "OPSLEDGER_AGGREGATOR_GROUP"),
-        description="The aggregator's Kafka consumer group, whose offsets state freshness.",
-    )
     stream_queue_size: int = Field(
         8,
         validation_alias=_alias("STREAM_QUEUE_SIZE"),
@@ -142,9 +135,3 @@ class QuerySettings(IssuerSettings):
         le=60,
         description="How long a read of the consumer offsets is reused.",
     )
-
-
-@lru_cache(maxsize=1)
-def query_settings() -> QuerySettings:
-    """The process-wide query settings (read once from the environment)."""
-    return QuerySettings()

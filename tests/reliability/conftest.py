@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 
 from services import stack as local_stack
+from services.devtools.procs import ServiceProcess
 from services.stack.devissuer.tokens import dev_token
 
 from .checker import Report
 from .faults import PrivateStack
-from .procs import Service
 
 # Where each run appends its measured figures (docs/reliability.md is filled from these).
 RESULTS = Path(os.environ.get("OPSLEDGER_RELIABILITY_RESULTS", ".local/reliability-results.jsonl"))
@@ -44,7 +44,7 @@ class Cluster:
     log_dir: Path
     topic: str
     group: str
-    services: list[Service] = field(default_factory=list)
+    services: list[ServiceProcess] = field(default_factory=list)
 
     def env(self, **extra: str) -> dict[str, str]:
         return {
@@ -65,9 +65,9 @@ class Cluster:
             **extra,
         }
 
-    def spawn(self, name: str, *, start: bool = True, **extra: str) -> Service:
+    def spawn(self, name: str, *, start: bool = True, **extra: str) -> ServiceProcess:
         """A service process on a free port with this cluster's environment."""
-        service = Service(name, self.env(**extra), self.log_dir)
+        service = ServiceProcess(name, self.env(**extra), self.log_dir)
         self.services.append(service)
         if start:
             service.start()
