@@ -11,8 +11,8 @@ provider rotated its key) triggers one early re-read, at most every ``min_refres
 so forged ``kid`` values cannot turn the verifier into a load generator against the provider.
 When the provider cannot be reached, cached keys keep verifying for up to ``max_stale_s`` (a
 short outage is invisible); after that, or with no key ever fetched, every token is refused
-with `VerifierUnavailable`. An unreachable provider never makes a bad token good: a refresh
-failure can only remove keys, never add one.
+with `VerifierUnavailable`. An unreachable provider never makes a bad token good: a failed
+read changes nothing, and keys only ever come from the issuer's own answer.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import asyncio
 import base64
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -194,8 +194,6 @@ class KeyCache:
         self._inflight: asyncio.Task[None] | None = None  # the one read under way, if any
         self._fetched_at = -float("inf")  # last successful read
         self._attempted_at = -float("inf")  # last read started, successful or not
-        self.refreshes = 0  # successful reads (for tests and metrics)
-        self.failures = 0
 
     def known(self, kid: str) -> bool:
         """True while ``kid`` is among the keys in force (cached tokens are checked with it).
@@ -245,11 +243,9 @@ class KeyCache:
             document = await self._source.fetch()
             keys = _parse_jwks(document)
         except Exception as exc:  # noqa: BLE001 - any failure: keep what we have, bounded
-            self.failures += 1
             log.warning("cannot refresh the token issuer's keys: %s", exc)
         else:
             self._keys, self._fetched_at = keys, self._clock()
-            self.refreshes += 1
         finally:
             self._inflight = None
 
@@ -386,6 +382,3 @@ def unverified_claims(token: str) -> dict[str, Any]:
     if not isinstance(claims, dict):
         raise ValueError("the token's payload is not a JSON object")
     return claims
-
-
-TokenCheck = Callable[[str], Awaitable[Principal]]
