@@ -171,6 +171,15 @@ class KeycloakPart:
         self.pid_file.unlink(missing_ok=True)
 
 
+def _still_in_use(port: int, grace_s: float) -> bool:
+    deadline = time.monotonic() + grace_s
+    while port_in_use("127.0.0.1", port):
+        if time.monotonic() > deadline:
+            return True
+        time.sleep(0.5)
+    return False
+
+
 def _answers(url: str) -> bool:
     try:
         return httpx.get(f"{url}/realms/master", timeout=2.0).status_code == 200
@@ -191,7 +200,7 @@ def ensure_keycloak(say: Say, stack: StackSettings | None = None) -> RunningKeyc
             password = part.password_file.read_text().strip()
         else:
             for port in (s.port, s.management_port):
-                if port_in_use("127.0.0.1", port):
+                if _still_in_use(port, grace_s=15.0):  # a Keycloak just stopped lets go slowly
                     raise StackError(
                         f"port {port} is in use by another process; set "
                         "OPSLEDGER_TEST_KEYCLOAK_PORT / _MANAGEMENT_PORT"
