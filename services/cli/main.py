@@ -11,7 +11,17 @@ from typing import Annotated
 
 import typer
 
-from services.cli import demo, evidence, migrate, schemas_cmd, serve, stack, summary, token
+from services.cli import (
+    demo,
+    evidence,
+    import_cmd,
+    migrate,
+    schemas_cmd,
+    serve,
+    stack,
+    summary,
+    token,
+)
 
 app = typer.Typer(
     name="opsledger",
@@ -43,7 +53,7 @@ def _main(
 
 
 # Command groups, in the order `--help` lists them.
-for _module in (stack, serve, token, demo, summary, evidence, migrate, schemas_cmd):
+for _module in (stack, serve, token, demo, summary, evidence, migrate, schemas_cmd, import_cmd):
     _module.register(app)
 
 

@@ -11,7 +11,7 @@ from prometheus_client import generate_latest
 
 from services.common.http import BodyLimitMiddleware, install
 from services.common.metrics_server import MetricsServer
-from services.ingest import docs
+from services.ingest import capture_routes, docs
 from services.ingest.fastlane import FastLane
 from services.ingest.metrics import IngestMetrics, RequestMetricsMiddleware
 from services.ingest.producer import EventProducer, KafkaEventProducer
@@ -61,6 +61,7 @@ def create_app(
     app.state.ingest = Ingest(settings, producer, metrics)
     install(app)
     app.include_router(router)
+    app.include_router(capture_routes.router)
     fast_routes = {("POST", "/v1/events"): post_event, ("POST", "/v1/events/batch"): post_batch}
     app.add_middleware(FastLane, routes=fast_routes)
     # Outermost last: the body limit answers 413 before anything reads the body, and the
