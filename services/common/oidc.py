@@ -30,6 +30,7 @@ import jwt
 import orjson
 from jwt import PyJWK
 
+from schemas.text import is_single_line_text
 from services.common.auth import ROLES, AuthError, Principal, Role
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,9 @@ class ClaimMapping:
         subject = _lookup(claims, self.subject_claim)
         if not isinstance(subject, str) or not subject:
             raise AuthError(f"invalid token: no subject in claim `{self.subject_claim}`")
+        if not is_single_line_text(subject):
+            # It is stamped on every event as `principal`: PostgreSQL cannot store NUL.
+            raise AuthError(f"invalid token: claim `{self.subject_claim}` is not one line of text")
         return Principal(
             subject=subject,
             role=roles.pop(),

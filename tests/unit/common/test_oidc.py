@@ -306,6 +306,10 @@ def test_roles_from_a_nested_claim_through_a_role_map() -> None:
         ({"roles": ["field", "admin"]}, "several roles"),
         ({"roles": ["field"], "operations": [1, 2]}, "list of strings"),
         ({"roles": ["field"], "sub": ""}, "no subject"),
+        # the subject is stamped on every event as `principal`; PostgreSQL cannot store NUL
+        ({"roles": ["field"], "sub": "pc\x004101"}, "not one line of text"),
+        ({"roles": ["field"], "sub": "pc-4101\n"}, "not one line of text"),
+        ({"roles": ["field"], "sub": "pc\ud800"}, "not one line of text"),
     ],
 )
 def test_claims_that_name_no_single_role_are_refused(claimed: dict[str, Any], message: str) -> None:
