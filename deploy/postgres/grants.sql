@@ -17,3 +17,8 @@ REVOKE DELETE, TRUNCATE ON ALL TABLES IN SCHEMA ledger FROM opsledger_aggregator
 REVOKE UPDATE ON ledger.events FROM opsledger_aggregator;
 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA ledger TO opsledger_aggregator;
 REVOKE ALL ON ALL TABLES IN SCHEMA audit FROM opsledger_aggregator;
+
+-- dead letters: the aggregator records them (in its batch transaction); query may read them.
+GRANT USAGE ON SCHEMA dlq TO opsledger_aggregator, opsledger_query;
+GRANT SELECT, INSERT ON dlq.dead_letters TO opsledger_aggregator;
+GRANT SELECT ON dlq.dead_letters TO opsledger_query;

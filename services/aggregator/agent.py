@@ -41,6 +41,7 @@ from services.aggregator.health import HealthState, start_health_server
 from services.aggregator.settings import AggregatorSettings
 from services.common.broker_probe import BrokerProbe
 from services.common.db import create_pool
+from services.ledger.apply import apply_batch
 from services.ledger.records import Poison, PreparedBatch, prepare_record
 from services.ledger.writer import BatchResult, BatchWriter
 
@@ -192,7 +193,9 @@ class Aggregator:
                     )  # fmt: skip
                     sent.add(position)
                     log.warning("dead-lettered %s:%s: %s", *position, poison.reason)
-                result = await writer.write(chunk.batch, highwater=highwater)
+                result = await apply_batch(
+                    writer, chunk.batch, highwater=highwater, dead_letter=self._dead_letter
+                )
                 break
             except asyncio.CancelledError:
                 raise
@@ -238,6 +241,11 @@ class Aggregator:
                     self.applied[partition] = max(offset, self.applied.get(partition, -1))
                 self._writer = writer
             return self._writer
+
+    async def _dead_letter(self, poison: Poison, key: bytes | None) -> None:
+        """Put a record the database refused on the DLQ topic (`services.ledger.apply`)."""
+        await dead_letter(self._send, self.settings.dlq_topic, self.settings.topic, poison, key)
+        log.warning("dead-lettered %s:%s: %s", poison.partition, poison.offset, poison.reason)
 
     async def _send(
         self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]

@@ -55,7 +55,7 @@ def summary(
         where = settings.database_url.rpartition("@")[2]
         typer.echo(
             f"unknown operation {operation!r}: no event of it has been applied"
-            f" (database {where}; `eval \"$(opsledger stack env)\"` points at the local stack)",
+            f' (database {where}; `eval "$(opsledger stack env)"` points at the local stack)',
             err=True,
         )
         raise typer.Exit(1)

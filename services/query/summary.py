@@ -1,9 +1,9 @@
 """The press-release bullet list of a tally, as a pure function of its metrics and details.
 
-    - 52 warrants executed
-    - 56 adults arrested
-    - 3,586 wraps of crack, heroin and cocaine seized
-    - £79,245.60 in cash seized
+- 52 warrants executed
+- 56 adults arrested
+- 3,586 wraps of crack, heroin and cocaine seized
+- £79,245.60 in cash seized
 """
 
 from __future__ import annotations
