@@ -53,6 +53,8 @@ YIELD_EVERY_S = 0.002
 # trusted for this: a consumer stalled after a broker restart (aio-libs/aiokafka#1154) stops
 # fetching, its highwater freezes, and lag would read 0 while records pile up.
 LAG_PROBE_S = 3.0
+# Longest graceful close of the PostgreSQL pool when stopping; then its connections are cut.
+POOL_CLOSE_S = 2.0
 
 
 class Broker(Protocol):
@@ -313,9 +315,11 @@ class Aggregator:
 
     async def close(self) -> None:
         if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
-            self._writer = None
+            pool, self._pool, self._writer = self._pool, None, None
+            try:  # a connection stuck in a query (a lock wait) must not hold the stop up
+                await asyncio.wait_for(pool.close(), POOL_CLOSE_S)
+            except TimeoutError:
+                pool.terminate()
 
 
 class HealthService(Service):
