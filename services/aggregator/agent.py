@@ -42,6 +42,7 @@ from services.aggregator.settings import AggregatorSettings
 from services.common.broker_probe import BrokerProbe
 from services.common.db import create_pool
 from services.ledger.apply import apply_batch
+from services.ledger.dead_letters import depth
 from services.ledger.records import Poison, PreparedBatch, prepare_record
 from services.ledger.writer import BatchResult, BatchWriter
 
@@ -53,6 +54,8 @@ YIELD_EVERY_S = 0.002
 # trusted for this: a consumer stalled after a broker restart (aio-libs/aiokafka#1154) stops
 # fetching, its highwater freezes, and lag would read 0 while records pile up.
 LAG_PROBE_S = 3.0
+# How often the open dead letters are counted.
+DLQ_DEPTH_EVERY_S = 2.0
 # Longest graceful close of the PostgreSQL pool when stopping; then its connections are cut.
 POOL_CLOSE_S = 2.0
 
@@ -137,6 +140,7 @@ class Aggregator:
         )
         app.agent(self.topic, name="opsledger-aggregate", concurrency=1)(self._agent)
         app.timer(1.0)(self._refresh_lag)
+        app.timer(DLQ_DEPTH_EVERY_S)(self._refresh_dlq_depth)
 
     # -- the agent ---------------------------------------------------------------------------
 
@@ -288,6 +292,14 @@ class Aggregator:
             if end is not None:
                 lag = max(0, end - self.applied.get(tp.partition, -1) - 1)
                 self.health.set_lag(tp.partition, lag)
+
+    async def _refresh_dlq_depth(self) -> None:
+        """Open dead letters, for /metrics and the readiness detail (not a readiness problem)."""
+        if self._writer is not None:
+            try:
+                self.health.set_dlq_depth(await depth(self._writer.pool, self.settings.topic))
+            except Exception as exc:  # noqa: BLE001 - the next tick tries again
+                log.debug("dlq depth not read: %r", exc)
 
     def _assigned(self) -> list[Any]:
         """This instance's partitions of the topic (none before the first assignment)."""

@@ -12,7 +12,10 @@ import orjson
 from services.common.auth import Principal
 
 #: Actions this package records (the query service logs its own reads, e.g. "totals", too).
-ACTIONS = ("history", "verify", "export", "rebuild", "access_log")
+ACTIONS = (
+    "history", "verify", "export", "rebuild", "access_log",
+    "dlq_list", "dlq_show", "dlq_replay", "dlq_discard",
+)  # fmt: skip
 
 
 def cli_principal() -> Principal:

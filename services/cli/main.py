@@ -49,6 +49,7 @@ _COMMAND_MODULES = (
     "demo",
     "summary",
     "audit",
+    "dlq",
     "migrate",
     "schemas_cmd",
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -125,3 +126,87 @@ async def test_a_nul_in_an_officer_id_stops_only_its_own_record(
         (b"0", records[0][1])
     ]
     assert dict(dead[0].headers)["opsledger-reason"]  # the database's (or contract's) reason
+
+
+def opsledger(target: Target, *args: str) -> Any:
+    """Run `opsledger dlq ... --json` as an operator would; return its parsed output."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": target.kafka,
+        "DATABASE_URL": target.database_url,
+        "OPSLEDGER_TOPIC": target.topic,
+    }
+    done = subprocess.run(  # noqa: S603 - our own console script
+        [sys.executable, "-m", "services.cli.main", "dlq", *args, "--json"],
+        env=env, capture_output=True, timeout=60, check=True,
+    )  # fmt: skip
+    return json.loads(done.stdout)
+
+
+async def test_an_operator_replays_a_dead_letter_once_after_the_fix_and_discards_another(
+    target: Target, tmp_path: Path, database_url: str, unique_id: str
+) -> None:
+    target.partitions = 1
+    op = f"dlq-{target.topic}"
+    officer = f"refused-{unique_id}"
+    constraint = f"test_refuse_{unique_id}"
+    refused = fresh_events(op, 2, actor={"officer_id": officer, "unit": "Stronghold"})
+    good = fresh_events(op, 3)
+    records = [(op, submission(refused)), (op, b"\xff undecodable"), (op, submission(good))]
+    conn = await asyncpg.connect(database_url)
+    await conn.execute(
+        f"ALTER TABLE ledger.events ADD CONSTRAINT {constraint}"
+        f" CHECK (officer_id <> '{officer}') NOT VALID"
+    )
+    aggregator = AggregatorProcess(target, tmp_path)
+    try:
+        await aggregator.start()
+        await produce(target, records)
+        await wait_applied(target, len(records), timeout_s=60)
+        listed = opsledger(target, "list")
+        assert [(x["position"], x["status"]) for x in listed] == [("0:0", "dead"), ("0:1", "dead")]
+        assert "23514" in listed[0]["reason"]
+        deadline = time.monotonic() + 20
+        while (await aggregator.readyz())[1].get("dlq_depth") != 2:
+            assert time.monotonic() < deadline, await aggregator.readyz()
+            await asyncio.sleep(0.5)
+        assert await aggregator.metric("opsledger_aggregator_dlq_depth") == 2
+        shown = opsledger(target, "show", "0:0")
+        assert officer in shown["value"]
+        # The fix: the database accepts the record now. Replay twice: applied once.
+        await conn.execute(f"ALTER TABLE ledger.events DROP CONSTRAINT {constraint}")
+        first = opsledger(target, "replay", "0:0")
+        again = opsledger(target, "replay", "0:0")
+        assert (first["sent_now"], first["replayed_to"]) == (True, "0:3")
+        assert (again["sent_now"], again["status"]) == (False, "replayed")
+        discarded = opsledger(target, "discard", "0:1", "--reason", "test bytes, not an event")
+        assert (discarded["status"], discarded["note"]) == ("discarded", "test bytes, not an event")
+        await wait_applied(target, len(records) + 1, timeout_s=60)
+        deadline = time.monotonic() + 20
+        while (await aggregator.readyz())[1].get("dlq_depth") != 0:
+            assert time.monotonic() < deadline, await aggregator.readyz()
+            await asyncio.sleep(0.5)
+        assert opsledger(target, "list") == []
+        assert [x["status"] for x in opsledger(target, "list", "--all")] == [
+            "replayed", "discarded"
+        ]  # fmt: skip
+        actions = await conn.fetch(
+            "SELECT action FROM audit.access_log WHERE params->>'topic' = $1 ORDER BY id",
+            target.topic,
+        )
+        assert [r["action"] for r in actions] == [
+            "dlq_list", "dlq_show", "dlq_replay", "dlq_replay", "dlq_discard", "dlq_list",
+            "dlq_list",
+        ]  # fmt: skip
+    finally:
+        aggregator.stop()
+        await conn.execute(f"ALTER TABLE ledger.events DROP CONSTRAINT IF EXISTS {constraint}")
+        await conn.close()
+    assert await metrics_of(target.database_url, op) == {
+        k: v for k, v in fold(parse_event(e) for e in refused + good).metrics.items() if v
+    }
