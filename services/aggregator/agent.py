@@ -4,7 +4,8 @@ Why the ack ordering is safe (faust-streaming 0.15):
 
 * ``Stream.take()`` acks every buffered event in a ``finally`` after its ``yield``; that block
   also runs when the agent's body raises or is cancelled, so a failed or interrupted batch would
-  be acked and its offset committed: the event would be skipped. We use ``noack_take()``, which
+  be acked and its offset committed: the event would be skipped. We take like ``noack_take()``
+  (`take.bounded_take`, which also bounds a batch in bytes), which
   never acks, and ack each event ourselves with ``stream.ack(event)`` only after the
   transaction holding its effects and its offset has committed.
 * The consumer commits, per partition, the end of the first run of consecutive acked offsets
@@ -29,6 +30,7 @@ import signal
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 import asyncpg
@@ -39,6 +41,7 @@ from services.aggregator import metrics
 from services.aggregator.dlq import dead_letter
 from services.aggregator.health import HealthState, start_health_server
 from services.aggregator.settings import AggregatorSettings
+from services.aggregator.take import bounded_take
 from services.common.broker_probe import BrokerProbe
 from services.common.db import create_pool
 from services.ledger.apply import apply_batch
@@ -147,8 +150,8 @@ class Aggregator:
     async def _agent(self, stream: faust.StreamT[bytes]) -> None:
         self.health.started = True
         within = self.settings.batch_max_ms / 1000
-        # noack_take is missing from faust's StreamT protocol, present on Stream.
-        take = stream.noack_take  # type: ignore[attr-defined]
+        # noack_take's way (nothing acked until commit), but bounded in bytes too.
+        take = partial(bounded_take, stream, max_bytes=self.settings.inflight_max_bytes // 2)
         pending: asyncio.Task[BatchResult] | None = None
         try:
             async for events in take(self.settings.batch_max_events, within=within):
