@@ -100,6 +100,21 @@ async def test_a_record_the_database_refuses_goes_alone_to_the_dlq_and_the_rest_
     assert headers["opsledger-source-offset"] == b"1"
     assert b"check" in headers["opsledger-reason"].lower()
     assert b"23514" in headers["opsledger-reason"]
+    # `opsledger rebuild` follows the same rule: it meets the refused record, isolates it, and
+    # ends equal to the live ledger instead of stopping.
+    from services.audit.rebuild import rebuild
+    from services.common.auth import Principal
+    from services.common.db import create_pool
+
+    pool = await create_pool(target.database_url, max_size=4)
+    try:
+        report = await rebuild(
+            pool, target.kafka, target.topic, principal=Principal("test", "auditor"),
+            consumer_group=target.group, only_seen=True,
+        )  # fmt: skip
+    finally:
+        await pool.close()
+    assert (report.poison, report.records, report.matches) == (1, 4, True), report.to_dict()
 
 
 async def test_a_nul_in_an_officer_id_stops_only_its_own_record(
