@@ -25,9 +25,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from schemas.examples import example_events
-from services.audit import access_log
 from services.audit.parallel import first_pass
 from services.audit.replay import DEFAULT_WORKERS, LogReplayer
+from services.common import access_log
 from services.common.auth import Principal
 from services.common.db import create_pool
 from services.common.settings import CommonSettings

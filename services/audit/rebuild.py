@@ -17,7 +17,6 @@ from typing import Any
 
 import asyncpg
 
-from services.audit import access_log
 from services.audit.compare import (
     HeadDifference,
     TotalsDifference,
@@ -28,6 +27,7 @@ from services.audit.compare import (
 )
 from services.audit.parallel import first_pass
 from services.audit.replay import Kafka, LogReplayer, Progress
+from services.common import access_log
 from services.common.auth import Principal
 from services.common.db import LEDGER_SCHEMA
 from services.ledger.schema import ident

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from services.aggregator import dlq
-from services.audit import access_log
+from services.common import access_log
 from services.common.kafka import client_kwargs
 from services.common.settings import CommonSettings
 from services.ledger import dead_letters

@@ -10,7 +10,6 @@ import asyncpg
 # The ledger's tables live in this schema; `opsledger rebuild` builds a shadow schema of the same
 # shape and can swap it in atomically (ALTER SCHEMA ... RENAME) while readers keep reading.
 LEDGER_SCHEMA = "ledger"
-AUDIT_SCHEMA = "audit"
 # The aggregator NOTIFYs this channel, with the operation id as payload, in each batch's
 # transaction; Postgres delivers it on commit, which drives the live stream.
 TOTALS_CHANNEL = "opsledger_totals"

@@ -190,27 +190,6 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
-async def log_access(
-    conn: Connection,
-    *,
-    principal: str,
-    role: str,
-    action: str,
-    operation_id: str | None,
-    params: Mapping[str, Any],
-) -> None:
-    """Append one row to audit.access_log (every auditor read is itself logged)."""
-    await conn.execute(
-        "INSERT INTO audit.access_log (principal, role, action, operation_id, params) "
-        "VALUES ($1, $2, $3, $4, $5::jsonb)",
-        principal,
-        role,
-        action,
-        operation_id,
-        dict(params),
-    )
-
-
 async def ping(conn: Connection) -> None:
     """Raise unless the database answers."""
     await conn.fetchval("SELECT 1 FROM ledger.chain_heads LIMIT 1")

@@ -13,7 +13,6 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from starlette.responses import Response
 
-from services.audit import access_log
 from services.audit.service import (
     HistoryFilter,
     UnknownOperation,
@@ -22,6 +21,7 @@ from services.audit.service import (
     history_page,
     verify_operation,
 )
+from services.common import access_log
 from services.common.problems import ProblemError
 from services.query.deps import Auditor, Pool
 from services.query.jsonresp import json_response

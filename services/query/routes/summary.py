@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from starlette.responses import Response
 
-from services.query.access import check_access
+from services.common.access import require_operation
 from services.query.deps import Reader, ReadsDep
 from services.query.openapi import READ_ERRORS, body
 from services.query.params import totals_query
@@ -31,9 +31,9 @@ async def summary(
     reads: ReadsDep, principal: Reader, q: Annotated[TotalsQuery, Depends(totals_query)]
 ) -> Response:
     """The tally as press-release bullets; same parameters as totals (grouping is ignored)."""
-    check_access(principal, q.operation_id)
+    require_operation(principal, q.operation_id)
     by_item = dataclasses.replace(q, group_by=("item",))
     result = await reads.totals(by_item)
-    await reads.audit(principal, "summary", q.operation_id, query_params(q))
+    await reads.log_read(principal, "summary", q.operation_id, query_params(q))
     text = format_summary(result.metrics, details_from_groups(result.groups))
     return Response(text, media_type="text/markdown; charset=utf-8")
