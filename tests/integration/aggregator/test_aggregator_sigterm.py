@@ -15,12 +15,12 @@ import pytest
 from schemas.examples import example_events
 from schemas.parsing import parse_event
 from schemas.tally import fold
+from services.devtools.procs import free_port
 
 from .harness import (
     AggregatorProcess,
     Target,
     event_count,
-    free_port,
     metrics_of,
     produce,
     submission,
