@@ -15,6 +15,7 @@ import pytest
 from schemas.examples import example_events
 from schemas.parsing import parse_event
 from schemas.tally import fold
+from services.devtools.kafka import PrivateKafka
 from services.devtools.procs import free_port
 
 from .harness import (
@@ -119,3 +120,27 @@ async def test_sigterm_while_its_batch_waits_on_a_lock_stops_within_10_s_and_res
     assert await metrics_of(target.database_url, op) == {
         k: v for k, v in fold(parse_event(e) for e in first + second).metrics.items() if v
     }
+
+
+async def test_sigterm_while_the_broker_is_gone_stops_within_10_s_and_resumes_exactly(
+    target: Target, private_kafka: PrivateKafka, tmp_path: Path
+) -> None:
+    target.kafka = private_kafka.bootstrap
+    op = f"sigterm-broker-{target.topic}"
+    first, second = fresh_events(op, 4), fresh_events(op, 3)
+    aggregator = AggregatorProcess(target, tmp_path)
+    try:
+        await aggregator.start()
+        await produce(target, [(op, submission(first))])
+        await wait_applied(target, 1)
+        await private_kafka.kill()
+        await wait_problem(aggregator, "kafka broker")
+        took = await sigterm_seconds(aggregator)
+        assert took < STOP_WITHIN_S, f"still running {took:.1f} s after SIGTERM"
+        await private_kafka.start()
+        await aggregator.start()
+        await produce(target, [(op, submission(second))])
+        await wait_applied(target, 2)
+    finally:
+        aggregator.stop()
+    assert await event_count(target.database_url, op) == len(first) + len(second)
