@@ -12,7 +12,6 @@ import faust
 
 from services.aggregator.settings import AggregatorSettings
 from services.aggregator.stopping import LedgerApp
-from services.aggregator.take import buffer_records
 from services.common.kafka import ssl_context
 from services.common.settings import CommonSettings
 
@@ -65,7 +64,7 @@ def create_app(settings: AggregatorSettings) -> faust.App:
         # On rebalance, wait for the batch in flight to commit and be acked before giving the
         # partition away.
         stream_wait_empty=True,
-        # In records: budgeted for maximum-size records so that it holds at most half of
-        # inflight_max_bytes (the other half is the batch in hand, `take.bounded_take`).
-        stream_buffer_maxsize=buffer_records(settings.inflight_max_bytes),
+        # The stream buffer stays 4,096 records, but also holds at most half of
+        # inflight_max_bytes (`take.ByteBoundedQueue`); the other half is the batch in hand.
+        buffer_max_bytes=settings.inflight_max_bytes // 2,
     )

@@ -25,6 +25,8 @@ from typing import Any
 
 import faust
 
+from services.aggregator.take import ByteBoundedQueue
+
 log = logging.getLogger("opsledger.aggregator")
 
 #: How long a stopping app waits for the batch in flight to commit and be acked.
@@ -36,7 +38,22 @@ FORCED_EXIT_STATUS = 70
 
 
 class LedgerApp(faust.App):
-    """faust's app, with the wait for unacked records bounded when it is stopping."""
+    """faust's app: the wait for unacked records bounded when stopping, the stream buffer in
+    bytes (`take.ByteBoundedQueue`)."""
+
+    def __init__(self, *args: Any, buffer_max_bytes: int, **kwargs: Any) -> None:
+        self.buffer_max_bytes = buffer_max_bytes
+        super().__init__(*args, **kwargs)
+
+    def FlowControlQueue(  # noqa: N802 - faust's name
+        self, maxsize: int | None = None, *, clear_on_resume: bool = False
+    ) -> ByteBoundedQueue:
+        return ByteBoundedQueue(
+            maxsize=maxsize,
+            flow_control=self.flow_control,
+            clear_on_resume=clear_on_resume,
+            max_bytes=self.buffer_max_bytes,
+        )
 
     #: Set by `LedgerWorker` on SIGTERM/SIGINT (faust's own state does not tell a shutdown's
     #: wait from a rebalance's).

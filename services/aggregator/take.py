@@ -1,13 +1,19 @@
-"""Batches off the stream bounded in bytes as well as records: what the aggregator holds is bounded.
+"""What the aggregator holds in flight is bounded in bytes, not only in records.
 
-faust's ``Stream.noack_take(max_, within)`` closes a batch at ``max_`` records or after
-``within`` seconds. Records are up to a megabyte (a maximum-size submission is about 900 KB),
-so a batch of 1,000 records could hold a gigabyte. `bounded_take` works the same way (a
-processor fills the batch in the background while the stream is consumed passively; nothing
-is acked: the agent acks after commit) but also closes the batch when its records' bytes
-reach ``max_bytes``. With faust's ``stream_buffer_maxsize`` derived from the same budget
-(`buffer_records`), the records held in flight stay within about twice the budget whatever
-their size (docs/reliability.md has the measured RSS).
+Two places hold records: faust's stream buffer (the channel's queue, filled by the fetcher,
+4,096 records by default) and the batch being taken, decoded and written. Records are up to a
+megabyte (a maximum-size submission is about 900 KB), so either could hold gigabytes.
+
+* `ByteBoundedQueue` (the queue faust builds for each channel, via `LedgerApp`) counts the
+  bytes it holds as well as the records: it reports "full" (the fetcher waits) and "pressure
+  high" (faust pauses the partition) at a byte bound too, and lets the pressure drop only when
+  both counts are low again. Small records keep the whole 4,096-record buffer (a buffer sized
+  for megabyte records cost about a third of the single-event throughput).
+* `bounded_take` takes like faust's ``noack_take`` (a processor fills the batch in the
+  background while the stream is consumed passively; nothing is acked: the agent acks after
+  commit) but also closes the batch when its records' bytes reach ``max_bytes``.
+
+Each gets half of ``inflight_max_bytes`` (docs/reliability.md has the measured RSS).
 """
 
 from __future__ import annotations
@@ -16,19 +22,51 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-#: The largest record the broker accepts by default (message.max.bytes): the size the stream
-#: buffer is budgeted for.
-MAX_RECORD_BYTES = 1 << 20
+from mode.utils.queues import ThrowableQueue
 
 
-def buffer_records(inflight_max_bytes: int) -> int:
-    """faust's stream buffer, in records, for half the budget at maximum-size records."""
-    return max(16, inflight_max_bytes // 2 // MAX_RECORD_BYTES)
+def _size(item: Any) -> int:
+    value = getattr(getattr(item, "message", None), "value", None)
+    return len(value) if isinstance(value, bytes | bytearray) else 0
 
 
-def _size(event: Any) -> int:
-    value = event.message.value
-    return len(value) if value is not None else 0
+class ByteBoundedQueue(ThrowableQueue[Any]):
+    """faust's channel queue, also bounded by the bytes of the records it holds."""
+
+    def __init__(self, *args: Any, max_bytes: int, **kwargs: Any) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        super().__init__(*args, **kwargs)
+
+    # asyncio.Queue routes every put and get (force_put_nowait included) through these two.
+    def _put(self, item: Any) -> None:
+        self.bytes += _size(item)
+        super()._put(item)
+
+    def _get(self) -> Any:
+        item = super()._get()
+        self.bytes -= _size(item)
+        return item
+
+    def clear(self) -> None:
+        super().clear()
+        self.bytes = 0
+
+    def full(self) -> bool:
+        return bool(super().full()) or (self.bytes >= self.max_bytes and self.qsize() > 0)
+
+    def in_pressure_high_state(self, callback: Any) -> bool:
+        pending = self._pending_pressure_drop_callbacks
+        if callback not in pending and self.bytes >= self.max_bytes / self.pressure_high_ratio:
+            pending.add(callback)
+            self.on_pressure_high()
+            return True
+        return bool(super().in_pressure_high_state(callback))
+
+    def maybe_endorse_pressure_drop(self) -> None:
+        if self.bytes > self.max_bytes * self.pressure_drop_ratio and self.qsize():
+            return  # still heavy in bytes: the partitions stay paused
+        super().maybe_endorse_pressure_drop()
 
 
 async def bounded_take(
