@@ -1,7 +1,7 @@
 """`opsledger dlq list | show | replay | discard`: work the dead letters (auditor / admin).
 
-Every use is written to the access log (``audit.access_log``, action ``dlq_<command>``) as
-principal ``cli:<os user>``, whatever it found.
+Every use is written to the access log (``audit.access_log``, action ``dlq_<command>``) under
+the identity of the command's token (``--token`` or ``$OPSLEDGER_TOKEN``, role auditor or admin).
 """
 
 from __future__ import annotations
@@ -42,6 +42,15 @@ Topic = Annotated[
     str | None, typer.Option("--topic", help="Source topic (default: the configured log).")
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _signed_in() -> Any:
+    """Who runs this command, from its token (auditor or admin); exit 2 without a valid one."""
+    try:
+        return access_log.cli_principal()
+    except access_log.CliAuthError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
 
 
 def _position(text: str) -> tuple[int, int]:
@@ -110,9 +119,7 @@ def list_cmd(
     name = topic or CommonSettings().topic
 
     async def work(conn: asyncpg.Connection) -> list[DeadLetter]:
-        await access_log.record(
-            conn, access_log.cli_principal(), "dlq_list", None, {"topic": name, "all": every}
-        )
+        await access_log.record(conn, _signed_in(), "dlq_list", None, {"topic": name, "all": every})
         status = None if every else dead_letters.OPEN
         return await dead_letters.listing(conn, name, status=status, limit=limit)
 
@@ -139,7 +146,7 @@ def show_cmd(position: Position, topic: Topic = None, as_json: AsJson = False) -
 
     async def work(conn: asyncpg.Connection) -> DeadLetter:
         await access_log.record(
-            conn, access_log.cli_principal(), "dlq_show", None,
+            conn, _signed_in(), "dlq_show", None,
             {"topic": name, "position": position},
         )  # fmt: skip
         letter = await dead_letters.get(conn, name, partition, offset)
@@ -166,7 +173,7 @@ def replay_cmd(position: Position, topic: Topic = None, as_json: AsJson = False)
     settings = CommonSettings()
     name = topic or settings.topic
     partition, offset = _position(position)
-    principal = access_log.cli_principal()
+    principal = _signed_in()
 
     async def work(conn: asyncpg.Connection) -> tuple[DeadLetter, bool]:
         await access_log.record(
@@ -207,7 +214,7 @@ def discard_cmd(
     """Give a dead letter up for good: it stays listed (with --all) as discarded, with why."""
     name = topic or CommonSettings().topic
     partition, offset = _position(position)
-    principal = access_log.cli_principal()
+    principal = _signed_in()
 
     async def work(conn: asyncpg.Connection) -> tuple[DeadLetter, bool]:
         await access_log.record(

@@ -1,7 +1,8 @@
 """`opsledger verify`, `opsledger export`, `opsledger rebuild`: the auditor's evidence commands.
 
-Each logs itself in audit.access_log as principal ``cli:<os user>`` with the auditor role
-(offline bundle checks touch no database and are not logged).
+Each runs as the subject of the caller's bearer token (``--token`` or ``$OPSLEDGER_TOKEN``, role
+auditor or admin) and logs itself in audit.access_log under that subject (offline bundle checks
+touch no database, need no token and are not logged).
 """
 
 from __future__ import annotations
@@ -34,10 +35,16 @@ from services.audit import repository as repo
 from services.audit.export import FORMATS, Format, View, verify_bundle
 from services.audit.rebuild import RebuildReport, rebuild
 from services.audit.replay import DEFAULT_WORKERS
-from services.audit.service import UnknownOperation, export_operation, verify_operation
+from services.audit.service import (
+    UnknownOperation,
+    disclosure,
+    export_operation,
+    verify_operation,
+)
 from services.audit.verify import VerifyReport
 from services.common import access_log
-from services.common.db import create_pool
+from services.common.auth import Principal
+from services.common.db import connect, create_pool
 from services.common.settings import CommonSettings
 from services.ledger.shadow import SwapRefused, drop_previous, undo_swap
 
@@ -71,6 +78,15 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
     except LookupError as exc:  # e.g. the topic to replay does not exist
         console.print(f"[red]{exc}[/]")
     raise typer.Exit(3)
+
+
+def _signed_in() -> Principal:
+    """Who runs this command, from its token; a clear refusal (exit 2) without a valid one."""
+    try:
+        return access_log.cli_principal()
+    except access_log.CliAuthError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
 
 
 def _print_json(doc: Any) -> None:
@@ -108,9 +124,10 @@ def _verify_table(reports: list[VerifyReport]) -> Table:
     return table
 
 
-async def _verify_db(settings: CommonSettings, operation: str | None) -> list[VerifyReport] | None:
+async def _verify_db(
+    settings: CommonSettings, operation: str | None, principal: Principal
+) -> list[VerifyReport] | None:
     pool = await create_pool(settings.database_url, max_size=2)
-    principal = access_log.cli_principal()
     try:
         async with pool.acquire() as conn:
             ops = [operation] if operation else await repo.operations(conn)
@@ -134,9 +151,15 @@ def verify(
         Path | None,
         typer.Option("--export", help="Check an evidence bundle offline instead (no database)."),
     ] = None,
+    access: Annotated[
+        bool,
+        typer.Option("--access-log", help="Check the access log's hash chain instead."),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the full report as JSON.")] = False,
 ) -> None:
     """Recompute hash chains and totals from events; exit 0 only when everything is intact."""
+    if access:
+        _verify_access_log(as_json)
     if export is not None:
         bundle = verify_bundle(export)
         if as_json:
@@ -148,7 +171,7 @@ def verify(
                 out.print(_verify_table([bundle.verify]))
             out.print("[green]bundle intact[/]" if bundle.ok else "[red]bundle NOT intact[/]")
         raise typer.Exit(0 if bundle.ok else 1)
-    reports = _run(_verify_db(CommonSettings(), operation))
+    reports = _run(_verify_db(CommonSettings(), operation, _signed_in()))
     if reports is None:
         console.print(
             f"[red]no events, chain head or totals for operation {operation!r}[/]"
@@ -170,21 +193,59 @@ def verify(
     raise typer.Exit(0 if all(r.ok for r in reports) else 1)
 
 
+async def _access_chain(settings: CommonSettings, principal: Principal) -> access_log.ChainReport:
+    conn = await connect(settings.database_url)
+    try:
+        await access_log.record(conn, principal, "verify_access_log", None, {})
+        return await access_log.verify_chain(conn)
+    finally:
+        await conn.close()
+
+
+def _verify_access_log(as_json: bool) -> None:
+    report = _run(_access_chain(CommonSettings(), _signed_in()))
+    if as_json:
+        _print_json(report.to_dict())
+    else:
+        for problem in report.problems:
+            out.print(f"[red]✗[/] {problem}")
+        out.print(
+            f"[green]access log intact[/]: {report.rows} rows, head seq {report.head_seq}"
+            if report.ok
+            else f"[red]access log NOT intact[/]: first break at seq {report.first_broken_seq}"
+        )
+    raise typer.Exit(0 if report.ok else 1)
+
+
 # ---- export -----------------------------------------------------------------------------
 
 
 async def _export(
-    settings: CommonSettings, operation: str, path: Path, fmt: Format, view: View
+    settings: CommonSettings,
+    operation: str,
+    path: Path,
+    fmt: Format,
+    view: View,
+    principal: Principal,
 ) -> dict[str, Any]:
     pool = await create_pool(settings.database_url, max_size=2)
-    principal = access_log.cli_principal()
     try:
         async with pool.acquire() as conn:
-            params = {"format": fmt, "output": str(path), **view.to_dict()}
-            await access_log.record(conn, principal, "export", operation, params)
-            return await export_operation(
-                conn, operation, path, fmt=fmt, view=view, created_by=principal.subject
+            try:
+                manifest = await export_operation(
+                    conn, operation, path, fmt=fmt, view=view, created_by=principal.subject
+                )
+            except UnknownOperation:  # a consultation all the same: logged, nothing disclosed
+                await access_log.record(
+                    conn, principal, "export", operation, {"format": fmt, **view.to_dict()}
+                )
+                raise
+            # The disclosure: logged before the command reports the file as written.
+            bundle = await asyncio.to_thread(path.read_bytes)
+            await access_log.record(
+                conn, principal, "export", operation, disclosure(manifest, bundle)
             )
+            return manifest
     finally:
         await pool.close()
 
@@ -214,7 +275,7 @@ def export(
     path = output or Path(f"{operation}-evidence.tar")
     settings = CommonSettings()
     try:
-        manifest = _run(_export(settings, operation, path, fmt, view))
+        manifest = _run(_export(settings, operation, path, fmt, view, _signed_in()))
     except UnknownOperation as exc:
         console.print(f"[red]{exc}[/] (database {_where(settings)}); nothing written")
         raise typer.Exit(2) from None
@@ -346,6 +407,7 @@ def rebuild_cmd(
     if undo or drop_previous:
         _previous(settings, undo=undo, drop=drop_previous, accepted=accepted, as_json=as_json)
         return
+    principal = _signed_in()
 
     async def run(progress: Progress | None) -> RebuildReport:
         pool = await create_pool(settings.database_url, max_size=4)
@@ -354,7 +416,7 @@ def rebuild_cmd(
                 pool,
                 settings,
                 topic or settings.topic,
-                principal=access_log.cli_principal(),
+                principal=principal,
                 consumer_group=settings.consumer_group,
                 until=when,
                 only_seen=only_seen,
@@ -402,7 +464,7 @@ def _previous(
     async def run() -> dict[str, Any]:
         conn = await asyncpg.connect(settings.database_url, timeout=10)
         try:
-            principal = access_log.cli_principal()
+            principal = _signed_in()
             doc: dict[str, Any] = {}
             if undo:
                 await access_log.record(

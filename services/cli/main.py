@@ -11,7 +11,19 @@ from typing import Annotated
 
 import typer
 
-from services.cli import demo, dlq, evidence, migrate, schemas_cmd, serve, stack, summary, token
+from services.cli import (
+    demo,
+    dlq,
+    evidence,
+    import_cmd,
+    migrate,
+    schemas_cmd,
+    serve,
+    stack,
+    summary,
+    token,
+)
+from services.common import access_log
 
 app = typer.Typer(
     name="opsledger",
@@ -38,12 +50,34 @@ def _main(
             "--version", is_eager=True, callback=_print_version, help="Print the version and exit."
         ),
     ] = False,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            envvar=access_log.TOKEN_ENV,
+            show_envvar=True,
+            help="Bearer token of whoever runs a command that reads the ledger (verify, export, "
+            "rebuild, summary): its subject is written to the access log.",
+        ),
+    ] = None,
 ) -> None:
     """An event-sourced operations ledger: record field events, watch the tally, prove it."""
+    access_log.use_cli_token(token)
 
 
 # Command groups, in the order `--help` lists them.
-for _module in (stack, serve, token, demo, summary, evidence, dlq, migrate, schemas_cmd):
+for _module in (
+    stack,
+    serve,
+    token,
+    demo,
+    summary,
+    evidence,
+    dlq,
+    migrate,
+    schemas_cmd,
+    import_cmd,
+):
     _module.register(app)
 
 

@@ -7,14 +7,14 @@ the record (``ON CONFLICT DO NOTHING`` on the source position: a redelivery or a
 it already there); `opsledger dlq` lists, shows, replays and discards.
 
 Revision ID: 0003
-Revises: 0002
+Revises: 0007
 Create Date: 2026-11-30
 """
 
 from services.common.migrations.versions import run_script
 
 revision = "0003"
-down_revision = "0002"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
