@@ -4,7 +4,8 @@ Why the ack ordering is safe (faust-streaming 0.15):
 
 * ``Stream.take()`` acks every buffered event in a ``finally`` after its ``yield``; that block
   also runs when the agent's body raises or is cancelled, so a failed or interrupted batch would
-  be acked and its offset committed: the event would be skipped. We use ``noack_take()``, which
+  be acked and its offset committed: the event would be skipped. We take like ``noack_take()``
+  (`take.bounded_take`, which also bounds a batch in bytes), which
   never acks, and ack each event ourselves with ``stream.ack(event)`` only after the
   transaction holding its effects and its offset has committed.
 * The consumer commits, per partition, the end of the first run of consecutive acked offsets
@@ -29,6 +30,7 @@ import signal
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 import asyncpg
@@ -39,8 +41,11 @@ from services.aggregator import metrics
 from services.aggregator.dlq import dead_letter
 from services.aggregator.health import HealthState, start_health_server
 from services.aggregator.settings import AggregatorSettings
+from services.aggregator.take import bounded_take
 from services.common.broker_probe import BrokerProbe
 from services.common.db import create_pool
+from services.ledger.apply import apply_batch
+from services.ledger.dead_letters import depth
 from services.ledger.records import Poison, PreparedBatch, prepare_record
 from services.ledger.writer import BatchResult, BatchWriter
 
@@ -52,6 +57,10 @@ YIELD_EVERY_S = 0.002
 # trusted for this: a consumer stalled after a broker restart (aio-libs/aiokafka#1154) stops
 # fetching, its highwater freezes, and lag would read 0 while records pile up.
 LAG_PROBE_S = 3.0
+# How often the open dead letters are counted.
+DLQ_DEPTH_EVERY_S = 2.0
+# Longest graceful close of the PostgreSQL pool when stopping; then its connections are cut.
+POOL_CLOSE_S = 2.0
 
 
 class Broker(Protocol):
@@ -134,14 +143,15 @@ class Aggregator:
         )
         app.agent(self.topic, name="opsledger-aggregate", concurrency=1)(self._agent)
         app.timer(1.0)(self._refresh_lag)
+        app.timer(DLQ_DEPTH_EVERY_S)(self._refresh_dlq_depth)
 
     # -- the agent ---------------------------------------------------------------------------
 
     async def _agent(self, stream: faust.StreamT[bytes]) -> None:
         self.health.started = True
         within = self.settings.batch_max_ms / 1000
-        # noack_take is missing from faust's StreamT protocol, present on Stream.
-        take = stream.noack_take  # type: ignore[attr-defined]
+        # noack_take's way (nothing acked until commit), but bounded in bytes too.
+        take = partial(bounded_take, stream, max_bytes=self.settings.inflight_max_bytes // 2)
         pending: asyncio.Task[BatchResult] | None = None
         try:
             async for events in take(self.settings.batch_max_events, within=within):
@@ -192,7 +202,9 @@ class Aggregator:
                     )  # fmt: skip
                     sent.add(position)
                     log.warning("dead-lettered %s:%s: %s", *position, poison.reason)
-                result = await writer.write(chunk.batch, highwater=highwater)
+                result = await apply_batch(
+                    writer, chunk.batch, highwater=highwater, dead_letter=self._dead_letter
+                )
                 break
             except asyncio.CancelledError:
                 raise
@@ -239,6 +251,11 @@ class Aggregator:
                 self._writer = writer
             return self._writer
 
+    async def _dead_letter(self, poison: Poison, key: bytes | None) -> None:
+        """Put a record the database refused on the DLQ topic (`services.ledger.apply`)."""
+        await dead_letter(self._send, self.settings.dlq_topic, self.settings.topic, poison, key)
+        log.warning("dead-lettered %s:%s: %s", poison.partition, poison.offset, poison.reason)
+
     async def _send(
         self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
     ) -> object:
@@ -280,6 +297,14 @@ class Aggregator:
                 lag = max(0, end - self.applied.get(tp.partition, -1) - 1)
                 self.health.set_lag(tp.partition, lag)
 
+    async def _refresh_dlq_depth(self) -> None:
+        """Open dead letters, for /metrics and the readiness detail (not a readiness problem)."""
+        if self._writer is not None:
+            try:
+                self.health.set_dlq_depth(await depth(self._writer.pool, self.settings.topic))
+            except Exception as exc:  # noqa: BLE001 - the next tick tries again
+                log.debug("dlq depth not read: %r", exc)
+
     def _assigned(self) -> list[Any]:
         """This instance's partitions of the topic (none before the first assignment)."""
         try:
@@ -306,9 +331,11 @@ class Aggregator:
 
     async def close(self) -> None:
         if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
-            self._writer = None
+            pool, self._pool, self._writer = self._pool, None, None
+            try:  # a connection stuck in a query (a lock wait) must not hold the stop up
+                await asyncio.wait_for(pool.close(), POOL_CLOSE_S)
+            except TimeoutError:
+                pool.terminate()
 
 
 class HealthService(Service):

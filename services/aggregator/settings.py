@@ -36,6 +36,14 @@ class AggregatorSettings(CommonSettings):
         validation_alias=_alias("BATCH_MAX_MS"),
         description="Longest wait for a batch to fill before it is written anyway.",
     )
+    inflight_max_bytes: int = Field(
+        128 << 20,
+        ge=4 << 20,
+        le=16 << 30,
+        validation_alias=_alias("INFLIGHT_MAX_BYTES"),
+        description="Bound on the record bytes held in flight: half for the batch being taken and"
+        " written, half for faust's stream buffer (sized for maximum-size records).",
+    )
     host: str = Field(
         "127.0.0.1",
         validation_alias=_alias("HOST"),

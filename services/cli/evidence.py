@@ -46,6 +46,7 @@ from services.common import access_log
 from services.common.auth import Principal
 from services.common.db import connect, create_pool
 from services.common.settings import CommonSettings
+from services.ledger.shadow import SwapRefused, drop_previous, undo_swap
 
 T = TypeVar("T")
 console = Console(stderr=True)
@@ -352,7 +353,10 @@ def _rebuild_summary(report: RebuildReport) -> None:
                 f"[red]chain head differs[/] {h.operation_id}: live {h.live} rebuilt {h.rebuilt}"
             )
     if report.swapped:
-        out.print(f"[green]swapped in[/]; replaced schema {report.replaced_schema} dropped")
+        out.print(
+            f"[green]swapped in[/]; the replaced ledger is kept as {report.replaced_schema}"
+            " (`opsledger rebuild --undo` swaps it back, `--drop-previous` drops it)"
+        )
 
 
 def rebuild_cmd(
@@ -378,11 +382,42 @@ def rebuild_cmd(
             "--workers", min=1, max=32, help="Processes for the first pass (partitions split)."
         ),
     ] = DEFAULT_WORKERS,
+    force: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--force",
+            metavar="OPERATION",
+            help="With --swap: accept that OPERATION loses events or chain positions (repeat for"
+            " each); without it a swap that loses anything the live ledger holds is refused.",
+        ),
+    ] = None,
+    undo: Annotated[
+        bool,
+        typer.Option(
+            "--undo",
+            help="Swap the ledger replaced by the last --swap back in (kept until"
+            " --drop-previous); refused like a swap if that loses events, unless --force.",
+        ),
+    ] = False,
+    drop_previous: Annotated[
+        bool,
+        typer.Option("--drop-previous", help="Drop the ledgers replaced by earlier swaps."),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Recompute the projection from the log in a shadow schema; exit 1 if it differs from live."""
+    """Recompute the projection from the log in a shadow schema; exit 1 if it differs from live.
+
+    --swap replaces the live ledger with the rebuilt one, but refuses (exit 4) when the rebuilt
+    one lacks an operation, an event or chain positions that the live one has (a mistyped
+    --topic, a log lost with a cleared volume) unless --force names each such operation. The
+    replaced ledger is kept: --undo swaps it back, --drop-previous removes it.
+    """
     settings = AggregatorSettings()
     when = _instant(until, "--until")
+    accepted = frozenset(force or [])
+    if undo or drop_previous:
+        _previous(settings, undo=undo, drop=drop_previous, accepted=accepted, as_json=as_json)
+        return
     principal = _signed_in()
 
     async def run(progress: Progress | None) -> RebuildReport:
@@ -401,6 +436,7 @@ def rebuild_cmd(
                 progress=None if progress is None else _Bar(progress),
                 dsn=settings.database_url,
                 workers=workers,
+                force=accepted,
             )
         finally:
             await pool.close()
@@ -417,6 +453,9 @@ def rebuild_cmd(
             transient=as_json,
         ) as progress:
             report = _run(run(progress))
+    except SwapRefused as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(4) from None
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     if as_json:
@@ -426,6 +465,44 @@ def rebuild_cmd(
         if report.shadow and not report.swapped and keep_shadow:
             out.print(f"shadow schema kept: {report.shadow}")
     raise typer.Exit(0 if report.matches else 1)
+
+
+def _previous(
+    settings: AggregatorSettings, *, undo: bool, drop: bool, accepted: frozenset[str], as_json: bool
+) -> None:
+    """`rebuild --undo` / `rebuild --drop-previous`, each written to the access log."""
+
+    async def run() -> dict[str, Any]:
+        conn = await asyncpg.connect(settings.database_url, timeout=10)
+        try:
+            principal = _signed_in()
+            doc: dict[str, Any] = {}
+            if undo:
+                await access_log.record(
+                    conn, principal, "rebuild", None, {"undo": True, "force": sorted(accepted)}
+                )
+                doc["restored"], doc["replaced"] = await undo_swap(conn, set(accepted))
+            if drop:
+                await access_log.record(conn, principal, "rebuild", None, {"drop_previous": True})
+                doc["dropped"] = await drop_previous(conn)
+            return doc
+        finally:
+            await conn.close()
+
+    try:
+        doc = _run(run())
+    except SwapRefused as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(4) from None
+    if as_json:
+        _print_json(doc)
+        return
+    if "restored" in doc:
+        out.print(
+            f"swapped {doc['restored']} back in; the replaced ledger is kept as {doc['replaced']}"
+        )
+    if "dropped" in doc:
+        out.print(f"dropped {len(doc['dropped'])} replaced ledger(s): {', '.join(doc['dropped'])}")
 
 
 def register(app: typer.Typer) -> None:

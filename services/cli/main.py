@@ -13,6 +13,7 @@ import typer
 
 from services.cli import (
     demo,
+    dlq,
     evidence,
     import_cmd,
     migrate,
@@ -67,8 +68,18 @@ def _main(
 
 # Command groups, in the order `--help` lists them.
 for _module in (
-    stack, serve, token, demo, summary, evidence, operation, migrate, schemas_cmd, import_cmd
-):  # fmt: skip
+    stack,
+    serve,
+    token,
+    demo,
+    summary,
+    evidence,
+    operation,
+    dlq,
+    migrate,
+    schemas_cmd,
+    import_cmd,
+):
     _module.register(app)
 
 

@@ -29,7 +29,7 @@ import asyncpg
 
 from schemas.canonical import GENESIS_HASH
 from services.common.db import LEDGER_SCHEMA, TOTALS_CHANNEL
-from services.ledger import sql
+from services.ledger import dead_letters, sql
 from services.ledger.plan import Head, Plan, fold_state, plan_batch
 from services.ledger.records import (
     Poison,
@@ -95,7 +95,8 @@ class BatchWriter:
     async def write(
         self, batch: PreparedBatch, *, highwater: Mapping[int, int] | None = None
     ) -> BatchResult:
-        """Apply a prepared batch in one transaction; poison records only advance the offset."""
+        """Apply a prepared batch in one transaction; poison only advances the offset and is
+        recorded in ``dlq.dead_letters``."""
         last = batch.last_offsets
         result = BatchResult(poison=list(batch.poison), last_offsets=dict(last))
         if not last:
@@ -115,6 +116,10 @@ class BatchWriter:
                 [plan.last_event_at.get(p) for p in partitions],
             )
             await conn.execute(self._sql["apply"], *self._apply_args(plan, offsets))
+            if result.poison:  # recorded exactly when the offset moves past them
+                await conn.execute(
+                    dead_letters.INSERT, *dead_letters.insert_args(self.topic, result.poison)
+                )
         result.applied = len(plan.events)
         result.duplicates = plan.duplicates
         result.conflicts = len(plan.conflicts)

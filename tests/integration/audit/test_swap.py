@@ -16,6 +16,7 @@ from services.audit.rebuild import rebuild
 from services.audit.service import verify_operation
 from services.common.auth import Principal
 from services.common.db import TOTALS_CHANNEL, create_pool
+from services.ledger.shadow import SwapRefused, drop_previous, undo_swap
 
 from .conftest import Live, migrate_database, operation_events, produce, submissions
 from .test_rebuild import _stream
@@ -128,7 +129,8 @@ async def test_swap_repairs_the_projection_while_readers_read(
         for op in ops:
             assert (await verify_operation(conn, op)).ok
     names = await pool.fetch("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'ledger%'")
-    assert [r["nspname"] for r in names] == ["ledger"]  # old and shadow schemas are gone
+    # the shadow became the ledger; the replaced one is kept (until --drop-previous)
+    assert sorted(r["nspname"] for r in names) == ["ledger", report.replaced_schema]
     with pytest.raises(asyncpg.InsufficientPrivilegeError):  # the trigger came along
         await pool.execute("DELETE FROM ledger.events WHERE operation_id = $1", ops[0])
     privileges = await pool.fetchrow(
@@ -195,3 +197,73 @@ async def test_swap_while_the_live_writer_keeps_applying(
         pool, kafka_bootstrap, topic, principal=AUDITOR, consumer_group=live.group
     )
     assert again.matches, again.to_dict()
+
+
+async def _schemas(pool: asyncpg.Pool) -> list[str]:
+    rows = await pool.fetch("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'ledger%'")
+    return sorted(r["nspname"] for r in rows)
+
+
+async def test_a_swap_that_would_lose_live_events_is_refused_unless_forced_and_can_be_undone(
+    swap_pool: asyncpg.Pool, kafka_bootstrap: str, topic: str, unique_id: str
+) -> None:
+    """A mistyped --topic (an empty log) must not replace the live ledger with nothing."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    pool = swap_pool
+    live = Live(pool, topic, "opsledger-aggregator")
+    ops, keyed = _stream(unique_id)
+    await live.apply(await produce(kafka_bootstrap, topic, keyed))
+    events_live = await pool.fetchval("SELECT count(*) FROM ledger.events")
+    mistyped = f"{topic}-typo"
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    await admin.create_topics([NewTopic(mistyped, num_partitions=3, replication_factor=1)])
+    try:
+        with pytest.raises(SwapRefused) as refused:
+            await rebuild(
+                pool, kafka_bootstrap, mistyped, principal=AUDITOR, consumer_group=live.group,
+                swap=True,
+            )  # fmt: skip
+        assert sorted(x.operation_id for x in refused.value.lost) == sorted(ops)
+        assert all(x.candidate_seq == 0 for x in refused.value.lost)
+        assert await _schemas(pool) == ["ledger"]  # nothing swapped, the shadow is gone
+        assert await pool.fetchval("SELECT count(*) FROM ledger.events") == events_live
+        # naming only some of the losses is not enough
+        with pytest.raises(SwapRefused) as still:
+            await rebuild(
+                pool, kafka_bootstrap, mistyped, principal=AUDITOR, consumer_group=live.group,
+                swap=True, force=frozenset(ops[:1]),
+            )  # fmt: skip
+        assert sorted(x.operation_id for x in still.value.lost) == sorted(ops[1:])
+        # --force naming every loss swaps; the replaced ledger is kept
+        forced = await rebuild(
+            pool, kafka_bootstrap, mistyped, principal=AUDITOR, consumer_group=live.group,
+            swap=True, force=frozenset(ops),
+        )  # fmt: skip
+        assert forced.swapped
+        assert await pool.fetchval("SELECT count(*) FROM ledger.events") == 0
+        assert await _schemas(pool) == ["ledger", forced.replaced_schema]
+    finally:
+        await admin.delete_topics([mistyped])
+        await admin.close()
+    # --undo brings the replaced ledger back (the emptied one is kept in its turn)
+    async with pool.acquire() as conn:
+        restored, replaced = await undo_swap(conn, set())
+    assert restored == forced.replaced_schema
+    assert await pool.fetchval("SELECT count(*) FROM ledger.events") == events_live
+    async with pool.acquire() as conn:
+        for op in ops:
+            assert (await verify_operation(conn, op)).ok
+    assert await _schemas(pool) == ["ledger", replaced]
+    again = await rebuild(
+        pool, kafka_bootstrap, topic, principal=AUDITOR, consumer_group=live.group
+    )
+    assert again.matches, again.to_dict()
+    async with pool.acquire() as conn:
+        assert await drop_previous(conn) == [replaced]
+    assert await _schemas(pool) == ["ledger"]
+    actions = await pool.fetch(
+        "SELECT params FROM audit.access_log WHERE action = 'rebuild' ORDER BY id"
+    )
+    assert len(actions) == 4  # three swaps tried and one comparison, each logged

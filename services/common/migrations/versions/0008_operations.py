@@ -10,7 +10,7 @@ from __future__ import annotations
 from services.common.migrations.versions import run_script
 
 revision = "0008"
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
