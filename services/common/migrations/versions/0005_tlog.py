@@ -1,0 +1,114 @@
+"""The transparency log: each operation's Merkle tree (stored subtrees) and signed checkpoints.
+
+Revision ID: 0005
+Revises: 0001
+Create Date: 2026-11-30
+
+Existing operations get their trees computed here from their chained events, so that the
+aggregator only ever extends a tree from its frontier.
+"""
+
+from typing import Any
+
+from alembic import op
+from sqlalchemy.util import await_only
+
+revision = "0005"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+UPGRADE = r"""
+-- Every complete subtree of each operation's RFC 9162 tree: node (level, idx) covers leaves
+-- [idx * 2^level, (idx + 1) * 2^level); level 0 holds leaf hashes, SHA-256(0x00 || body).
+-- Written in the batch's transaction with the events; never changed.
+CREATE TABLE ledger.merkle_nodes (
+    operation_id text     NOT NULL,
+    level        smallint NOT NULL CHECK (level BETWEEN 0 AND 62),
+    idx          bigint   NOT NULL CHECK (idx >= 0),
+    hash         bytea    NOT NULL CHECK (length(hash) = 32),
+    PRIMARY KEY (operation_id, level, idx)
+);
+CREATE TRIGGER merkle_nodes_append_only BEFORE UPDATE OR DELETE ON ledger.merkle_nodes
+    FOR EACH ROW EXECUTE FUNCTION audit.refuse_change();
+
+-- Kept outside `ledger` so that a rebuild's schema swap never drops what was signed.
+CREATE SCHEMA tlog;
+
+-- Every checkpoint the ledger signed (C2SP tlog-checkpoint as a signed note), append-only.
+CREATE TABLE tlog.checkpoints (
+    operation_id text        NOT NULL,
+    size         bigint      NOT NULL CHECK (size >= 0),
+    root         bytea       NOT NULL CHECK (length(root) = 32),
+    note         text        NOT NULL,
+    key_id       text        NOT NULL,  -- hex of the signing key's 4-byte signed-note key id
+    reason       text        NOT NULL CHECK (reason IN ('interval', 'close', 'demand')),
+    issued_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (operation_id, size)
+);
+CREATE INDEX checkpoints_issued ON tlog.checkpoints (operation_id, issued_at);
+CREATE TRIGGER checkpoints_append_only BEFORE UPDATE OR DELETE ON tlog.checkpoints
+    FOR EACH ROW EXECUTE FUNCTION audit.refuse_change();
+CREATE TRIGGER checkpoints_no_truncate BEFORE TRUNCATE ON tlog.checkpoints
+    FOR EACH STATEMENT EXECUTE FUNCTION audit.refuse_change();
+"""
+
+DOWNGRADE = r"""
+DROP SCHEMA tlog CASCADE;
+DROP TABLE ledger.merkle_nodes;
+"""
+
+
+def _driver() -> Any:
+    op.execute("SELECT 1")  # opens the dialect's transaction, so what follows runs inside it
+    driver = op.get_bind().connection.driver_connection
+    assert driver is not None, "migrations run over a live asyncpg connection"
+    return driver
+
+
+async def _backfill(conn: Any) -> None:
+    """Grow the tree of every existing operation from its events, in chain order."""
+    import json
+
+    from schemas.canonical import canonical_json
+    from services.tlog.merkle import append
+
+    ops = [
+        r["operation_id"] for r in await conn.fetch("SELECT operation_id FROM ledger.chain_heads")
+    ]
+    for operation_id in ops:
+        size, frontier = 0, list[bytes]()
+        async with conn.transaction():
+            cursor = conn.cursor(
+                "SELECT body::text FROM ledger.events WHERE operation_id = $1 ORDER BY seq",
+                operation_id,
+            )
+            batch: list[bytes] = []
+            async for row in cursor:
+                batch.append(canonical_json(json.loads(row["body"])))
+                if len(batch) == 1000:
+                    size, frontier = await _grow(conn, operation_id, size, frontier, batch, append)
+                    batch = []
+            if batch:
+                await _grow(conn, operation_id, size, frontier, batch, append)
+
+
+async def _grow(
+    conn: Any, operation_id: str, size: int, frontier: list[bytes], leaves: list[bytes], append: Any
+) -> tuple[int, list[bytes]]:
+    growth = append(size, frontier, leaves)
+    await conn.executemany(
+        "INSERT INTO ledger.merkle_nodes (operation_id, level, idx, hash) VALUES ($1, $2, $3, $4)",
+        [(operation_id, lvl, idx, h) for lvl, idx, h in growth.nodes],
+    )
+    return growth.size, [h for _, _, h in growth.frontier]
+
+
+def upgrade() -> None:
+    driver = _driver()
+    await_only(driver.execute(UPGRADE))
+    await_only(_backfill(driver))
+
+
+def downgrade() -> None:
+    await_only(_driver().execute(DOWNGRADE))
