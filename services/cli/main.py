@@ -48,6 +48,8 @@ _COMMAND_MODULES = (
     "demo",
     "summary",
     "audit",
+    "tlog",
+    "witness",
     "migrate",
     "schemas_cmd",
 )

@@ -44,6 +44,7 @@ _INSERT = (
     "INSERT INTO tlog.checkpoints (operation_id, size, root, note, key_id, reason)"
     " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (operation_id, size) DO NOTHING"
 )
+_INSERT_KEY = "INSERT INTO tlog.keys (key_id, verifier_key) VALUES ($1, $2) ON CONFLICT DO NOTHING"
 # Operations whose tree grew past their latest checkpoint, and whose latest is old enough.
 _DUE = """
     SELECT h.operation_id FROM ledger.chain_heads AS h
@@ -97,6 +98,18 @@ class Stored:
         }
 
 
+async def public_keys(conn: asyncpg.Connection | asyncpg.Pool) -> list[dict[str, Any]]:
+    """Every verifier key the ledger has signed with, oldest first."""
+    rows = await conn.fetch(
+        "SELECT key_id, verifier_key, first_used_at FROM tlog.keys ORDER BY first_used_at"
+    )
+    return [
+        {"key_id": r["key_id"], "verifier_key": r["verifier_key"],
+         "first_used_at": r["first_used_at"].isoformat()}
+        for r in rows
+    ]  # fmt: skip
+
+
 async def latest(conn: asyncpg.Connection, operation_id: str) -> Stored | None:
     row = await conn.fetchrow(_LATEST, operation_id)
     return None if row is None else Stored.of(row)
@@ -137,6 +150,7 @@ async def issue(
     root = await tree.root(conn, operation_id, size)
     await _check_against_last(conn, operation_id, signer, size, root)
     note = signer.sign_note(Checkpoint(origin(signer, operation_id), size, root).text())
+    await conn.execute(_INSERT_KEY, signer.key_id.hex(), str(signer.public))
     await conn.execute(_INSERT, operation_id, size, root, note, signer.key_id.hex(), reason)
     stored = await at_size(conn, operation_id, size)
     assert stored is not None

@@ -330,19 +330,29 @@ def verify_proofs_file(doc: dict[str, Any], key: VerifierKey) -> list[str]:
     """Check an ``opsledger prove`` document: its checkpoint, then every event's inclusion.
 
     Each entry carries the event's leaf (canonical JSON of the stored body), its index and
-    audit path; the leaf must be the event named (same ``event_id``). Returns one line per
-    event checked; raises at the first failure.
+    audit path; the leaf must be the event named (same ``event_id`` and operation). When the
+    document states a figure, the entries' contributions (``delta``) must add up to it.
+    Returns one line per fact checked; raises at the first failure.
     """
     checkpoint = open_checkpoint(doc["checkpoint"], key)
+    operation = doc.get("operation_id")
     lines = []
     for entry in doc["events"]:
         leaf = entry["leaf"].encode()
         body = json.loads(leaf)
         if body.get("event_id") != entry["event_id"]:
             raise VerificationError(f"leaf {entry['index']} is not event {entry['event_id']}")
+        if operation is not None and body.get("operation_id") != operation:
+            raise VerificationError(f"event {entry['event_id']} is not of {operation}")
         proof = [_b64(p) for p in entry["proof"]]
         verify_inclusion(entry["index"], checkpoint.size, leaf_hash(leaf), proof, checkpoint.root)
         lines.append(f"event {entry['event_id']} is leaf {entry['index']} of {checkpoint.size}")
+    if "figure" in doc:
+        total = sum(int(entry["delta"]) for entry in doc["events"])
+        if total != doc["figure"]:
+            raise VerificationError(f"the events add up to {total}, not {doc['figure']}")
+        lines.append(f"{doc.get('metric')} = {total}: the sum of these {len(doc['events'])} events")
+    lines.append(f"checkpoint {checkpoint.origin} at size {checkpoint.size} signed by {key.name}")
     return lines
 
 

@@ -17,6 +17,7 @@ ROUTE_MODULES: tuple[str, ...] = (
     "summary",
     "stream",
     "audit",
+    "tlog",
     "dashboard",
 )
 

@@ -51,6 +51,16 @@ CREATE TRIGGER checkpoints_append_only BEFORE UPDATE OR DELETE ON tlog.checkpoin
     FOR EACH ROW EXECUTE FUNCTION audit.refuse_change();
 CREATE TRIGGER checkpoints_no_truncate BEFORE TRUNCATE ON tlog.checkpoints
     FOR EACH STATEMENT EXECUTE FUNCTION audit.refuse_change();
+
+-- The public keys (signed-note verifier keys) the ledger has signed checkpoints with, for
+-- GET /v1/keys; the services that read them never hold the private key.
+CREATE TABLE tlog.keys (
+    key_id        text        PRIMARY KEY,
+    verifier_key  text        NOT NULL UNIQUE,
+    first_used_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TRIGGER keys_append_only BEFORE UPDATE OR DELETE ON tlog.keys
+    FOR EACH ROW EXECUTE FUNCTION audit.refuse_change();
 """
 
 DOWNGRADE = r"""
