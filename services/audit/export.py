@@ -24,6 +24,7 @@ import orjson
 from schemas.canonical import canonical_json
 from schemas.tally import METRICS, RowKey
 from services.audit.verify import Projection, Row, VerifyReport, verify_rows
+from services.tlog.verifier import VerificationError, VerifierKey, verify_bundle_tree
 
 BUNDLE_FORMAT = "opsledger-evidence/1"
 MANIFEST = "manifest.json"
@@ -209,8 +210,18 @@ def build_manifest(
     }
 
 
-def write_bundle(path: Path, manifest: Mapping[str, Any], events_bytes: bytes) -> None:
-    """Write the tar atomically (a reader never sees half a bundle)."""
+def leaves_file(rows: Sequence[Mapping[str, Any]]) -> bytes:
+    """The tree's leaves of ``rows``: each body's canonical JSON on its own line."""
+    return b"".join(canonical_json(r["body"]) + b"\n" for r in rows)
+
+
+def write_bundle(
+    path: Path,
+    manifest: Mapping[str, Any],
+    events_bytes: bytes,
+    extra: Mapping[str, bytes] | None = None,
+) -> None:
+    """Write the tar atomically (a reader never sees half a bundle); ``extra``: more members."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     manifest_bytes = orjson.dumps(manifest, option=orjson.OPT_INDENT_2) + b"\n"
@@ -220,7 +231,8 @@ def write_bundle(path: Path, manifest: Mapping[str, Any], events_bytes: bytes) -
             os.fdopen(fd, "wb") as raw,
             tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar,
         ):
-            for name, data in ((MANIFEST, manifest_bytes), (manifest["events_file"], events_bytes)):
+            members = [(MANIFEST, manifest_bytes), (manifest["events_file"], events_bytes)]
+            for name, data in [*members, *(extra or {}).items()]:
                 info = tarfile.TarInfo(name)
                 info.size = len(data)
                 info.mtime = int(datetime.fromisoformat(manifest["created_at"]).timestamp())
@@ -239,6 +251,7 @@ class BundleReport:
     path: str
     problems: list[str] = field(default_factory=list)
     verify: VerifyReport | None = None
+    tree: dict[str, Any] | None = None  # the checked checkpoint, when a public key was given
 
     @property
     def ok(self) -> bool:
@@ -249,6 +262,7 @@ class BundleReport:
             "bundle": self.path,
             "ok": self.ok,
             "problems": self.problems,
+            "tree": self.tree,
             "verify": self.verify.to_dict() if self.verify else None,
         }
 
@@ -275,8 +289,12 @@ def _claimed(manifest: Mapping[str, Any]) -> dict[RowKey, int]:
     }
 
 
-def verify_bundle(path: str | Path) -> BundleReport:
-    """Check a bundle with no database: file hash, counts, chain, totals recomputed by the tally."""
+def verify_bundle(path: str | Path, public_key: VerifierKey | None = None) -> BundleReport:
+    """Check a bundle with no database: file hash, counts, chain, totals recomputed by the tally.
+
+    With the ledger's ``public_key``, also its signed checkpoint and that its events are
+    exactly that tree's leaves (`services.tlog.verifier`, the standalone check).
+    """
     path = Path(path)
     report = BundleReport(str(path))
     try:
@@ -307,6 +325,14 @@ def verify_bundle(path: str | Path) -> BundleReport:
     except (KeyError, ValueError, TypeError) as exc:
         report.problems.append(f"unreadable contents: {exc}")
         return report
+    if public_key is not None:
+        try:
+            cp = verify_bundle_tree(members, public_key)
+            report.tree = {"origin": cp.origin, "size": cp.size, "signed_by": str(public_key)}
+        except KeyError as exc:
+            report.problems.append(f"the bundle carries no signed checkpoint ({exc} missing)")
+        except (VerificationError, ValueError) as exc:
+            report.problems.append(f"tree: {exc}")
     counts = manifest.get("counts", {})
     if counts.get("events") != len(rows):
         report.problems.append(

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import csv
 import hashlib
 import io
 import json
@@ -360,8 +361,8 @@ def verify_bundle_tree(members: dict[str, bytes], key: VerifierKey) -> Checkpoin
     """Check that a bundle's events are exactly the leaves of its signed checkpoint.
 
     ``members`` are the bundle's files: ``checkpoint`` (the signed note), ``leaves.jsonl``
-    (one leaf per line, in tree order) and ``events.jsonl`` (one event row per line, whose
-    ``seq`` is its leaf index + 1 and whose ``body`` is the leaf's JSON).
+    (one leaf per line, in tree order) and ``events.jsonl`` or ``events.csv`` (one event row
+    per line, whose ``seq`` is its leaf index + 1 and whose ``body`` is the leaf's JSON).
     """
     checkpoint = open_checkpoint(members["checkpoint"].decode(), key)
     leaves = members["leaves.jsonl"].splitlines()
@@ -369,16 +370,21 @@ def verify_bundle_tree(members: dict[str, bytes], key: VerifierKey) -> Checkpoin
         raise VerificationError(f"{len(leaves)} leaves, the checkpoint has {checkpoint.size}")
     if root_of([leaf_hash(leaf) for leaf in leaves]) != checkpoint.root:
         raise VerificationError("the leaves do not hash to the checkpoint's root")
-    events_file = members.get("events.jsonl")
-    if events_file is None:
-        raise VerificationError("the bundle has no events.jsonl (export with --format jsonl)")
-    rows = [json.loads(line) for line in events_file.splitlines()]
+    rows = _event_rows(members)
     if len(rows) != len(leaves):
         raise VerificationError(f"{len(rows)} events, {len(leaves)} leaves")
     for i, (row, leaf) in enumerate(zip(rows, leaves, strict=True)):
         if row["seq"] != i + 1 or row["body"] != json.loads(leaf):
             raise VerificationError(f"event at seq {row['seq']} is not leaf {i}")
     return checkpoint
+
+
+def _event_rows(members: dict[str, bytes]) -> list[dict[str, Any]]:
+    """(seq, body) of each row of the bundle's events file, JSON lines or CSV."""
+    if "events.jsonl" in members:
+        return [json.loads(line) for line in members["events.jsonl"].splitlines()]
+    reader = csv.DictReader(io.StringIO(members["events.csv"].decode()))
+    return [{"seq": int(r["seq"]), "body": json.loads(r["body"])} for r in reader]
 
 
 def _read_bundle(path: Path) -> dict[str, bytes]:
