@@ -17,3 +17,12 @@ REVOKE DELETE, TRUNCATE ON ALL TABLES IN SCHEMA ledger FROM opsledger_aggregator
 REVOKE UPDATE ON ledger.events FROM opsledger_aggregator;
 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA ledger TO opsledger_aggregator;
 REVOKE ALL ON ALL TABLES IN SCHEMA audit FROM opsledger_aggregator;
+
+-- transparency log: the aggregator grows the trees (never rewrites a node) and signs
+-- checkpoints (append-only); query reads both to answer proofs.
+GRANT USAGE ON SCHEMA tlog TO opsledger_aggregator, opsledger_query;
+REVOKE UPDATE ON ledger.merkle_nodes FROM opsledger_aggregator;
+GRANT SELECT, INSERT ON tlog.checkpoints, tlog.keys TO opsledger_aggregator;
+REVOKE UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA tlog FROM opsledger_aggregator;
+GRANT SELECT ON ALL TABLES IN SCHEMA tlog TO opsledger_query;
+REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA tlog FROM opsledger_query;

@@ -43,6 +43,9 @@ from services.aggregator.settings import AggregatorSettings
 from services.aggregator.writer import BatchResult, BatchWriter
 from services.common.broker_probe import BrokerProbe
 from services.common.db import create_pool
+from services.tlog import checkpoints
+from services.tlog.keys import Signer, ledger_signer
+from services.tlog.settings import TlogSettings
 
 log = logging.getLogger("opsledger.aggregator")
 # Decoding time between two turns of the event loop: short enough for the transaction in flight
@@ -134,6 +137,10 @@ class Aggregator:
         )
         app.agent(self.topic, name="opsledger-aggregate", concurrency=1)(self._agent)
         app.timer(1.0)(self._refresh_lag)
+        # Signed checkpoints of every tree that grew, at most one per operation per interval.
+        self.tlog = TlogSettings()
+        self._signer: Signer | None = None
+        app.timer(self.tlog.checkpoint_interval_s / 2)(self._issue_checkpoints)
 
     # -- the agent ---------------------------------------------------------------------------
 
@@ -278,6 +285,16 @@ class Aggregator:
             if end is not None:
                 lag = max(0, end - self.applied.get(tp.partition, -1) - 1)
                 self.health.set_lag(tp.partition, lag)
+
+    async def _issue_checkpoints(self) -> None:
+        if self._pool is None:
+            return  # nothing written yet by this process
+        if self._signer is None:
+            self._signer = ledger_signer(self.tlog)
+        try:
+            await checkpoints.issue_due(self._pool, self._signer, self.tlog.checkpoint_interval_s)
+        except (OSError, asyncpg.PostgresError) as exc:  # the next tick tries again
+            log.warning("checkpoints not issued: %r", exc)
 
     def _assigned(self) -> list[Any]:
         """This instance's partitions of the topic (none before the first assignment)."""

@@ -16,7 +16,9 @@ def test_configuration_doc_is_current() -> None:
 
 def test_every_service_settings_class_is_documented() -> None:
     titles = [title for title, _, _ in config_doc.settings_classes()]
-    assert titles == ["Every service", "Ingest", "Aggregator", "Query", "Local stack"]
+    assert titles == [
+        "Every service", "Ingest", "Aggregator", "Query", "Transparency log", "Local stack",
+    ]
 
 
 def test_env_names_include_conventional_aliases() -> None:
