@@ -10,7 +10,9 @@ writers never deadlock); the SQL is in `services.aggregator.sql`, four round tri
 3. read the events, contributions and voids the batch refers to;
 4. plan in memory (`services.aggregator.plan`), then write every table from ``unnest`` arrays
    in one statement: events, contributions, voids, conflicts, totals, chain heads, offsets,
-   and ``pg_notify`` each changed operation (delivered on commit).
+   and ``pg_notify`` each changed operation (delivered on commit);
+5. grow each operation's Merkle tree by the new events (`services.tlog.tree.grow`: its
+   frontier read and its new nodes written, two more round trips).
 
 Every effect of a record and the record's offset commit together or not at all, so applying
 the same records again is harmless. The schema is a parameter so that `opsledger rebuild` can
@@ -40,6 +42,7 @@ from services.aggregator.records import (
 )
 from services.aggregator.sql import statements
 from services.common.db import LEDGER_SCHEMA, LEDGER_SWAP_LOCK, TOTALS_CHANNEL
+from services.tlog import tree
 
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
@@ -124,6 +127,7 @@ class BatchWriter:
                 [plan.last_event_at.get(p) for p in partitions],
             )
             await conn.execute(self._sql["apply"], *self._apply_args(plan, offsets))
+            await tree.grow(conn, plan.events, self.schema)
         result.applied = len(plan.events)
         result.duplicates = plan.duplicates
         result.conflicts = len(plan.conflicts)

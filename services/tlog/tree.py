@@ -12,7 +12,7 @@ import base64
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 
@@ -54,10 +54,30 @@ class Leaf:
     data: bytes
 
 
+class Chained(Protocol):
+    """What the writer knows of a newly chained event (`ChainedEvent` of the batch plan)."""
+
+    @property
+    def seq(self) -> int: ...
+    @property
+    def event(self) -> Any: ...  # .operation_id and .body_json (canonical bytes, as hashed)
+
+
 async def grow(
+    conn: asyncpg.Connection, chained: Iterable[Chained], schema: str = LEDGER_SCHEMA
+) -> None:
+    """The writer's hook: add a batch's newly chained events to their operations' trees.
+
+    Each leaf is the event's body as canonical JSON, the very bytes its chain hash covers.
+    """
+    leaves = [Leaf(c.event.operation_id, c.seq, c.event.body_json) for c in chained]
+    await grow_leaves(conn, leaves, schema)
+
+
+async def grow_leaves(
     conn: asyncpg.Connection, leaves: Iterable[Leaf], schema: str = LEDGER_SCHEMA
 ) -> None:
-    """Append the batch's chained events to their operations' trees (inside its transaction).
+    """Append leaves to their operations' trees (inside the batch's transaction).
 
     Leaves of one operation must be consecutive from its current size + 1; the chain head lock
     the writer holds is what keeps two writers from growing the same tree.
