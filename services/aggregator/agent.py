@@ -140,6 +140,7 @@ class Aggregator:
         # Signed checkpoints of every tree that grew, at most one per operation per interval.
         self.tlog = TlogSettings()
         self._signer: Signer | None = None
+        self._grown: set[str] = set()  # operations this process wrote since it last signed them
         app.timer(self.tlog.checkpoint_interval_s / 2)(self._issue_checkpoints)
 
     # -- the agent ---------------------------------------------------------------------------
@@ -210,6 +211,7 @@ class Aggregator:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.settings.retry_max_s)
         self._record(result, chunk, time.monotonic() - started)
+        self._grown.update(r.operation_id for r in chunk.batch.records)
         return result
 
     def _record(self, result: BatchResult, chunk: Chunk, seconds: float) -> None:
@@ -287,12 +289,17 @@ class Aggregator:
                 self.health.set_lag(tp.partition, lag)
 
     async def _issue_checkpoints(self) -> None:
-        if self._pool is None:
-            return  # nothing written yet by this process
+        # Only trees this process grew: it signs what it wrote, not rows that appeared otherwise.
+        if self._pool is None or not self._grown:
+            return
         if self._signer is None:
             self._signer = ledger_signer(self.tlog)
+        grown = set(self._grown)
         try:
-            await checkpoints.issue_due(self._pool, self._signer, self.tlog.checkpoint_interval_s)
+            _, waiting = await checkpoints.issue_due(
+                self._pool, self._signer, self.tlog.checkpoint_interval_s, sorted(grown)
+            )
+            self._grown -= grown - set(waiting)  # keep what grew meanwhile, and what must wait
         except (OSError, asyncpg.PostgresError) as exc:  # the next tick tries again
             log.warning("checkpoints not issued: %r", exc)
 

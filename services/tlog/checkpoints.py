@@ -13,9 +13,9 @@ in the transaction that closes it, after the batch's events are written.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -45,15 +45,17 @@ _INSERT = (
     " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (operation_id, size) DO NOTHING"
 )
 _INSERT_KEY = "INSERT INTO tlog.keys (key_id, verifier_key) VALUES ($1, $2) ON CONFLICT DO NOTHING"
-# Operations whose tree grew past their latest checkpoint, and whose latest is old enough.
+# Of the given operations, those whose tree grew past their latest checkpoint, and whether
+# that checkpoint is old enough to sign again.
 _DUE = """
-    SELECT h.operation_id FROM ledger.chain_heads AS h
+    SELECT h.operation_id,
+           (c.issued_at IS NULL OR c.issued_at <= now() - make_interval(secs => $1)) AS due
+    FROM ledger.chain_heads AS h
     LEFT JOIN LATERAL (
         SELECT c.size, c.issued_at FROM tlog.checkpoints AS c
         WHERE c.operation_id = h.operation_id ORDER BY c.size DESC LIMIT 1
     ) AS c ON true
-    WHERE h.seq > COALESCE(c.size, 0)
-      AND (c.issued_at IS NULL OR c.issued_at <= now() - make_interval(secs => $1))
+    WHERE h.operation_id = ANY($2::text[]) AND h.seq > COALESCE(c.size, 0)
     ORDER BY h.operation_id
 """
 
@@ -182,11 +184,20 @@ async def _check_against_last(
         ) from exc
 
 
-async def issue_due(pool: asyncpg.Pool, signer: Signer, interval_s: float) -> list[Stored]:
-    """Sign every operation whose tree grew and whose last checkpoint is ``interval_s`` old."""
-    out = []
+async def issue_due(
+    pool: asyncpg.Pool, signer: Signer, interval_s: float, operations: Sequence[str]
+) -> tuple[list[Stored], list[str]]:
+    """Sign each of ``operations`` whose tree grew and whose last checkpoint is old enough.
+
+    Returns the checkpoints issued, and the operations that grew but must wait for the
+    interval (sign them on a later call).
+    """
+    out, waiting = [], []
     async with pool.acquire() as conn:
-        for row in await conn.fetch(_DUE, interval_s):
+        for row in await conn.fetch(_DUE, interval_s, list(operations)):
+            if not row["due"]:
+                waiting.append(row["operation_id"])
+                continue
             try:
                 stored = await issue(conn, row["operation_id"], signer, "interval")
             except (ForkRefused, tree.TreeCorrupt) as exc:
@@ -194,14 +205,4 @@ async def issue_due(pool: asyncpg.Pool, signer: Signer, interval_s: float) -> li
                 continue
             if stored is not None:
                 out.append(stored)
-    return out
-
-
-async def run_issuer(pool: asyncpg.Pool, signer: Signer, interval_s: float) -> None:
-    """Issue due checkpoints forever (the aggregator runs this beside its agent)."""
-    while True:
-        try:
-            await issue_due(pool, signer, interval_s)
-        except (OSError, asyncpg.PostgresError) as exc:  # transient: try again next turn
-            log.warning("checkpoint issuer: %s", exc)
-        await asyncio.sleep(interval_s / 2)
+    return out, waiting
