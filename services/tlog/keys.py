@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import os
 import struct
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,14 +94,24 @@ class Signer:
 
 
 def load_or_create(path: Path, name: str, sig_type: int) -> Signer:
-    """The signer kept in ``path``, generated there (mode 0600) the first time."""
+    """The signer kept in ``path``, generated there (mode 0600) the first time.
+
+    Written to a private temporary file and linked into place, so two processes starting at
+    once agree on one key and neither reads half a file.
+    """
     if path.exists():
         return Signer.parse(path.read_text())
     signer = Signer.generate(name, sig_type)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(signer.secret() + "\n")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(signer.secret() + "\n")
+        os.link(tmp, path)
+    except FileExistsError:
+        return Signer.parse(path.read_text())  # another process won the race: use its key
+    finally:
+        os.unlink(tmp)
     return signer
 
 
