@@ -32,6 +32,7 @@ COMPONENTS = [
     ("aggregator", "bench.bench_aggregator"),
     ("query", "bench.bench_query"),
     ("rebuild", "bench.bench_rebuild"),
+    ("tlog", "bench.bench_tlog"),
     ("e2e", "bench.bench_e2e"),
 ]
 TIMEOUT_S = {"query": 1200, "rebuild": 1200, "e2e": 1500}
