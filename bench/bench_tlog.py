@@ -53,7 +53,7 @@ SELECT id, $1::text, i, 'arrest_made', 1, now(), now(), 'bench', 'PC1', 'U', 'A'
        jsonb_build_object('event_id', id, 'operation_id', $1::text, 'type', 'arrest_made',
                           'payload', jsonb_build_object('person_ref', 'P-' || i)),
        'x', 'x', 'x', 0, i, 0
-FROM generate_series(1, $2::int) AS i, LATERAL (SELECT gen_random_uuid()) AS g(id)
+FROM (SELECT i, gen_random_uuid() AS id FROM generate_series(1, $2::int) AS i) AS g
 """
 
 

@@ -17,7 +17,7 @@ from uuid import UUID
 import asyncpg
 
 from schemas.canonical import canonical_json
-from services.tlog import checkpoints, tree
+from services.tlog import checkpoints, merkle, tree
 from services.tlog.verifier import leaf_hash
 
 
@@ -72,7 +72,9 @@ async def inclusion_doc(
             f"event {event_id} is leaf {index}, after the tree of size {size}: ask a larger size",
         )
     leaf = canonical_json(body)
-    proof = await tree.inclusion(conn, operation_id, index, size)
+    proof, root = await tree.compute(  # one read of the nodes both need
+        conn, operation_id, lambda g: (merkle.inclusion_proof(g, index, size), merkle.root(g, size))
+    )
     return {
         "operation_id": operation_id,
         "event_id": str(event_id),
@@ -81,7 +83,7 @@ async def inclusion_doc(
         "leaf": leaf.decode(),
         "leaf_hash": _b64(leaf_hash(leaf)),
         "proof": tree.encode(proof),
-        "root_hash": _b64(await tree.root(conn, operation_id, size)),
+        "root_hash": _b64(root),
         "checkpoint": await _signed(conn, operation_id, size),
         "algorithm": "RFC 9162 2.1.3: leaf SHA-256(0x00||leaf), node SHA-256(0x01||l||r)",
     }
@@ -94,14 +96,22 @@ async def consistency_doc(
     size2 = await _checked_size(conn, operation_id, size2)
     if not 1 <= size1 <= size2:
         raise ProofError(422, f"from must be between 1 and to ({size2}), not {size1}")
-    proof = await tree.consistency(conn, operation_id, size1, size2)
+    proof, root1, root2 = await tree.compute(
+        conn,
+        operation_id,
+        lambda g: (
+            merkle.consistency_proof(g, size1, size2),
+            merkle.root(g, size1),
+            merkle.root(g, size2),
+        ),
+    )
     return {
         "operation_id": operation_id,
         "from": size1,
         "to": size2,
         "proof": tree.encode(proof),
-        "from_root_hash": _b64(await tree.root(conn, operation_id, size1)),
-        "to_root_hash": _b64(await tree.root(conn, operation_id, size2)),
+        "from_root_hash": _b64(root1),
+        "to_root_hash": _b64(root2),
         "from_checkpoint": await _signed(conn, operation_id, size1),
         "to_checkpoint": await _signed(conn, operation_id, size2),
         "algorithm": "RFC 9162 2.1.4",

@@ -7,10 +7,16 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr, model_validator
 
+import services
 from services.common.settings import CommonSettings, service_env
-from services.stack.settings import repo_root
 
 _alias = service_env("TLOG")
+
+
+def _local_dir() -> Path:
+    """The checkout's `.local/` (where `opsledger stack` keeps its state), else ./.local."""
+    root = Path(services.__file__).resolve().parent.parent
+    return (root if (root / "deploy" / "local").is_dir() else Path.cwd()) / ".local"
 
 
 class TlogSettings(CommonSettings):
@@ -23,7 +29,7 @@ class TlogSettings(CommonSettings):
         "(`opsledger keys generate`); required in production, a secret.",
     )
     key_file: Path = Field(
-        default_factory=lambda: repo_root() / ".local" / "tlog" / "ledger.key",
+        default_factory=lambda: _local_dir() / "tlog" / "ledger.key",
         validation_alias=_alias("KEY_FILE"),
         description="Development only: where the signer key is generated on first use when "
         "no signing key is set.",

@@ -142,7 +142,7 @@ async def size(conn: asyncpg.Connection, operation_id: str, schema: str = LEDGER
     return int(seq or 0)
 
 
-async def _compute(
+async def compute(
     conn: asyncpg.Connection, operation_id: str, fn: Any, schema: str = LEDGER_SCHEMA
 ) -> Any:
     get = await nodes(conn, operation_id, merkle.needed(fn), schema)
@@ -153,7 +153,7 @@ async def root(
     conn: asyncpg.Connection, operation_id: str, at: int, schema: str = LEDGER_SCHEMA
 ) -> bytes:
     """The root of the operation's tree at size ``at``."""
-    return bytes(await _compute(conn, operation_id, lambda g: merkle.root(g, at), schema))
+    return bytes(await compute(conn, operation_id, lambda g: merkle.root(g, at), schema))
 
 
 async def inclusion(
@@ -161,7 +161,7 @@ async def inclusion(
 ) -> list[bytes]:
     """The audit path of leaf ``index`` in the tree of size ``at``."""
     return list(
-        await _compute(conn, operation_id, lambda g: merkle.inclusion_proof(g, index, at), schema)
+        await compute(conn, operation_id, lambda g: merkle.inclusion_proof(g, index, at), schema)
     )
 
 
@@ -170,7 +170,7 @@ async def consistency(
 ) -> list[bytes]:
     """The proof that the tree at ``size2`` extends the one at ``size1``."""
     return list(
-        await _compute(
+        await compute(
             conn, operation_id, lambda g: merkle.consistency_proof(g, size1, size2), schema
         )
     )

@@ -196,3 +196,24 @@ async def test_an_appended_forged_event_is_named(
     assert report["first_differing_seq"] == 14
     assert report["first_differing_event"] == "00000000-0000-4000-8000-00000000f0f0"
     assert "covered by no checkpoint" in report["problems"][0]
+
+
+async def test_the_migration_backfills_the_same_tree_the_writer_grew(
+    pool: asyncpg.Pool, op_id: str, signed
+) -> None:
+    import importlib
+
+    migration = importlib.import_module("services.common.migrations.versions.0005_tlog")
+    query = "SELECT level, idx, hash FROM ledger.merkle_nodes WHERE operation_id = $1 ORDER BY 1, 2"
+    grown = [tuple(r) for r in await pool.fetch(query, op_id)]
+    assert len(grown) == 13 + 6 + 3 + 1  # the complete subtrees of 13 leaves, level by level
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            "ALTER TABLE ledger.merkle_nodes DISABLE TRIGGER merkle_nodes_append_only"
+        )
+        await conn.execute("DELETE FROM ledger.merkle_nodes WHERE operation_id = $1", op_id)
+        await conn.execute(
+            "ALTER TABLE ledger.merkle_nodes ENABLE TRIGGER merkle_nodes_append_only"
+        )
+        await migration.backfill(conn, [op_id])  # as `opsledger migrate` does for every operation
+    assert [tuple(r) for r in await pool.fetch(query, op_id)] == grown

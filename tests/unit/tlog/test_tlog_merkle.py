@@ -203,3 +203,11 @@ def test_frontier_and_needed_nodes_are_logarithmic() -> None:
     n = 1_000_003
     keys = merkle.needed(lambda get: merkle.inclusion_proof(get, 777_777, n))
     assert len(keys) <= 2 * n.bit_length()
+
+
+def test_the_migrations_backfill_builds_the_same_nodes() -> None:
+    import importlib
+
+    migration = importlib.import_module("services.common.migrations.versions.0005_tlog")
+    leaves = [f"old event {i}".encode() for i in range(37)]
+    assert migration.subtrees(leaves) == merkle.append(0, [], leaves).nodes

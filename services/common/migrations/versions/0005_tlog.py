@@ -4,14 +4,18 @@ Revision ID: 0005
 Revises: 0001
 Create Date: 2026-11-30
 
-Existing operations get their trees computed here from their chained events, so that the
-aggregator only ever extends a tree from its frontier.
+Existing operations get their trees computed here from their chained events (one operation's
+bodies in memory at a time), so that the aggregator only ever extends a tree from its frontier.
 """
 
+import hashlib
+import json
 from typing import Any
 
 from alembic import op
 from sqlalchemy.util import await_only
+
+from schemas.canonical import canonical_json
 
 revision = "0005"
 down_revision = "0001"
@@ -76,48 +80,47 @@ def _driver() -> Any:
     return driver
 
 
-async def _backfill(conn: Any) -> None:
-    """Grow the tree of every existing operation from its events, in chain order."""
-    import json
+def subtrees(leaves: list[bytes]) -> list[tuple[int, int, bytes]]:
+    """Every complete subtree (level, idx, hash) of the RFC 9162 tree of ``leaves``.
 
-    from schemas.canonical import canonical_json
-    from services.tlog.merkle import append
-
-    ops = [
-        r["operation_id"] for r in await conn.fetch("SELECT operation_id FROM ledger.chain_heads")
-    ]
-    for operation_id in ops:
-        size, frontier = 0, list[bytes]()
-        async with conn.transaction():
-            cursor = conn.cursor(
-                "SELECT body::text FROM ledger.events WHERE operation_id = $1 ORDER BY seq",
-                operation_id,
-            )
-            batch: list[bytes] = []
-            async for row in cursor:
-                batch.append(canonical_json(json.loads(row["body"])))
-                if len(batch) == 1000:
-                    size, frontier = await _grow(conn, operation_id, size, frontier, batch, append)
-                    batch = []
-            if batch:
-                await _grow(conn, operation_id, size, frontier, batch, append)
+    Written out here rather than imported: a migration is a snapshot and must not change
+    when the application's tree code does (tests/unit/tlog checks they agree today).
+    """
+    out: list[tuple[int, int, bytes]] = []
+    edge: list[tuple[int, int, bytes]] = []
+    for i, leaf in enumerate(leaves):
+        node = (0, i, hashlib.sha256(b"\x00" + leaf).digest())
+        out.append(node)
+        while edge and edge[-1][0] == node[0]:
+            left = edge.pop()
+            node = (node[0] + 1, node[1] >> 1, hashlib.sha256(b"\x01" + left[2] + node[2]).digest())
+            out.append(node)
+        edge.append(node)
+    return out
 
 
-async def _grow(
-    conn: Any, operation_id: str, size: int, frontier: list[bytes], leaves: list[bytes], append: Any
-) -> tuple[int, list[bytes]]:
-    growth = append(size, frontier, leaves)
-    await conn.executemany(
-        "INSERT INTO ledger.merkle_nodes (operation_id, level, idx, hash) VALUES ($1, $2, $3, $4)",
-        [(operation_id, lvl, idx, h) for lvl, idx, h in growth.nodes],
-    )
-    return growth.size, [h for _, _, h in growth.frontier]
+async def backfill(conn: Any, operations: list[str] | None = None) -> None:
+    """Compute the tree of each operation that already has events (default: all), from its chain."""
+    if operations is None:
+        rows = await conn.fetch("SELECT operation_id FROM ledger.chain_heads ORDER BY 1")
+        operations = [r["operation_id"] for r in rows]
+    for operation_id in operations:
+        bodies = await conn.fetch(
+            "SELECT body::text AS body FROM ledger.events WHERE operation_id = $1 ORDER BY seq",
+            operation_id,
+        )
+        leaves = [canonical_json(json.loads(b["body"])) for b in bodies]
+        await conn.executemany(
+            "INSERT INTO ledger.merkle_nodes (operation_id, level, idx, hash)"
+            " VALUES ($1, $2, $3, $4)",
+            [(operation_id, *node) for node in subtrees(leaves)],
+        )
 
 
 def upgrade() -> None:
     driver = _driver()
     await_only(driver.execute(UPGRADE))
-    await_only(_backfill(driver))
+    await_only(backfill(driver))
 
 
 def downgrade() -> None:
