@@ -160,6 +160,15 @@ async def issue(
     return stored
 
 
+async def on_close(conn: asyncpg.Connection, operation_id: str, signer: Signer) -> Stored | None:
+    """The final checkpoint of an operation being closed (the lifecycle's hook).
+
+    Call it inside the transaction that closes the operation, after that transaction's events
+    (and so their leaves) are written: the checkpoint then covers exactly the closed tally.
+    """
+    return await issue(conn, operation_id, signer, "close")
+
+
 async def _check_against_last(
     conn: asyncpg.Connection, operation_id: str, signer: Signer, size: int, root: bytes
 ) -> None:
