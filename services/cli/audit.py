@@ -160,10 +160,11 @@ def verify(
     it against a checkpoint kept earlier (this catches a rewrite that recomputed every hash).
     With --export and --public-key, also check the bundle's signed checkpoint and leaves.
     """
+    kept_report: KeptReport | None = None
     if checkpoint is not None:
         if operation is None or export is not None:
             raise typer.BadParameter("--checkpoint needs --operation (and no --export)")
-        _verify_kept(operation, checkpoint, public_key, as_json)
+        kept_report = _verify_kept(operation, checkpoint, public_key, as_json)
     if export is not None:
         key = _verifier_key(public_key) if public_key is not None else None
         bundle = verify_bundle(export, key)
@@ -188,10 +189,12 @@ def verify(
             f" (database {_where(CommonSettings())})"
         )
         raise typer.Exit(2)
+    ok = all(r.ok for r in reports) and (kept_report is None or kept_report.ok)
     if as_json:
-        _print_json(
-            {"ok": all(r.ok for r in reports), "operations": [r.to_dict() for r in reports]}
-        )
+        doc: dict[str, Any] = {"ok": ok, "operations": [r.to_dict() for r in reports]}
+        if kept_report is not None:
+            doc["checkpoint"] = kept_report.to_dict()
+        _print_json(doc)
     else:
         out.print(_verify_table(reports))
         bad = [r.operation_id for r in reports if not r.ok]
@@ -200,7 +203,9 @@ def verify(
             if bad
             else f"[green]{len(reports)} operation(s) intact[/]"
         )
-    raise typer.Exit(0 if all(r.ok for r in reports) else 1)
+        if kept_report is not None and not kept_report.ok:
+            out.print("[red]NOT consistent with the kept checkpoint[/] (see above)")
+    raise typer.Exit(0 if ok else 1)
 
 
 def _verifier_key(path: Path) -> VerifierKey:
@@ -227,8 +232,8 @@ async def _kept_report(
     return kept.check(operation, origin, key, note, rows, leaves, notes)
 
 
-def _verify_kept(operation: str, path: Path, public_key: Path | None, as_json: bool) -> None:
-    """verify --checkpoint: report, and exit 1 when the database no longer matches."""
+def _verify_kept(operation: str, path: Path, public_key: Path | None, as_json: bool) -> KeptReport:
+    """verify --checkpoint: the database's tree against the kept checkpoint (printed, or JSON)."""
     settings = TlogSettings()
     key = _verifier_key(public_key) if public_key else ledger_signer(settings).public
     try:
@@ -236,9 +241,7 @@ def _verify_kept(operation: str, path: Path, public_key: Path | None, as_json: b
     except OSError as exc:
         raise typer.BadParameter(str(exc), param_hint="--checkpoint") from None
     report = _run(_kept_report(settings, operation, note, key))
-    if as_json:
-        _print_json(report.to_dict())
-    else:
+    if not as_json:
         size = report.kept.size if report.kept else "?"
         if report.ok:
             out.print(
@@ -252,7 +255,7 @@ def _verify_kept(operation: str, path: Path, public_key: Path | None, as_json: b
                 f"[red]first differing leaf: seq {report.first_differing_seq}"
                 f" (event {report.first_differing_event})[/]"
             )
-    raise typer.Exit(0 if report.ok else 1)
+    return report
 
 
 # ---- export -----------------------------------------------------------------------------

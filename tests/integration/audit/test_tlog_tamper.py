@@ -142,7 +142,9 @@ async def test_careful_rewrite_passes_verify_but_not_the_kept_checkpoint(
     done = await cli("verify", "--operation", op_id, "--checkpoint", str(kept), "--json",
                      database_url=database_url)  # fmt: skip
     assert done.returncode == 1, done.stdout + done.stderr
-    report = orjson.loads(done.stdout)
+    both = orjson.loads(done.stdout)
+    assert both["ok"] is False and both["operations"][0]["ok"] is True  # the chain: intact
+    report = both["checkpoint"]
     assert report["ok"] is False
     assert report["first_differing_seq"] == 5
     assert report["first_differing_event"] == str(fifth)
@@ -159,7 +161,7 @@ async def test_rewrite_of_the_tree_too_is_caught_between_two_signed_checkpoints(
     done = await cli("verify", "--operation", op_id, "--checkpoint", str(kept), "--json",
                      database_url=database_url)  # fmt: skip
     assert done.returncode == 1
-    report = orjson.loads(done.stdout)
+    report = orjson.loads(done.stdout)["checkpoint"]
     # The ledger signed sizes 3, 6, 9, 12, 13: size 3 still agrees, size 6 no longer does.
     assert report["window"] == [4, 6]
     # ... and the ledger refuses to sign any new size of the rewritten tree.
@@ -176,7 +178,7 @@ async def test_a_removed_event_is_named(
     done = await cli("verify", "--operation", op_id, "--checkpoint", str(kept), "--json",
                      database_url=database_url)  # fmt: skip
     assert done.returncode == 1
-    assert orjson.loads(done.stdout)["first_differing_seq"] == 7
+    assert orjson.loads(done.stdout)["checkpoint"]["first_differing_seq"] == 7
 
 
 async def test_an_appended_forged_event_is_named(
@@ -192,7 +194,7 @@ async def test_an_appended_forged_event_is_named(
     done = await cli("verify", "--operation", op_id, "--checkpoint", str(kept), "--json",
                      database_url=database_url)  # fmt: skip
     assert done.returncode == 1
-    report = orjson.loads(done.stdout)
+    report = orjson.loads(done.stdout)["checkpoint"]
     assert report["first_differing_seq"] == 14
     assert report["first_differing_event"] == "00000000-0000-4000-8000-00000000f0f0"
     assert "covered by no checkpoint" in report["problems"][0]
