@@ -303,6 +303,20 @@ class Aggregator:
         except (OSError, asyncpg.PostgresError) as exc:  # the next tick tries again
             log.warning("checkpoints not issued: %r", exc)
 
+    async def _sign_before_stop(self) -> None:
+        """Sign what this process grew and has not signed yet, without waiting for the interval
+        (bounded: a stop must not hang on the database)."""
+        if not self._grown:
+            return
+        try:
+            self._signer = self._signer or ledger_signer(self.tlog)
+            await asyncio.wait_for(
+                checkpoints.issue_due(self._pool, self._signer, 0.0, sorted(self._grown)),
+                timeout=self.settings.ready_timeout_s,
+            )
+        except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+            log.warning("last checkpoints not issued at stop: %r", exc)
+
     def _assigned(self) -> list[Any]:
         """This instance's partitions of the topic (none before the first assignment)."""
         try:
@@ -329,6 +343,7 @@ class Aggregator:
 
     async def close(self) -> None:
         if self._pool is not None:
+            await self._sign_before_stop()
             await self._pool.close()
             self._pool = None
             self._writer = None
