@@ -9,6 +9,7 @@ that the batch's events complete, two round trips per batch whatever its size. R
 from __future__ import annotations
 
 import base64
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -35,8 +36,12 @@ _SQL = {
 }
 
 
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
 def _sql(name: str, schema: str) -> str:
-    if not schema.replace("_", "").isalnum() or not schema.islower():
+    """A statement on ``schema``'s tables (a plain identifier: it is spliced, not bound)."""
+    if not _SCHEMA_NAME.fullmatch(schema):
         raise ValueError(f"invalid schema name {schema!r}")
     return _SQL[name].replace("{s}", schema)
 
