@@ -364,6 +364,8 @@ def verify_bundle_tree(members: dict[str, bytes], key: VerifierKey) -> Checkpoin
     (one leaf per line, in tree order) and ``events.jsonl`` or ``events.csv`` (one event row
     per line, whose ``seq`` is its leaf index + 1 and whose ``body`` is the leaf's JSON).
     """
+    if "checkpoint" not in members or "leaves.jsonl" not in members:
+        raise VerificationError("the bundle carries no signed checkpoint and leaves")
     checkpoint = open_checkpoint(members["checkpoint"].decode(), key)
     leaves = members["leaves.jsonl"].splitlines()
     if len(leaves) != checkpoint.size:
