@@ -80,3 +80,17 @@ def test_key_file_generated_once_private(tmp_path: Path) -> None:
     assert path.stat().st_mode & 0o777 == 0o600
     again = load_or_create(path, "ignored", 1)
     assert again.public == first.public
+
+
+def test_production_needs_the_signing_key_as_a_secret() -> None:
+    from pydantic import ValidationError
+
+    from services.tlog.keys import ledger_signer
+    from services.tlog.settings import TlogSettings
+
+    secret = "x" * 40
+    with pytest.raises(ValidationError, match="OPSLEDGER_TLOG_SIGNING_KEY"):
+        TlogSettings(env="production", jwt_secret=secret)
+    key = Signer.generate("ledger.force.example")
+    settings = TlogSettings(env="production", jwt_secret=secret, signing_key=key.secret())
+    assert ledger_signer(settings).public == key.public
