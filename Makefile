@@ -25,7 +25,9 @@ browser:
 demo: setup
 	$(BIN)/opsledger demo
 
+# The import contracts first (seconds): a broken layer fails before the long suite starts.
 test: setup browser
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest tests/unit tests/integration tests/e2e
 
 test-unit: setup
@@ -37,6 +39,7 @@ test-reliability: setup
 lint: setup
 	$(BIN)/ruff check schemas services tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: setup
 	$(BIN)/python -m bench

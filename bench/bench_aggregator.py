@@ -20,8 +20,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -34,11 +32,12 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from schemas.examples import example_events
-from services.aggregator.plan import plan_batch
-from services.aggregator.records import prepare
 from services.common.migrate import upgrade
 from services.common.settings import CommonSettings
 from services.common.wire import Submission, encode_submission
+from services.devtools.procs import ServiceProcess
+from services.ledger.plan import plan_batch
+from services.ledger.records import prepare
 
 EVENTS = int(os.environ.get("OPSLEDGER_BENCH_AGG_EVENTS", "200000"))
 SINGLE_EVENTS = int(os.environ.get("OPSLEDGER_BENCH_AGG_SINGLE_EVENTS", "40000"))
@@ -106,21 +105,16 @@ async def _drain(
     """Run the aggregator on ``topic`` until every record is applied; time the draining."""
     group = f"bench-{topic}"
     env = {
-        **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
         "DATABASE_URL": dsn,
         "OPSLEDGER_TOPIC": topic,
         "OPSLEDGER_DLQ_TOPIC": f"{topic}.dlq",
         "OPSLEDGER_CONSUMER_GROUP": group,
-        "OPSLEDGER_AGGREGATOR_PORT": "0",
         "OPSLEDGER_AGGREGATOR_DATA_DIR": str(work / "faust"),
         "OPSLEDGER_LOG_LEVEL": "WARNING",
     }
-    log = (work / f"{topic}.log").open("wb")
-    proc = subprocess.Popen(  # noqa: ASYNC220 - long-lived child
-        [sys.executable, "-m", "services.cli.main", "serve", "aggregator"],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    aggregator = ServiceProcess("aggregator", env, work)
+    aggregator.start(wait=False)  # the applied offsets below say when it works
     conn = await asyncpg.connect(dsn)
     try:
         sql = (
@@ -129,7 +123,7 @@ async def _drain(
         )
         started = None
         cpu_start = 0.0
-        child = psutil.Process(proc.pid)
+        child = psutil.Process(aggregator.pid)
         deadline = time.monotonic() + 900
         while True:
             done = await conn.fetchval(sql, group, topic)
@@ -139,8 +133,8 @@ async def _drain(
                 cpu_start = sum(child.cpu_times()[:2])
             if done >= records:
                 break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"aggregator stopped or timed out; see {log.name}")
+            if not aggregator.alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"aggregator stopped or timed out; see {aggregator.log}")
             await asyncio.sleep(0.05)
         assert started is not None
         seconds = max(now - started, 1e-6)
@@ -150,9 +144,7 @@ async def _drain(
         )
     finally:
         await conn.close()
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
+        aggregator.stop(timeout_s=30)
     return {
         "events": events,
         "records": records,

@@ -177,8 +177,8 @@ def _processes(p: Pipeline) -> dict[str, list[psutil.Process]]:
     from services.stack import pid_of
 
     out: dict[str, list[psutil.Process]] = {}
-    for name, proc in p.procs:
-        out.setdefault(name.split("-")[0], []).append(psutil.Process(proc.pid))
+    for proc in p.procs:
+        out.setdefault(proc.label.split("-")[0], []).append(psutil.Process(proc.pid))
     # The whole broker (one JVM), shared with anyone else using the stack at the same time.
     # PostgreSQL is counted by this run's own backends instead (`postgres_ours`): its process
     # tree changes as other clients connect and leave.
@@ -191,7 +191,7 @@ def _processes(p: Pipeline) -> dict[str, list[psutil.Process]]:
 async def _pg_backends(dsn: str, p: Pipeline) -> list[psutil.Process]:
     """The PostgreSQL backends serving this run's services (matched by their client ports)."""
     ports: set[int] = set()
-    for _name, proc in p.procs:
+    for proc in p.procs:
         try:
             conns = psutil.Process(proc.pid).net_connections(kind="tcp")
         except psutil.Error:

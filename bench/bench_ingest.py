@@ -11,15 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
-import subprocess
-import sys
+import tempfile
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -33,6 +32,7 @@ from schemas.examples import example_events
 from schemas.parsing import event_to_dict, parse_event
 from services.common.auth import issue_token
 from services.common.wire import Submission, encode_submission
+from services.devtools.procs import ServiceProcess
 from services.ingest.settings import IngestSettings
 
 DURATION_S = 8.0
@@ -48,12 +48,6 @@ WORKERS = int(os.environ.get("BENCH_INGEST_WORKERS", "1"))  # ingest server proc
 # cancel scopes, URL and header objects), aiohttp ~0.07 ms: with httpx the clients, not
 # ingest, would use up the two cores. BENCH_INGEST_CLIENT=httpx measures with httpx.
 CLIENT = os.environ.get("BENCH_INGEST_CLIENT", "aiohttp")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _ops(run_id: str) -> list[str]:
@@ -220,46 +214,23 @@ async def _topics(bootstrap: str, names: list[str], create: bool) -> None:
         await admin.close()
 
 
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"ingest exited with {proc.returncode}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        time.sleep(0.3)
-    raise RuntimeError(f"ingest at {url} was not ready within {timeout_s} s")
-
-
 def run() -> dict[str, Any]:
     """Single events and 500-event batches through ingest, and Kafka's producer ceiling."""
     settings = IngestSettings()
     bootstrap = settings.kafka_bootstrap_servers
     run_id = uuid.uuid4().hex[:6]
     topic, perf_topic = f"bench-ingest-{run_id}", f"bench-ingest-perf-{run_id}"
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = os.environ | {
+    env = {
         "OPSLEDGER_TOPIC": topic,
         "OPSLEDGER_DLQ_TOPIC": f"{topic}.dlq",
         "OPSLEDGER_LOG_LEVEL": "WARNING",
         "OPSLEDGER_INGEST_WORKERS": str(WORKERS),
     }
     token = issue_token(settings, role="field", operations=_ops(run_id), ttl_s=3600)
-    serve = [sys.executable, "-m", "services.cli.main", "serve", "ingest", "--port", str(port)]
-    proc = subprocess.Popen(serve, env=env, stdout=subprocess.DEVNULL)  # noqa: S603
-    try:
-        _wait_ready(url, proc)
-        single = _drive(url, "single", token, run_id, proc.pid)
-        batch = _drive(url, "batch", token, run_id, proc.pid)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as work:
+        with ServiceProcess("ingest", env, Path(work), health_path="/readyz") as server:
+            single = _drive(server.url, "single", token, run_id, server.pid)
+            batch = _drive(server.url, "batch", token, run_id, server.pid)
     asyncio.run(_topics(bootstrap, [perf_topic], create=True))
     try:
         single_size, batch_size = _record_size(1), _record_size(BATCH_SIZE)

@@ -16,10 +16,10 @@ import contextlib
 import os
 import random
 import secrets
-import socket
+import shutil
 import statistics
-import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -29,11 +29,11 @@ from typing import Any
 from urllib.parse import urlencode
 
 import asyncpg
-import httpx
 import orjson
 
 from services.common.auth import issue_token
 from services.common.settings import CommonSettings
+from services.devtools.procs import ServiceProcess
 
 EVENTS = 1_000_000
 READERS = 50
@@ -75,12 +75,6 @@ GROUP BY operation_id, metric, detail, area, unit, day
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def _setup(dsn: str, op: str, group: str, topic: str) -> dict[str, Any]:
     conn = await asyncpg.connect(dsn, command_timeout=None)
     try:
@@ -90,13 +84,16 @@ async def _setup(dsn: str, op: str, group: str, topic: str) -> dict[str, Any]:
         await conn.execute(_PROJECT, op)
         await conn.execute(
             "INSERT INTO ledger.chain_heads (operation_id, seq, hash) VALUES ($1, $2, $3)",
-            op, EVENTS, "0" * 64,
+            op,
+            EVENTS,
+            "0" * 64,
         )
         await conn.execute(
             "INSERT INTO ledger.consumer_offsets "
             "(consumer_group, topic, partition, last_offset, highwater, last_event_at) "
             "SELECT $1, $2, p, 1000000, 1000001, now() FROM generate_series(0, 11) AS p",
-            group, topic,
+            group,
+            topic,
         )
         # Index-only scans need the visibility map; the planner needs statistics.
         await conn.execute("VACUUM (ANALYZE) ledger.contributions")
@@ -124,33 +121,9 @@ async def _cleanup(dsn: str, op: str, group: str) -> None:
 
 
 @contextlib.contextmanager
-def _server(env: dict[str, str], port: int) -> Iterator[tuple[str, int]]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "services.cli.main", "serve", "query", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError("opsledger serve query exited during start")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError("opsledger serve query not ready within 30 s")
-            time.sleep(0.1)
-        yield url, proc.pid
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+def _server(env: dict[str, str], work: Path) -> Iterator[tuple[str, int]]:
+    with ServiceProcess("query", env, work, health_path="/readyz") as server:
+        yield server.url, server.pid
 
 
 def _instant(rng: random.Random) -> str:
@@ -282,9 +255,10 @@ def run() -> dict[str, Any]:
     path = f"/v1/operations/{op}/totals"
     mid = (START + timedelta(milliseconds=SPACING_MS * EVENTS // 2)).isoformat()
     out: dict[str, Any] = {"machine": {"cpus": os.cpu_count()}}
+    work = Path(tempfile.mkdtemp(prefix="bench-query-"))  # the servers' logs
     try:
         out["setup"] = asyncio.run(_setup(dsn, op, group, topic))
-        with _server(env, _free_port()) as server:
+        with _server(env, work) as server:
             out["totals"] = _measure(server, path, [], token, READERS)
             out["grouped"] = _measure(server, path, GROUPED, token, READERS)
             tt = TIME_TRAVEL_READERS
@@ -296,11 +270,12 @@ def run() -> dict[str, Any]:
             out["as_of_one_reader"] = _measure(server, path, [("as_of", RANDOM)], token, 1)
             out["as_of_repeated"] = _measure(server, path, [("as_of", mid)], token, READERS)
         nocache = {**env, "OPSLEDGER_QUERY_CACHE_TOTALS": "false"}
-        with _server(nocache, _free_port()) as server:
+        with _server(nocache, work) as server:
             out["totals_uncached"] = _measure(server, path, [], token, READERS)
             out["grouped_uncached"] = _measure(server, path, GROUPED, token, READERS)
     finally:
         asyncio.run(_cleanup(dsn, op, group))
+        shutil.rmtree(work, ignore_errors=True)
     out["targets_ms"] = TARGETS_MS
     out["meets"] = {
         "totals_p99": out["totals"].get("p99_ms", 1e9) < TARGETS_MS["totals_p99"],

@@ -25,14 +25,15 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from schemas.examples import example_events
-from services.aggregator.writer import BatchWriter
-from services.audit import access_log
-from services.audit.replay import DEFAULT_WORKERS, LogReplayer, first_pass
-from services.audit.shadow import create_shadow, drop_schema, shadow_name
+from services.audit.parallel import first_pass
+from services.audit.replay import DEFAULT_WORKERS, LogReplayer
+from services.common import access_log
 from services.common.auth import Principal
 from services.common.db import create_pool
 from services.common.settings import CommonSettings
 from services.common.wire import Submission, encode_submission
+from services.ledger.shadow import create_shadow, drop_schema, shadow_name
+from services.ledger.writer import BatchWriter
 
 EVENTS = int(os.environ.get("OPSLEDGER_BENCH_REBUILD_EVENTS", "1000000"))
 WORKERS = int(os.environ.get("OPSLEDGER_BENCH_REBUILD_WORKERS", str(DEFAULT_WORKERS)))

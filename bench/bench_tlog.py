@@ -19,22 +19,24 @@ import os
 import random
 import statistics
 import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 from unittest import mock
 
 import asyncpg
 import httpx
 
-from bench.bench_query import _server
-from bench.common import free_port, new_run_id, percentile, say
+from bench.common import new_run_id, percentile, say
 from schemas.canonical import canonical_json
 from schemas.examples import fresh_event
-from services.aggregator.writer import BatchWriter
 from services.common.auth import issue_token
 from services.common.db import create_pool
 from services.common.settings import CommonSettings
 from services.common.wire import Submission, encode_submission
+from services.devtools.procs import ServiceProcess
+from services.ledger.writer import BatchWriter
 from services.tlog import checkpoints, merkle, tree
 from services.tlog.keys import Signer
 
@@ -203,12 +205,14 @@ async def _run() -> dict[str, Any]:
         hashing = _hashing_alone(20_000)
         say(f"tlog: proofs over an operation of {PROOF_EVENTS:,} events")
         ids = await _prepare_proofs(pool, ops[4])
-        port = free_port()
-        env = {**os.environ, "DATABASE_URL": settings.database_url}
+        env = {"DATABASE_URL": settings.database_url}
         token = issue_token(settings, role="auditor", operations=[], subject="bench", ttl_s=3600)
-        with _server(env, port) as (url, _):
-            inclusion = await _drive(url, token, ops[4], ids, "inclusion")
-            consistency = await _drive(url, token, ops[4], ids, "consistency")
+        with (
+            tempfile.TemporaryDirectory() as work,
+            ServiceProcess("query", env, Path(work), health_path="/readyz") as server,
+        ):
+            inclusion = await _drive(server.url, token, ops[4], ids, "inclusion")
+            consistency = await _drive(server.url, token, ops[4], ids, "consistency")
     finally:
         await _forget(pool, ops)
         await pool.close()

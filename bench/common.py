@@ -14,11 +14,9 @@ import platform
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -26,9 +24,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from services.common.settings import CommonSettings
+from services.devtools.procs import ServiceProcess
 from services.stack.settings import StackSettings
 
 QUICK = os.environ.get("OPSLEDGER_BENCH_QUICK", "").lower() in {"1", "true", "yes"}
@@ -39,13 +36,6 @@ PROFILE_DIR = os.environ.get("OPSLEDGER_BENCH_PROFILE", "")
 def say(message: str) -> None:
     """Progress to stderr (stdout carries the results table)."""
     print(f"[bench {datetime.now(UTC):%H:%M:%S}] {message}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def new_run_id() -> str:
@@ -86,7 +76,7 @@ class Pipeline:
     dashboard_url: str = ""
     topic: str = ""
     group: str = ""
-    procs: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
+    procs: list[ServiceProcess] = field(default_factory=list)
     work: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="bench-e2e-")))
 
     def env(self) -> dict[str, str]:
@@ -102,59 +92,44 @@ class Pipeline:
     def start(self) -> None:
         """Start every service and wait until each answers its health check."""
         self.topic = self.group = f"bench-e2e-{self.run_id}"
-        ingest_port, query_port = free_port(), free_port()
-        self.ingest_url = f"http://127.0.0.1:{ingest_port}"
-        self.query_url = f"http://127.0.0.1:{query_port}"
-        self._spawn("ingest", ["--port", str(ingest_port)], {})
-        _wait_http(f"{self.ingest_url}/readyz", self.procs[-1][1], "ingest")
+        self.ingest_url = self._spawn("ingest").url
         for n in range(self.aggregators):
-            port = free_port()
-            env = {
-                "OPSLEDGER_AGGREGATOR_PORT": str(port),
-                "OPSLEDGER_AGGREGATOR_DATA_DIR": str(self.work / f"faust-{n}"),
-            }
-            self._spawn("aggregator", [], env, name=f"aggregator-{n}")
-            _wait_http(f"http://127.0.0.1:{port}/healthz", self.procs[-1][1], f"aggregator-{n}")
-        self._spawn("query", ["--port", str(query_port)], dict(self.query_env))
-        _wait_http(f"{self.query_url}/readyz", self.procs[-1][1], "query")
+            data_dir = {"OPSLEDGER_AGGREGATOR_DATA_DIR": str(self.work / f"faust-{n}")}
+            self._spawn("aggregator", data_dir, label=f"aggregator-{n}")
+        self.query_url = self._spawn("query", self.query_env).url
         if self.dashboard:
-            port = free_port()
-            self.dashboard_url = f"http://127.0.0.1:{port}"
-            self._spawn("query", ["--port", str(port)], {}, name="query-default")
-            _wait_http(f"{self.dashboard_url}/readyz", self.procs[-1][1], "query-default")
+            self.dashboard_url = self._spawn("query", label="query-default").url
 
     def _spawn(
-        self, service: str, args: list[str], extra: Mapping[str, str], name: str | None = None
-    ) -> None:
-        name = name or service
-        log = (self.work / f"{name}.log").open("wb")
-        argv = [sys.executable, "-m", "services.cli.main", "serve", service, *args]
+        self, service: str, extra: Mapping[str, str] | None = None, label: str | None = None
+    ) -> ServiceProcess:
+        label = label or service
+        python_args: list[str] = []
         if PROFILE_DIR and service in {"ingest", "aggregator"}:
             Path(PROFILE_DIR).mkdir(parents=True, exist_ok=True)
-            out = Path(PROFILE_DIR) / f"{name}-{self.run_id}.pyisession"
-            argv[1:2] = ["-m", "pyinstrument", "-r", "pyisession", "-o", str(out), "-m"]
-        proc = subprocess.Popen(  # noqa: S603 - our own entry point
-            argv, env={**self.env(), **extra}, stdout=log, stderr=subprocess.STDOUT
+            out = Path(PROFILE_DIR) / f"{label}-{self.run_id}.pyisession"
+            python_args = ["-m", "pyinstrument", "-r", "pyisession", "-o", str(out), "-m"]
+        proc = ServiceProcess(
+            service,
+            {**self.env(), **(extra or {})},
+            self.work,
+            label=label,
+            health_path="/healthz" if service == "aggregator" else "/readyz",
+            python_args=python_args,
         )
-        log.close()
-        self.procs.append((name, proc))
+        self.procs.append(proc)
+        proc.start()
+        return proc
 
-    def pid(self, name: str) -> int:
-        """Process id of the service started under ``name``."""
-        return next(p.pid for n, p in self.procs if n == name)
+    def pid(self, label: str) -> int:
+        """Process id of the service started under ``label``."""
+        return next(p.pid for p in self.procs if p.label == label)
 
     def stop(self) -> None:
         """Stop every started service (newest first), drop the private topics and files."""
-        for _name, proc in reversed(self.procs):
-            if proc.poll() is None:
-                # under pyinstrument, SIGINT lets the service stop cleanly and the profile save
-                proc.send_signal(signal.SIGINT if PROFILE_DIR else signal.SIGTERM)
-        for _name, proc in reversed(self.procs):
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+        # under pyinstrument, SIGINT lets the service stop cleanly and the profile save
+        for proc in reversed(self.procs):
+            proc.stop(signal.SIGINT if PROFILE_DIR else signal.SIGTERM)
         self.procs.clear()
         if self.topic:
             with contextlib.suppress(Exception):
@@ -162,13 +137,6 @@ class Pipeline:
                     self.settings.kafka_bootstrap_servers, [self.topic, f"{self.topic}.dlq"]
                 )
         shutil.rmtree(self.work, ignore_errors=True)
-
-    def log_tail(self, name: str, lines: int = 20) -> str:
-        """The end of one service's log (for error messages)."""
-        path = self.work / f"{name}.log"
-        if not path.exists():
-            return ""
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
 @contextlib.contextmanager
@@ -187,18 +155,6 @@ def pipeline(
         yield p
     finally:
         p.stop()
-
-
-def _wait_http(url: str, proc: subprocess.Popen[bytes], name: str, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{name} exited with {proc.returncode} at start-up")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        time.sleep(0.2)
-    raise RuntimeError(f"{name} did not answer {url} within {timeout_s:.0f} s")
 
 
 # -- Kafka ---------------------------------------------------------------------------------------

@@ -118,7 +118,6 @@ class Outcome:
     requests: int = 0
     failures: int = 0
     statuses: dict[int, int] = field(default_factory=dict)
-    first_send: float = 0.0
     last_ack: float = 0.0
     latencies_ms: list[float] = field(default_factory=list)
     cpu_s: float = 0.0  # this load process's own CPU time while sending
@@ -235,7 +234,6 @@ async def _run(job: Job) -> Outcome:
         out.last_ack = time.time()
 
     await asyncio.sleep(max(0.0, job.start_at - time.time()))
-    out.first_send = time.time()
     stop_at = job.start_at + job.duration_s
     if job.rate_per_s > 0:
         # Open loop: requests may overlap without bound, so they share aiohttp's pool.

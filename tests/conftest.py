@@ -8,11 +8,13 @@ the marked line at the end.  Integration tests never skip because a service is m
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
+import shutil
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from services import stack as local_stack
+from services.devtools.kafka import PrivateKafka
 
 # ---- local stack: real Kafka + PostgreSQL ------------------------------------------------
 
@@ -55,3 +57,16 @@ def unique_id() -> str:
 
 
 # ---- add fixtures for other areas below this line ---------------------------------------
+
+
+@pytest.fixture
+async def private_kafka(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[PrivateKafka]:
+    """A started Kafka broker only this test uses (it may kill and restart it); gone after."""
+    home = tmp_path_factory.mktemp("private-kafka")
+    kafka = PrivateKafka(home)
+    try:
+        await kafka.start()
+        yield kafka
+    finally:
+        await kafka.kill()
+        shutil.rmtree(home, ignore_errors=True)

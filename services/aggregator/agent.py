@@ -38,11 +38,11 @@ from mode import Service
 from services.aggregator import metrics
 from services.aggregator.dlq import dead_letter
 from services.aggregator.health import HealthState, start_health_server
-from services.aggregator.records import Poison, PreparedBatch, prepare_record
 from services.aggregator.settings import AggregatorSettings
-from services.aggregator.writer import BatchResult, BatchWriter
 from services.common.broker_probe import BrokerProbe
 from services.common.db import create_pool
+from services.ledger.records import Poison, PreparedBatch, prepare_record
+from services.ledger.writer import BatchResult, BatchWriter
 from services.tlog import checkpoints
 from services.tlog.keys import Signer, ledger_signer
 from services.tlog.settings import TlogSettings

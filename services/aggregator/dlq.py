@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from services.aggregator.records import Poison
+from services.ledger.records import Poison
 
 # send(topic, key, value, headers): produce one record and wait for the broker's acknowledgement.
 Send = Callable[[str, bytes | None, bytes | None, list[tuple[str, bytes]]], Awaitable[object]]

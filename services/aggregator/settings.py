@@ -6,7 +6,7 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import Field, model_validator
 
 from services.common.settings import CommonSettings, service_env
 
@@ -16,12 +16,6 @@ _alias = service_env("AGGREGATOR")
 class AggregatorSettings(CommonSettings):
     """The aggregator's own settings; environment names ``OPSLEDGER_AGGREGATOR_*``."""
 
-    consumer_group: str = Field(
-        "opsledger-aggregator",
-        # Same names as the query service's setting, so one export configures both.
-        validation_alias=AliasChoices("OPSLEDGER_CONSUMER_GROUP", "OPSLEDGER_AGGREGATOR_GROUP"),
-        description="Kafka consumer group (and faust app id); its offsets are kept in PostgreSQL.",
-    )
     batch_max_events: int = Field(
         1000,
         ge=1,

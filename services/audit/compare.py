@@ -8,8 +8,8 @@ from datetime import datetime
 
 import asyncpg
 
-from services.audit.repository import ident
 from services.common.db import LEDGER_SCHEMA
+from services.ledger.schema import ident
 
 
 @dataclass(frozen=True, slots=True)

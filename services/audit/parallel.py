@@ -16,8 +16,9 @@ from datetime import datetime
 from multiprocessing.queues import Queue
 from typing import Any
 
-from services.aggregator.writer import BatchWriter
+from services.audit.replay import LogReplayer
 from services.common.db import create_pool
+from services.ledger.writer import BatchWriter
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,8 +48,6 @@ class _Reporter:
 
 
 async def _replay(share: Share, q: Queue[Any]) -> dict[str, int]:
-    from services.audit.replay import LogReplayer  # late: replay imports this module
-
     pool = await create_pool(share.dsn, min_size=1, max_size=2)
     try:
         writer = BatchWriter(
@@ -132,3 +131,33 @@ async def replay_in_processes(
     if errors:
         raise RuntimeError("rebuild worker failed: " + "; ".join(errors))
     return totals
+
+
+async def first_pass(
+    replayer: LogReplayer,
+    targets: dict[int, int],
+    *,
+    dsn: str | None,
+    shadow: str,
+    group: str,
+    workers: int,
+) -> None:
+    """Replay up to ``targets``: in this process, or split over ``workers`` processes."""
+    if workers <= 1 or dsn is None:
+        await replayer.read_to(targets)
+        return
+    starts = dict(replayer.positions)
+    replayer.progress.started(sum(max(0, targets[p] - starts.get(p, 0)) for p in targets))
+    counts = await replay_in_processes(
+        dsn=dsn, kafka=replayer.kafka, topic=replayer.topic, schema=shadow, group=group,
+        starts=starts, targets=targets, until=replayer.until, workers=workers,
+        progress=replayer.progress,
+    )  # fmt: skip
+    for p, target in targets.items():
+        replayer.positions[p] = max(replayer.positions.get(p, 0), target)
+    c = replayer.counts
+    c.records += counts.get("records", 0)
+    c.events += counts.get("events", 0)
+    c.duplicates += counts.get("duplicates", 0)
+    c.conflicts += counts.get("conflicts", 0)
+    c.poison += counts.get("poison", 0)

@@ -1,9 +1,10 @@
 """Rebuild the projection from the log into a shadow schema, compare it with the live one, swap.
 
-The shadow is written by the live aggregator's own `BatchWriter` (schema parameter), so a
-rebuild exercises exactly the code that built the live tables. The topic is read with a plain
-aiokafka consumer: every partition assigned, no group, no commits, from the beginning up to the
-end offsets seen at start (or, with ``until``, only submissions recorded by then).
+The shadow is written by the ledger's `BatchWriter` (schema parameter), the one the live
+aggregator writes with, so a rebuild exercises exactly the code that built the live tables.
+The topic is read with a plain aiokafka consumer: every partition assigned, no group, no
+commits, from the beginning up to the end offsets seen at start (or, with ``until``, only
+submissions recorded by then).
 """
 
 from __future__ import annotations
@@ -16,8 +17,6 @@ from typing import Any
 
 import asyncpg
 
-from services.aggregator.writer import BatchWriter
-from services.audit import access_log
 from services.audit.compare import (
     HeadDifference,
     TotalsDifference,
@@ -26,11 +25,14 @@ from services.audit.compare import (
     live_positions,
     shadow_operations,
 )
-from services.audit.replay import Kafka, LogReplayer, Progress, first_pass
-from services.audit.repository import ident
-from services.audit.shadow import create_shadow, drop_schema, shadow_name, swap_in
+from services.audit.parallel import first_pass
+from services.audit.replay import Kafka, LogReplayer, Progress
+from services.common import access_log
 from services.common.auth import Principal
 from services.common.db import LEDGER_SCHEMA
+from services.ledger.schema import ident
+from services.ledger.shadow import create_shadow, drop_schema, shadow_name, swap_in
+from services.ledger.writer import BatchWriter
 
 __all__ = ["HeadDifference", "RebuildReport", "TotalsDifference", "rebuild"]
 

@@ -1,8 +1,9 @@
-"""Reading the log for a rebuild: a group-less consumer feeding the aggregator's BatchWriter.
+"""Reading the log for a rebuild: a group-less consumer feeding the ledger's BatchWriter.
 
-Every partition is assigned, nothing is committed; records are decoded with the aggregator's
+Every partition is assigned, nothing is committed; records are decoded with the ledger's
 ``prepare`` (the CPU part, overlapping the previous batch's transaction) and applied by its
-``BatchWriter`` into whatever schema the writer was made for.
+``BatchWriter`` into whatever schema the writer was made for. `services.audit.parallel`
+splits the same replay over processes; it builds on this module, never the reverse.
 """
 
 from __future__ import annotations
@@ -18,11 +19,10 @@ from typing import Any, Protocol
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from services.aggregator.records import PreparedBatch, prepare
-from services.aggregator.writer import BatchWriter
-from services.audit.parallel import replay_in_processes
 from services.common.kafka import client_kwargs
 from services.common.settings import CommonSettings
+from services.ledger.records import PreparedBatch, prepare
+from services.ledger.writer import BatchWriter
 
 #: Worker processes of a rebuild's first pass: each waits on PostgreSQL part of the time, so
 #: two per core keep the cores busy (measured: 2 → 17k, 4 → 23k events/s on 2 cores).
@@ -207,33 +207,3 @@ class LogReplayer:
         until = self.until
         kept = [r for r in batch.records if r.events[0].recorded_at <= until]
         return PreparedBatch(records=kept, poison=batch.poison)
-
-
-async def first_pass(
-    replayer: LogReplayer,
-    targets: dict[int, int],
-    *,
-    dsn: str | None,
-    shadow: str,
-    group: str,
-    workers: int,
-) -> None:
-    """Replay up to ``targets``: in this process, or split over ``workers`` processes."""
-    if workers <= 1 or dsn is None:
-        await replayer.read_to(targets)
-        return
-    starts = dict(replayer.positions)
-    replayer.progress.started(sum(max(0, targets[p] - starts.get(p, 0)) for p in targets))
-    counts = await replay_in_processes(
-        dsn=dsn, kafka=replayer.kafka, topic=replayer.topic, schema=shadow, group=group,
-        starts=starts, targets=targets, until=replayer.until, workers=workers,
-        progress=replayer.progress,
-    )  # fmt: skip
-    for p, target in targets.items():
-        replayer.positions[p] = max(replayer.positions.get(p, 0), target)
-    c = replayer.counts
-    c.records += counts.get("records", 0)
-    c.events += counts.get("events", 0)
-    c.duplicates += counts.get("duplicates", 0)
-    c.conflicts += counts.get("conflicts", 0)
-    c.poison += counts.get("poison", 0)

@@ -6,7 +6,6 @@ rebuild's shadow schema.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -15,16 +14,7 @@ import asyncpg
 
 from schemas.tally import RowKey
 from services.common.db import LEDGER_SCHEMA
-
-_IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-
-
-def ident(schema: str) -> str:
-    """A schema name safe to splice into SQL (names cannot be bind parameters)."""
-    if not _IDENT.match(schema):
-        raise ValueError(f"not a plain schema name: {schema!r}")
-    return schema
-
+from services.ledger.schema import ident
 
 _ROW_COLUMNS = """
     e.seq, e.event_id, e.operation_id, e.type, e.schema_version, e.occurred_at, e.recorded_at,

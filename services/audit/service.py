@@ -1,4 +1,8 @@
-"""The audit use cases over one database connection: verify an operation, export a bundle."""
+"""Audit's entry point: the use cases over one database connection (history, verify, export).
+
+Other services (query) import only this module of audit; what they need of its inner modules
+(`View`, `HistoryFilter`) is re-exported here.
+"""
 
 from __future__ import annotations
 
@@ -19,10 +23,20 @@ from services.audit.export import (
     select_rows,
 )
 from services.audit.export import write_bundle as _write
+from services.audit.repository import HistoryFilter
 from services.audit.verify import Projection, VerifyReport, verify_rows
 from services.common.db import LEDGER_SCHEMA
 from services.tlog import checkpoints
 from services.tlog.keys import Signer
+
+__all__ = [
+    "HistoryFilter",
+    "UnknownOperation",
+    "View",
+    "export_operation",
+    "history_page",
+    "verify_operation",
+]
 
 
 class UnknownOperation(Exception):
@@ -109,3 +123,18 @@ async def export_operation(
             }
     _write(path, manifest, data, extra)
     return manifest
+
+
+async def history_page(
+    conn: asyncpg.Connection,
+    operation_id: str,
+    filters: HistoryFilter,
+    *,
+    after_seq: int,
+    limit: int,
+) -> tuple[list[dict[str, Any]], int | None]:
+    """One page of the operation's chain (JSON-ready rows), and the cursor of the next page."""
+    rows, next_seq = await repo.history_page(
+        conn, operation_id, filters, after_seq=after_seq, limit=limit
+    )
+    return [repo.plain(r) for r in rows], next_seq

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from services.aggregator.demo_data import DEFAULT_SEED
+from services.demo.data import DEFAULT_SEED
 
 err = Console(stderr=True)
 out = Console()

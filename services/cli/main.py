@@ -1,16 +1,28 @@
 """The `opsledger` console script.
 
 Each command group lives in its own module next to this one and exposes ``register(app)``; this
-module only assembles them, so that the CLI stays a thin layer over the services' own code.
+module imports and assembles them, so that the CLI stays a thin layer over the services' own code.
 """
 
 from __future__ import annotations
 
-import importlib
 from importlib.metadata import version
 from typing import Annotated
 
 import typer
+
+from services.cli import (
+    demo,
+    evidence,
+    migrate,
+    schemas_cmd,
+    serve,
+    stack,
+    summary,
+    tlog,
+    token,
+    witness,
+)
 
 app = typer.Typer(
     name="opsledger",
@@ -41,27 +53,19 @@ def _main(
     """An event-sourced operations ledger: record field events, watch the tally, prove it."""
 
 
-# Command modules, in the order `--help` lists them.
-_COMMAND_MODULES = (
-    "stack",
-    "serve",
-    "token",
-    "demo",
-    "summary",
-    "audit",
-    "tlog",
-    "witness",
-    "migrate",
-    "schemas_cmd",
-)
-
-for _name in _COMMAND_MODULES:
-    try:
-        _module = importlib.import_module(f"services.cli.{_name}")
-    except ModuleNotFoundError as exc:  # a command group still being written
-        if exc.name != f"services.cli.{_name}":
-            raise
-        continue
+# Command groups, in the order `--help` lists them.
+for _module in (
+    stack,
+    serve,
+    token,
+    demo,
+    summary,
+    evidence,
+    tlog,
+    witness,
+    migrate,
+    schemas_cmd,
+):
     _module.register(app)
 
 

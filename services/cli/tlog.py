@@ -18,7 +18,7 @@ import asyncpg
 import orjson
 import typer
 
-from services.audit import access_log
+from services.common import access_log
 from services.common.db import create_pool
 from services.tlog import checkpoints
 from services.tlog.keys import Signer, ledger_signer

@@ -35,10 +35,6 @@ class Principal:
     role: Role
     operations: frozenset[str] = field(default_factory=frozenset)
 
-    def may_access(self, operation_id: str) -> bool:
-        """Auditors and admins see every operation; others only those named in their token."""
-        return self.role in ("auditor", "admin") or operation_id in self.operations
-
 
 def issue_token(
     settings: CommonSettings,

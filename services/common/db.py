@@ -10,16 +10,10 @@ import asyncpg
 # The ledger's tables live in this schema; `opsledger rebuild` builds a shadow schema of the same
 # shape and can swap it in atomically (ALTER SCHEMA ... RENAME) while readers keep reading.
 LEDGER_SCHEMA = "ledger"
-AUDIT_SCHEMA = "audit"
 # The aggregator NOTIFYs this channel, with the operation id as payload, in each batch's
 # transaction; Postgres delivers it on commit, which drives the live stream.
 TOTALS_CHANNEL = "opsledger_totals"
-# Advisory lock key ("opsledgr") guarding the live ledger schema's identity. `opsledger rebuild
-# --swap` holds it exclusively (pg_advisory_xact_lock) while it renames the schemas; each batch
-# transaction writing the *live* schema takes it shared (pg_advisory_xact_lock_shared) first, so
-# a swap waits for in-flight batches and no batch straddles it. Shadow-schema writes do not take
-# it (the rebuild's own writer must not wait for its own lock).
-LEDGER_SWAP_LOCK = 8_030_045_044_996_335_474
+# The swap lock that guards the live schema is `services.ledger.schema.LEDGER_SWAP_LOCK`.
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:

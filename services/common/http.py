@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.common.access import require_role
 from services.common.auth import AuthError, Principal, Role, TokenCache
 from services.common.problems import ProblemError, problem_response
 
@@ -139,12 +140,6 @@ def authorize(
             kind="unauthenticated",
             headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
         ) from exc
-    if principal.role not in roles:
-        raise ProblemError(
-            403,
-            "Forbidden",
-            detail=f"role {principal.role!r} may not do this; needs one of {', '.join(roles)}",
-            kind="forbidden",
-        )
+    require_role(principal, roles)
     request.state.principal = principal
     return principal

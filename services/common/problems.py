@@ -22,23 +22,14 @@ def problem_response(
     **extra: Any,
 ) -> Response:
     """A problem+json response; ``errors`` lists ``{path, message}`` entries naming each field."""
-    body: dict[str, Any] = {
-        "type": PROBLEM_TYPE_BASE + (kind or str(status)),
-        "title": title,
-        "status": status,
-    }
-    if detail:
-        body["detail"] = detail
-    if errors is not None:
-        body["errors"] = errors
-    body.update(extra)
-    return Response(
-        orjson.dumps(body), status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers
-    )
+    return ProblemError(
+        status, title, detail=detail, kind=kind, errors=errors, headers=headers, **extra
+    ).response()
 
 
 class ProblemError(Exception):
-    """Raise from a handler to answer with a problem+json response."""
+    """Raise from a handler to answer with a problem+json response; ``extra`` members are added
+    to the body as they are."""
 
     def __init__(
         self,
@@ -49,17 +40,26 @@ class ProblemError(Exception):
         kind: str | None = None,
         errors: list[dict[str, Any]] | None = None,
         headers: dict[str, str] | None = None,
+        **extra: Any,
     ) -> None:
         super().__init__(detail or title)
         self.status, self.title, self.detail = status, title, detail
-        self.kind, self.errors, self.headers = kind, errors, headers
+        self.kind, self.errors, self.headers, self.extra = kind, errors, headers, extra
 
     def response(self) -> Response:
-        return problem_response(
-            self.status,
-            self.title,
-            detail=self.detail,
-            kind=self.kind,
-            errors=self.errors,
+        body: dict[str, Any] = {
+            "type": PROBLEM_TYPE_BASE + (self.kind or str(self.status)),
+            "title": self.title,
+            "status": self.status,
+        }
+        if self.detail:
+            body["detail"] = self.detail
+        if self.errors is not None:
+            body["errors"] = self.errors
+        body.update(self.extra)
+        return Response(
+            orjson.dumps(body),
+            status_code=self.status,
+            media_type=PROBLEM_MEDIA_TYPE,
             headers=self.headers,
         )

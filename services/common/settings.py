@@ -9,7 +9,6 @@ Every setting is documented in docs/configuration.md.
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import lru_cache
 from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, model_validator
@@ -60,6 +59,14 @@ class CommonSettings(BaseSettings):
     )
     topic: str = Field("field-events", description="The log of record.")
     dlq_topic: str = Field("field-events.dlq", description="Where poison messages go.")
+    # Common: the aggregator consumes as this group and records its offsets under it; query
+    # (freshness) and rebuild (the live offsets to compare with) read them back by it.
+    consumer_group: str = Field(
+        "opsledger-aggregator",
+        validation_alias=AliasChoices("OPSLEDGER_CONSUMER_GROUP", "OPSLEDGER_AGGREGATOR_GROUP"),
+        description="The aggregator's Kafka consumer group (and faust app id); its offsets, kept "
+        "in PostgreSQL, state every read's freshness.",
+    )
     topic_partitions: int = Field(12, ge=1, le=1000, description="Partitions of a new topic.")
     topic_replication: int = Field(1, ge=1, le=7, description="Replication of a new topic.")
     kafka_timeout_s: float = Field(
@@ -99,9 +106,3 @@ class CommonSettings(BaseSettings):
         if len(secret.encode()) < 32:
             raise ValueError("OPSLEDGER_JWT_SECRET must be at least 32 bytes")
         return self
-
-
-@lru_cache(maxsize=1)
-def common_settings() -> CommonSettings:
-    """The process-wide common settings (read once from the environment)."""
-    return CommonSettings()

@@ -16,9 +16,9 @@ from typing import Any
 import httpx
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from services.aggregator.demo_data import REFERENCE, WeekOfAction, week_of_action
 from services.common.auth import issue_token
 from services.common.settings import CommonSettings
+from services.demo.data import REFERENCE, WeekOfAction, week_of_action
 from services.query.summary import details_from_groups, format_summary
 
 Say = Callable[[str], None]

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from services.devtools.procs import ServiceProcess
 
 Say = Callable[[str], None]
 
@@ -39,42 +37,24 @@ class Services:
     """The services this run started (and so stops), with their logs."""
 
     log_dir: Path
-    started: list[tuple[Service, subprocess.Popen[bytes]]] = field(default_factory=list)
+    started: list[ServiceProcess] = field(default_factory=list)
 
     def ensure(self, service: Service, say: Say, timeout_s: float = 90.0) -> None:
         """Use the service if it answers on its port, else start it and wait until it does."""
         if service.answers():
             say(f"{service.name}: already running at {service.url}")
             return
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        log_path = self.log_dir / f"{service.name}.log"
-        with log_path.open("ab") as log:
-            proc = subprocess.Popen(  # noqa: S603 - our own console entry point
-                [sys.executable, "-m", "services.cli.main", "serve", service.name,
-                 "--host", service.host, "--port", str(service.port)],
-                stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy(),
-            )  # fmt: skip
-        self.started.append((service, proc))
-        deadline = time.monotonic() + timeout_s
-        while not service.answers():
-            if proc.poll() is not None:
-                raise RuntimeError(f"{service.name} exited at start-up; see {log_path}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"{service.name} did not answer in {timeout_s:.0f} s; {log_path}"
-                )
-            time.sleep(0.3)
-        say(f"{service.name}: started at {service.url} (log {log_path})")
+        proc = ServiceProcess(service.name, {}, self.log_dir, service.port, host=service.host)
+        self.started.append(proc)
+        try:
+            proc.start(timeout_s=timeout_s)
+        except AssertionError as exc:  # it names the exit or the timeout, with the log's tail
+            raise RuntimeError(f"{exc}\n(log {proc.log})") from None
+        say(f"{service.name}: started at {service.url} (log {proc.log})")
 
     def stop_all(self, say: Say) -> None:
         """Stop, newest first, every service this run started."""
-        for service, proc in reversed(self.started):
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=10)
-            say(f"{service.name}: stopped")
+        for proc in reversed(self.started):
+            proc.stop()
+            say(f"{proc.name}: stopped")
         self.started.clear()

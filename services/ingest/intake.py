@@ -14,6 +14,7 @@ import orjson
 
 from schemas.errors import ContractError
 from schemas.parsing import event_to_dict, parse_event
+from services.common.access import FORBIDDEN, covers, scope_error
 from services.common.auth import Principal
 from services.common.problems import ProblemError
 from services.common.wire import Submission, encode_submission
@@ -22,7 +23,6 @@ _JSON_TYPES = ("application/json",)
 
 # Why an event was refused: the label of the rejected-events metric and of each batch item.
 CONTRACT = "contract"
-FORBIDDEN = "forbidden"
 UNAVAILABLE = "unavailable"
 
 
@@ -60,14 +60,6 @@ def server_now() -> datetime:
 def stamp(now: datetime) -> str:
     """``recorded_at`` as written into a submission (RFC 3339, UTC, microseconds)."""
     return now.isoformat(timespec="microseconds")
-
-
-def forbidden_entry(operation_id: str) -> dict[str, str]:
-    """The error naming an operation the caller's token does not cover."""
-    return {
-        "path": "operation_id",
-        "message": f"your token does not allow writing to operation {operation_id!r}",
-    }
 
 
 @dataclass(slots=True)
@@ -119,7 +111,7 @@ def _shape_error(
     return ProblemError(422, "Invalid batch", errors=errors, kind="invalid-batch")
 
 
-def sort_batch(
+def validate_and_group(
     items: list[Any], principal: Principal, now: datetime, max_future: timedelta
 ) -> tuple[list[ItemOutcome], list[PendingSubmission]]:
     """Validate each item on its own; group the accepted ones by operation, in input order."""
@@ -138,8 +130,8 @@ def sort_batch(
         except ContractError as exc:
             outcome.reason, outcome.errors = CONTRACT, exc.errors
             continue
-        if not principal.may_access(event.operation_id):
-            outcome.reason, outcome.errors = FORBIDDEN, [forbidden_entry(event.operation_id)]
+        if not covers(principal, event.operation_id):
+            outcome.reason, outcome.errors = FORBIDDEN, [scope_error(event.operation_id)]
             continue
         group = pending.get(event.operation_id)
         if group is None:

@@ -14,6 +14,7 @@ from starlette.responses import Response
 
 from schemas.errors import ContractError
 from schemas.parsing import event_to_dict, parse_event
+from services.common.access import FORBIDDEN, covers, forbidden, out_of_scope
 from services.common.auth import Principal, TokenCache
 from services.common.http import authorize
 from services.common.problems import ProblemError, problem_response
@@ -21,18 +22,16 @@ from services.common.wire import Submission, encode_submission
 from services.ingest import docs
 from services.ingest.intake import (
     CONTRACT,
-    FORBIDDEN,
     UNAVAILABLE,
     ItemOutcome,
     PendingSubmission,
     check_content_type,
     encode_records,
-    forbidden_entry,
     load_json,
     read_batch,
     server_now,
-    sort_batch,
     stamp,
+    validate_and_group,
 )
 from services.ingest.metrics import IngestMetrics
 from services.ingest.producer import Acked, BrokerUnavailable, EventProducer
@@ -135,15 +134,9 @@ async def post_event(request: Request) -> Response:
         load_json(body)  # not JSON at all is a 400, not a contract error
         ingest.metrics.rejected.labels(CONTRACT).inc()
         raise ProblemError(422, "Invalid event", errors=exc.errors, kind="invalid-event") from None
-    if not principal.may_access(event.operation_id):
+    if not covers(principal, event.operation_id):
         ingest.metrics.rejected.labels(FORBIDDEN).inc()
-        raise ProblemError(
-            403,
-            "Forbidden",
-            detail="the token does not cover this operation",
-            kind="forbidden-operation",
-            errors=[forbidden_entry(event.operation_id)],
-        )
+        raise out_of_scope(event.operation_id)
     submission = Submission(
         event.operation_id, stamp(now), principal.subject, [event_to_dict(event)]
     )
@@ -179,7 +172,7 @@ async def post_batch(request: Request) -> Response:
     check_content_type(request.headers.get("content-type"))
     items = read_batch(load_json(await request.body()), ingest.settings.max_batch_events)
     now = server_now()
-    outcomes, groups = sort_batch(items, principal, now, ingest.max_future)
+    outcomes, groups = validate_and_group(items, principal, now, ingest.max_future)
     recorded_at = stamp(now)
     if groups:
         await asyncio.gather(
@@ -222,10 +215,8 @@ def _batch_answer(ingest: Ingest, outcomes: list[ItemOutcome]) -> Response:
         for e in item.errors
     ]
     if counts[FORBIDDEN] == len(outcomes):
-        return problem_response(
-            403, "Forbidden", detail="the token covers none of these operations",
-            kind="forbidden-operation", errors=errors, **summary, results=results,
-        )  # fmt: skip
+        refusal = "the token covers none of these operations"
+        return forbidden(refusal, errors, **summary, results=results).response()
     return problem_response(
         422, "No event accepted", errors=errors, kind="invalid-batch", **summary, results=results
     )

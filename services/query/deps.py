@@ -14,7 +14,6 @@ from fastapi import Depends, Request
 
 from services.common.auth import Principal, Role, TokenCache
 from services.common.http import authorize, bearer_token
-from services.query.access import check_access
 from services.query.hub import ChangeHub
 from services.query.reads import Reads
 from services.query.settings import QuerySettings
@@ -29,7 +28,6 @@ __all__ = [
     "Reader",
     "Settings",
     "StreamReader",
-    "check_access",
 ]
 
 READ_ROLES: tuple[Role, ...] = ("supervisor", "auditor", "admin")
@@ -71,7 +69,7 @@ def _principal(request: Request, token: str | None, roles: tuple[Role, ...]) -> 
     return authorize(request, tokens, roles, token)
 
 
-# Same answers as services.common.http.require_role (401 / 403), through the token cache.
+# 401 from services.common.http.authorize, 403 from services.common.access (as in ingest).
 async def _require_reader(request: Request) -> Principal:
     return _principal(request, None, READ_ROLES)
 

@@ -75,7 +75,6 @@ class ChangeHub:
         self._listening = asyncio.Event()
         self.connected = False
         self.backend_pid: int | None = None  # the listening connection's server process
-        self.reconnects = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self, wait_s: float = 5.0) -> None:
@@ -157,7 +156,6 @@ class ChangeHub:
             finally:
                 self.connected = False
                 self.backend_pid = None
-                self.reconnects += 1
                 self._listening.clear()
                 conn.terminate()
                 # Signals may have been missed while not listening: every subscriber re-reads.

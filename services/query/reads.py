@@ -1,4 +1,4 @@
-"""The read use-cases behind the routes: scope check, cached or snapshot read, freshness, audit."""
+"""The read use-cases behind the routes: scope check, cached read, freshness, access log."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ from typing import Any
 
 import asyncpg
 
+from services.common import access_log
+from services.common.access import require_operation
 from services.common.auth import Principal
 from services.common.problems import ProblemError
 from services.query import repository
-from services.query.access import check_access
 from services.query.cache import ReadCache
 from services.query.repository import TotalsQuery, TotalsResult
 from services.query.settings import QuerySettings
@@ -53,27 +54,17 @@ class Reads:
 
     async def totals_answer(self, principal: Principal, q: TotalsQuery) -> dict[str, Any]:
         """The JSON answer of a totals read, for a caller whose scope is checked here."""
-        check_access(principal, q.operation_id)
+        require_operation(principal, q.operation_id)
         freshness = await self.freshness()  # read first: the totals are at least this fresh
         result = await self.totals(q)
-        await self.audit(principal, "totals", q.operation_id, query_params(q))
+        await self.log_read(principal, "totals", q.operation_id, query_params(q))
         return answer(q, result, freshness)
 
-    async def audit(
+    async def log_read(
         self, principal: Principal, action: str, operation_id: str | None, params: dict[str, Any]
     ) -> None:
-        """Log an auditor's read in audit.access_log (other roles' reads are not logged)."""
-        if principal.role != "auditor":
-            return
-        async with self.pool.acquire() as conn:
-            await repository.log_access(
-                conn,
-                principal=principal.subject,
-                role=principal.role,
-                action=action,
-                operation_id=operation_id,
-                params=params,
-            )
+        """Write this read to the access log, if its rule (services.common.access_log) says so."""
+        await access_log.record(self.pool, principal, action, operation_id, params)
 
 
 def query_params(q: TotalsQuery) -> dict[str, Any]:

@@ -1,9 +1,10 @@
 """SQL of the read side. Current totals come from the projection (ledger.totals); as_of/known_at
 reads sum ledger.contributions through its (operation_id, occurred_at|recorded_at) indexes.
 
-A void's contribution row carries its target's ``occurred_at`` and its own ``recorded_at``, so
-``as_of`` (by occurred_at) drops a voided event whenever the event itself is in range, and
-``known_at`` (by recorded_at) drops it only once the void was recorded.
+A void's contribution row carries its target's ``occurred_at`` and the later of the two
+``recorded_at``s (`schemas.tally.Removal`), so ``as_of`` (by occurred_at) drops a voided event
+whenever the event itself is in range, and ``known_at`` (by recorded_at) drops it only once
+both the event and the void were recorded (never a negative count).
 """
 
 from __future__ import annotations
@@ -187,27 +188,6 @@ async def read_freshness(conn: Connection, consumer_group: str, topic: str) -> d
 
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
-
-
-async def log_access(
-    conn: Connection,
-    *,
-    principal: str,
-    role: str,
-    action: str,
-    operation_id: str | None,
-    params: Mapping[str, Any],
-) -> None:
-    """Append one row to audit.access_log (every auditor read is itself logged)."""
-    await conn.execute(
-        "INSERT INTO audit.access_log (principal, role, action, operation_id, params) "
-        "VALUES ($1, $2, $3, $4, $5::jsonb)",
-        principal,
-        role,
-        action,
-        operation_id,
-        dict(params),
-    )
 
 
 async def ping(conn: Connection) -> None:

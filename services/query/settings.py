@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-
-from pydantic import AliasChoices, Field
+from pydantic import Field
 
 from services.common.settings import CommonSettings, service_env
 
@@ -65,12 +63,6 @@ class QuerySettings(CommonSettings):
         le=30,
         description="Upper bound on the database check behind /readyz.",
     )
-    # Same environment variable as the aggregator's setting, so one export configures both.
-    consumer_group: str = Field(
-        "opsledger-aggregator",
-        validation_alias=AliasChoices("OPSLEDGER_CONSUMER_GROUP", "OPSLEDGER_AGGREGATOR_GROUP"),
-        description="The aggregator's Kafka consumer group, whose offsets state freshness.",
-    )
     stream_queue_size: int = Field(
         8,
         validation_alias=_alias("STREAM_QUEUE_SIZE"),
@@ -125,9 +117,3 @@ class QuerySettings(CommonSettings):
         le=60,
         description="How long a read of the consumer offsets is reused.",
     )
-
-
-@lru_cache(maxsize=1)
-def query_settings() -> QuerySettings:
-    """The process-wide query settings (read once from the environment)."""
-    return QuerySettings()

@@ -99,18 +99,6 @@ def details_from_groups(groups: Iterable[Mapping[str, object]]) -> dict[str, dic
     return out
 
 
-def details_from_rows(
-    rows: Mapping[tuple[str, str, str, str, object], int],
-) -> dict[str, dict[str, int]]:
-    """The ``details`` of format_summary from ``schemas.tally.Totals.rows``."""
-    out: dict[str, dict[str, int]] = {}
-    for (metric, detail, *_), value in rows.items():
-        if detail and value:
-            bucket = out.setdefault(metric, {})
-            bucket[detail] = bucket.get(detail, 0) + int(value)
-    return out
-
-
 def provenance(
     operation_id: str, note: str | None, size: int, events: int, metrics: Mapping[str, int]
 ) -> str:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from services.devtools.procs import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -25,21 +26,15 @@ PRESS_RELEASE = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.e2e
 def test_demo_prints_the_reference_tally(stack: object, unique_id: str) -> None:
     env = {
         **os.environ,
         # Its own ports, topic and consumer group, so services a developer left running (or
         # other tests' topics) play no part: the demo starts and stops all three itself.
-        "OPSLEDGER_INGEST_PORT": str(_free_port()),
-        "OPSLEDGER_QUERY_PORT": str(_free_port()),
-        "OPSLEDGER_AGGREGATOR_PORT": str(_free_port()),
+        "OPSLEDGER_INGEST_PORT": str(free_port()),
+        "OPSLEDGER_QUERY_PORT": str(free_port()),
+        "OPSLEDGER_AGGREGATOR_PORT": str(free_port()),
         "OPSLEDGER_TOPIC": f"demo-e2e-{unique_id}",
         "OPSLEDGER_CONSUMER_GROUP": f"demo-e2e-{unique_id}",
     }

@@ -20,10 +20,10 @@ import pytest
 from services import stack as local_stack
 from services.common.auth import issue_token
 from services.common.settings import CommonSettings
+from services.devtools.procs import ServiceProcess
 
 from .checker import Report
 from .faults import PrivateStack
-from .procs import Service
 
 # Where each run appends its measured figures (docs/reliability.md is filled from these).
 RESULTS = Path(os.environ.get("OPSLEDGER_RELIABILITY_RESULTS", ".local/reliability-results.jsonl"))
@@ -45,7 +45,7 @@ class Cluster:
     log_dir: Path
     topic: str
     group: str
-    services: list[Service] = field(default_factory=list)
+    services: list[ServiceProcess] = field(default_factory=list)
 
     def env(self, **extra: str) -> dict[str, str]:
         return {
@@ -66,9 +66,9 @@ class Cluster:
             **extra,
         }
 
-    def spawn(self, name: str, *, start: bool = True, **extra: str) -> Service:
+    def spawn(self, name: str, *, start: bool = True, **extra: str) -> ServiceProcess:
         """A service process on a free port with this cluster's environment."""
-        service = Service(name, self.env(**extra), self.log_dir)
+        service = ServiceProcess(name, self.env(**extra), self.log_dir)
         self.services.append(service)
         if start:
             service.start()

@@ -15,9 +15,8 @@ from pathlib import Path
 
 from services import stack
 from services.common.migrate import upgrade
+from services.devtools.procs import free_port
 from services.stack.manager import PartName
-
-from .procs import free_port
 
 
 class PrivateStack:

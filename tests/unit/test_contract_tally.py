@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
-from datetime import date
+from dataclasses import replace
+from datetime import UTC, date, datetime
 from typing import Any
 from uuid import uuid4
 
 from schemas import example_events, parse_event
-from schemas.tally import METRICS, Contribution, contribution, fold, negate
+from schemas.tally import (
+    ALREADY_VOIDED,
+    METRICS,
+    OF_A_VOID,
+    OTHER_OPERATION,
+    Conflict,
+    Contribution,
+    Counted,
+    Duplicate,
+    FoldState,
+    VoidApplied,
+    VoidHeld,
+    VoidIgnored,
+    contribution,
+    fact_of,
+    fold,
+    negate,
+)
 
 
 def ev(kind: str, i: int = 0, **over: Any) -> Any:
@@ -108,3 +126,41 @@ def test_void_of_a_void_missing_event_or_other_operation_is_noop() -> None:
     assert fold([a, ghost]).metrics["warrants_executed"] == 1
     assert fold([foreign, a]).metrics["warrants_executed"] == 1
     assert fold([a, foreign]).metrics["warrants_executed"] == 1
+
+
+def test_each_decision_of_the_fold_rule() -> None:
+    a = ev("warrant_executed")
+    own, foreign, again = void(a), void(a, operation_id="another-operation"), void(a)
+    state = FoldState()
+    assert isinstance(state.add(fact_of(foreign)), VoidHeld)  # target not here yet
+    assert state.add(fact_of(a)) == Counted(contribution(a))  # the foreign void is not its own
+    assert state.add(fact_of(a)) == Duplicate()
+    applied = state.add(fact_of(own))
+    assert isinstance(applied, VoidApplied) and applied.removal.void.void_event_id == own.event_id
+    assert state.add(fact_of(again)) == VoidIgnored(a.event_id, ALREADY_VOIDED)
+    assert state.add(fact_of(void(own))) == VoidIgnored(own.event_id, OF_A_VOID)
+    b = ev("warrant_executed")
+    state.add(fact_of(b))
+    other = void(b, operation_id="op-x")
+    assert state.add(fact_of(other)) == VoidIgnored(b.event_id, OTHER_OPERATION)
+
+
+def test_a_held_void_of_its_own_operation_cancels_on_arrival_with_the_later_time() -> None:
+    a = ev("warrant_executed")
+    v = void(a)
+    early, late = datetime(2026, 11, 20, 9, tzinfo=UTC), datetime(2026, 11, 20, 10, tzinfo=UTC)
+    state = FoldState()
+    state.add(fact_of(v, recorded_at=late))
+    decision = state.add(fact_of(a, recorded_at=early))
+    assert isinstance(decision, Counted) and decision.cancelled_by is not None
+    removal = decision.cancelled_by
+    assert (removal.recorded_at, removal.occurred_at) == (late, a.occurred_at)
+    assert removal.contribution == negate(contribution(a))  # type: ignore[arg-type]
+
+
+def test_a_repeated_id_with_other_content_hash_is_a_conflict() -> None:
+    a = ev("warrant_executed")
+    state = FoldState()
+    state.add(replace(fact_of(a), content_hash="one"))
+    assert state.add(replace(fact_of(a), content_hash="two")) == Conflict("one")
+    assert state.add(replace(fact_of(a), content_hash="one")) == Duplicate()

@@ -13,10 +13,15 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from starlette.responses import Response
 
-from services.audit import access_log
-from services.audit import repository as repo
-from services.audit.export import View
-from services.audit.service import UnknownOperation, export_operation, verify_operation
+from services.audit.service import (
+    HistoryFilter,
+    UnknownOperation,
+    View,
+    export_operation,
+    history_page,
+    verify_operation,
+)
+from services.common import access_log
 from services.common.problems import ProblemError
 from services.query.deps import Auditor, Pool
 from services.query.jsonresp import json_response
@@ -74,7 +79,7 @@ async def history(
 ) -> Response:
     """The operation's events in chain order, with hashes, Kafka position and void status."""
     times = _instants(**{"from": occurred_from, "to": occurred_to})
-    filters = repo.HistoryFilter(type, area, unit, officer, times["from"], times["to"])
+    filters = HistoryFilter(type, area, unit, officer, times["from"], times["to"])
     params = {
         "after_seq": after_seq,
         "limit": limit,
@@ -89,13 +94,13 @@ async def history(
         pool, principal, "history", operation_id, {k: v for k, v in params.items() if v is not None}
     )
     async with pool.acquire() as conn:
-        rows, next_seq = await repo.history_page(
+        rows, next_seq = await history_page(
             conn, operation_id, filters, after_seq=after_seq, limit=limit
         )
     return json_response(
         {
             "operation_id": operation_id,
-            "events": [repo.plain(r) for r in rows],
+            "events": rows,
             "next_after_seq": next_seq,
             "limit": limit,
         }

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from starlette.responses import Response
 
+from services.common.access import ALL_OPERATIONS
 from services.query import repository
 from services.query.deps import Reader, ReadsDep
 from services.query.jsonresp import json_response
@@ -30,11 +31,11 @@ router = APIRouter(prefix="/v1/operations", tags=["totals"])
 )
 async def list_operations(reads: ReadsDep, principal: Reader) -> Response:
     """Operations the caller may read, each with its headline totals."""
-    scope = None if principal.role in ("auditor", "admin") else sorted(principal.operations)
+    scope = None if principal.role in ALL_OPERATIONS else sorted(principal.operations)
     freshness = await reads.freshness()
     async with reads.pool.acquire() as conn:
         operations = await repository.list_operations(conn, scope)
-    await reads.audit(principal, "operations", None, {})
+    await reads.log_read(principal, "operations", None, {})
     body: dict[str, Any] = {"operations": operations, "freshness": freshness}
     return json_response(body)
 

@@ -16,8 +16,8 @@ import orjson
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import StreamingResponse
 
+from services.common.access import require_operation
 from services.common.problems import ProblemError
-from services.query.access import check_access
 from services.query.deps import Hub, ReadsDep, Settings, StreamReader
 from services.query.hub import ChangeHub
 from services.query.openapi import READ_ERRORS, body, problem
@@ -47,7 +47,7 @@ async def stream(
     q: Annotated[TotalsQuery, Depends(totals_query)],
 ) -> StreamingResponse:
     """text/event-stream of totals answers (same shape as /totals), driven by LISTEN/NOTIFY."""
-    check_access(principal, q.operation_id)
+    require_operation(principal, q.operation_id)
     await reads.totals(q)  # 404 now, while an error can still be a status code
     if hub.subscribers >= settings.stream_max_clients:
         raise ProblemError(
@@ -57,7 +57,7 @@ async def stream(
             kind="stream-full",
             headers={"Retry-After": "5"},
         )
-    await reads.audit(principal, "stream", q.operation_id, {"group_by": list(q.group_by)})
+    await reads.log_read(principal, "stream", q.operation_id, {"group_by": list(q.group_by)})
     last_id = request.headers.get("last-event-id")
     return StreamingResponse(
         _events(reads, hub, settings, q, last_id),

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query
 from starlette.responses import Response
 
-from services.query.access import check_access
+from services.common.access import require_operation
 from services.query.deps import Reader, ReadsDep
 from services.query.jsonresp import json_response
 from services.query.openapi import READ_ERRORS
@@ -52,10 +52,10 @@ async def summary(
 
     Same parameters as totals (grouping is ignored).
     """
-    check_access(principal, q.operation_id)
+    require_operation(principal, q.operation_id)
     by_item = dataclasses.replace(q, group_by=("item",))
     result = await reads.totals(by_item)
-    await reads.audit(principal, "summary", q.operation_id, query_params(q))
+    await reads.log_read(principal, "summary", q.operation_id, query_params(q))
     details = details_from_groups(result.groups)
     async with reads.pool.acquire() as conn:
         stored = await checkpoints.latest(conn, q.operation_id)

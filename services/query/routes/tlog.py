@@ -13,9 +13,9 @@ from uuid import UUID
 from fastapi import APIRouter, Query
 from starlette.responses import Response
 
-from services.audit import access_log
+from services.common import access_log
+from services.common.access import require_operation
 from services.common.problems import ProblemError
-from services.query.access import check_access
 from services.query.deps import Auditor, Pool, Reader
 from services.query.jsonresp import json_response
 from services.query.openapi import AUDIT_ERRORS, READ_ERRORS, body, problem
@@ -58,7 +58,7 @@ async def checkpoint(
     ] = None,
 ) -> Response:
     """The latest signed checkpoint of the operation's tree (or the one of ``size``)."""
-    check_access(principal, operation_id)
+    require_operation(principal, operation_id)
     async with pool.acquire() as conn:
         if size is None:
             stored = await checkpoints.latest(conn, operation_id)
@@ -112,7 +112,7 @@ async def consistency(
     ] = None,
 ) -> Response:
     """The proof that the tree at ``to`` extends the tree at ``from`` (RFC 9162 2.1.4)."""
-    check_access(principal, operation_id)
+    require_operation(principal, operation_id)
     async with pool.acquire() as conn:
         try:
             doc = await consistency_doc(conn, operation_id, size1, size2)

@@ -5,18 +5,14 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from playwright.async_api import Browser, async_playwright
 
 from services.common.db import create_pool
+from services.devtools.procs import ServiceProcess, free_port
 from tests.integration.query.ledger import Ledger
 
 CHROMIUM = "/usr/bin/chromium"
@@ -31,13 +27,6 @@ CHROMIUM_ARGS = [
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="session")
 def query_env(database_url: str) -> dict[str, str]:
     """Environment of the query process: a topic and consumer group private to this session."""
@@ -47,46 +36,20 @@ def query_env(database_url: str) -> dict[str, str]:
         "OPSLEDGER_DATABASE_URL": database_url,
         "OPSLEDGER_TOPIC": f"dash-test-{suffix}",
         "OPSLEDGER_CONSUMER_GROUP": f"dash-test-{suffix}",
-        "OPSLEDGER_QUERY_PORT": str(_free_port()),
+        "OPSLEDGER_QUERY_PORT": str(free_port()),
     }
 
 
 @contextlib.contextmanager
 def serve(name: str, env: dict[str, str], port: int, ready_s: float = 30) -> Iterator[str]:
     """`opsledger serve <name> --port <port>` until the block ends; its base URL once ready."""
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    log_path = ARTIFACTS / f"dashboard-{name}.log"
-    log = log_path.open("wb")  # a file, not a pipe: a chatty server can never block on it
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "services.cli.main", "serve", name, "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + ready_s
+    service = ServiceProcess(name, env, ARTIFACTS, port, label=f"dashboard-{name}")
     try:
-        while True:
-            if proc.poll() is not None:
-                err = log_path.read_text(errors="replace")[-2000:]
-                pytest.fail(f"opsledger serve {name} exited: {err}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"opsledger serve {name} was not ready within {ready_s} s")
-            time.sleep(0.2)
-        yield url
+        service.start(wait=False)
+        service.wait_healthy(ready_s, "/readyz")
+        yield service.url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        service.stop()
 
 
 @pytest.fixture(scope="session")
@@ -116,8 +79,8 @@ def served_pipeline(
         "OPSLEDGER_AGGREGATOR_DATA_DIR": str(tmp_path_factory.mktemp("faust")),
     }
     with (
-        serve("aggregator", env, _free_port(), ready_s=60),
-        serve("ingest", env, _free_port()) as ingest_url,
+        serve("aggregator", env, free_port(), ready_s=60),
+        serve("ingest", env, free_port()) as ingest_url,
     ):
         yield ingest_url
 

@@ -40,10 +40,9 @@ class PrivatePostgres:
     """A PostgreSQL server of its own (same binaries as the stack), safe to stop mid-test."""
 
     def __init__(self, home: Path) -> None:
+        from services.devtools.procs import free_port
         from services.stack.postgres import PostgresPart
         from services.stack.settings import StackSettings
-
-        from .harness import free_port
 
         self.part = PostgresPart(StackSettings(dir=home, pg_port=free_port()))
 
@@ -95,70 +94,4 @@ async def private_postgres(unique_id: str) -> AsyncIterator[PrivatePostgres]:
         yield pg
     finally:
         pg.stop()
-        shutil.rmtree(home, ignore_errors=True)
-
-
-class PrivateKafka:
-    """A single-node Kafka of its own ports and directory (the shared one is never touched),
-    which a test may SIGKILL and start again."""
-
-    def __init__(self, home: Path) -> None:
-        from services.stack.kafka import KafkaPart
-        from services.stack.settings import StackSettings
-
-        from .harness import free_port
-
-        self.part = KafkaPart(
-            StackSettings(
-                dir=home,
-                kafka_port=free_port(),
-                kafka_controller_port=free_port(),
-                kafka_heap="-Xms128m -Xmx384m",
-            )
-        )
-
-    @property
-    def bootstrap(self) -> str:
-        return self.part.address
-
-    async def start(self, timeout_s: float = 90) -> None:
-        import asyncio
-        import time
-
-        await asyncio.to_thread(self.part.prepare, lambda _: None)
-        await asyncio.to_thread(self.part.launch)
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                await self.part.probe(2.0)
-                return
-            except Exception as exc:
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"private broker did not start: {exc!r}") from exc
-                await asyncio.sleep(0.5)
-
-    def kill(self) -> None:
-        """SIGKILL: a crash, no controlled shutdown."""
-        import signal
-
-        from services.stack.procs import read_pid, stop
-
-        record = read_pid(self.part.pid_file)
-        if record is not None:
-            assert stop(record, sig=signal.SIGKILL, timeout_s=10)
-        self.part.pid_file.unlink(missing_ok=True)
-
-
-@pytest.fixture
-async def private_kafka(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[PrivateKafka]:
-    """A started Kafka broker only this test uses; killed at the end."""
-    import shutil
-
-    home = tmp_path_factory.mktemp("private-kafka")
-    kafka = PrivateKafka(home)
-    try:
-        await kafka.start()
-        yield kafka
-    finally:
-        kafka.kill()
         shutil.rmtree(home, ignore_errors=True)

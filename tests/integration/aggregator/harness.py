@@ -6,9 +6,7 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -23,15 +21,9 @@ from schemas.canonical import GENESIS_HASH, chain_hash
 from services.common.settings import CommonSettings
 from services.common.topics import ensure_topics
 from services.common.wire import Submission, encode_submission
+from services.devtools.procs import ServiceProcess
 
 RECORDED_AT = "2026-11-23T09:00:00+00:00"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -63,39 +55,30 @@ class AggregatorProcess:
 
     def __init__(self, target: Target, data_dir: Path, **extra_env: str) -> None:
         self.target = target
-        self.port = free_port()
-        self.log = data_dir / f"aggregator-{self.port}.log"
-        self.env = {
-            **os.environ,
+        env = {
             "KAFKA_BOOTSTRAP_SERVERS": target.kafka,
             "DATABASE_URL": target.database_url,
             "OPSLEDGER_TOPIC": target.topic,
             "OPSLEDGER_DLQ_TOPIC": target.dlq,
             "OPSLEDGER_TOPIC_PARTITIONS": str(target.partitions),
             "OPSLEDGER_CONSUMER_GROUP": target.group,
-            "OPSLEDGER_AGGREGATOR_PORT": str(self.port),
             "OPSLEDGER_AGGREGATOR_DATA_DIR": str(data_dir / "faust"),
             "OPSLEDGER_AGGREGATOR_RETRY_MAX_S": "1",
             **extra_env,
         }
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.service = ServiceProcess("aggregator", env, data_dir, health_path="/readyz")
+        self.url = self.service.url
 
     @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        return self.service.proc
 
     async def start(self, timeout_s: float = 60) -> None:
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(  # noqa: ASYNC220 - a long-lived child, not awaited
-                [sys.executable, "-m", "services.cli.main", "serve", "aggregator"],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        self.service.start(wait=False)
         deadline = time.monotonic() + timeout_s
         async with httpx.AsyncClient() as client:
             while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
+                if not self.service.alive():
                     raise AssertionError(f"aggregator exited:\n{self.tail()}")
                 try:
                     if (await client.get(f"{self.url}/readyz", timeout=1)).status_code == 200:
@@ -120,23 +103,14 @@ class AggregatorProcess:
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         assert self.proc is not None
-        self.proc.send_signal(sig)
+        os.killpg(self.proc.pid, sig)
         self.proc.wait(timeout=30)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        self.service.stop()
 
     def tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except FileNotFoundError:
-            return "(no log)"
+        return self.service.tail(lines)
 
 
 def submission(events: Sequence[dict[str, Any]], principal: str = "pc-test") -> bytes:

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from schemas.examples import example_events
+from services.devtools.kafka import PrivateKafka
 
-from .conftest import PrivateKafka
 from .harness import AggregatorProcess, Target, produce, submission, wait_applied
 
 pytestmark = pytest.mark.integration
@@ -52,7 +52,7 @@ async def test_broker_killed_readyz_503_naming_it_then_200_and_applying_after_re
         await aggregator.start()
         await wait_applied(target, 5)
 
-        private_kafka.kill()
+        await private_kafka.kill()
         killed = time.monotonic()
         body = await wait_readyz(aggregator, 503, NOT_READY_WITHIN_S)
         assert time.monotonic() - killed < NOT_READY_WITHIN_S

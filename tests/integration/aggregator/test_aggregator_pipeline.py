@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaConsumer
 from schemas.examples import example_events
 from schemas.parsing import parse_event
 from schemas.tally import fold
-from services.aggregator.demo_data import REFERENCE, week_of_action
+from services.demo.data import REFERENCE, week_of_action
 
 from .harness import (
     AggregatorProcess,

@@ -3,12 +3,9 @@ a real query server, real Kafka topics private to each test."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import copy
-import socket
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,16 +13,17 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-import uvicorn
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from schemas.examples import example_events
-from services.aggregator.writer import BatchWriter
 from services.common.auth import Role, issue_token
 from services.common.db import create_pool
 from services.common.migrate import upgrade
 from services.common.wire import Submission, encode_submission
+from services.devtools.asgi import serve_in_process
+from services.devtools.procs import free_port
+from services.ledger.writer import BatchWriter
 from services.query.app import create_app
 from services.query.settings import QuerySettings
 
@@ -167,39 +165,16 @@ async def produce(
 # ---- the query service over HTTP ----------------------------------------------------------
 
 
-class _Server(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:  # leave Ctrl-C to pytest
-        yield
-
-
 @pytest.fixture(scope="session")
 def query_settings(database_url: str) -> QuerySettings:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    return QuerySettings(database_url=database_url, port=port)
+    return QuerySettings(database_url=database_url, port=free_port())
 
 
 @pytest.fixture(scope="session")
 async def query_url(query_settings: QuerySettings) -> AsyncIterator[str]:
     """A query server (with the audit routes) running in this process for the session."""
-    config = uvicorn.Config(
-        create_app(query_settings), host="127.0.0.1", port=query_settings.port,
-        log_level="warning", lifespan="on",
-    )  # fmt: skip
-    server = _Server(config)
-    task = asyncio.create_task(server.serve())
-    for _ in range(200):
-        if server.started or task.done():
-            break
-        await asyncio.sleep(0.05)
-    if task.done():
-        task.result()
-    assert server.started, "the query server did not start within 10 s"
-    yield f"http://127.0.0.1:{query_settings.port}"
-    server.should_exit = True
-    await task
+    async with serve_in_process(create_app(query_settings), query_settings.port) as url:
+        yield url
 
 
 @pytest.fixture

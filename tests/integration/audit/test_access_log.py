@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from services.audit import access_log
+from services.common import access_log
 from services.common.auth import Principal
 
 pytestmark = pytest.mark.integration

@@ -10,12 +10,12 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from services.aggregator.demo_data import REFERENCE, week_of_action
 from services.audit.export import View, verify_bundle
 from services.audit.rebuild import rebuild
 from services.audit.service import export_operation, verify_operation
 from services.common.auth import Principal
 from services.common.wire import Submission, encode_submission
+from services.demo.data import REFERENCE, week_of_action
 
 from .conftest import Live, produce
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -19,13 +18,6 @@ from services import stack as local_stack
 from services.common.auth import issue_token
 from services.ingest.app import create_app
 from services.ingest.settings import IngestSettings
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on (bound and released at once)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def delete_topics(bootstrap: str, topics: list[str]) -> None:

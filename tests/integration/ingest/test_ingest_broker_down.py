@@ -3,24 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
-import signal
 import time
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
 from services.common.wire import decode_submission
+from services.devtools.kafka import PrivateKafka
+from services.devtools.procs import free_port
 from services.ingest.app import create_app
 from services.ingest.settings import IngestSettings
-from services.stack.kafka import KafkaPart
-from services.stack.procs import PidRecord, stop
-from services.stack.settings import StackSettings
 
-from .conftest import auth_for, free_port, make_event, read_records
+from .conftest import auth_for, make_event, read_records
 
 pytestmark = pytest.mark.integration
 BOUND_S = 2.0
@@ -65,60 +61,11 @@ async def test_unreachable_broker_is_503_within_the_bound(dead_end_app: FastAPI)
         assert (await client.get("/healthz")).status_code == 200
 
 
-class PrivateBroker:
-    """A throwaway single-node Kafka on its own ports and directory (the shared one is never
-    touched), which a test may kill and start again."""
-
-    def __init__(self, root: Path) -> None:
-        self.settings = StackSettings(
-            dir=root,
-            kafka_port=free_port(),
-            kafka_controller_port=free_port(),
-            kafka_heap="-Xms128m -Xmx384m",
-        )
-        self.part = KafkaPart(self.settings)
-        self.record: PidRecord | None = None
-
-    @property
-    def bootstrap(self) -> str:
-        return self.settings.kafka_bootstrap
-
-    async def start(self, timeout_s: float = 90.0) -> None:
-        await asyncio.to_thread(self.part.prepare, lambda _: None)
-        self.record = await asyncio.to_thread(self.part.launch)
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                await self.part.probe(2.0)
-                return
-            except Exception as exc:  # noqa: BLE001 - not up yet
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"private broker did not start: {exc!r}") from exc
-                await asyncio.sleep(0.5)
-
-    async def kill(self) -> None:
-        if self.record is not None:
-            assert await asyncio.to_thread(stop, self.record, sig=signal.SIGKILL, timeout_s=10)
-            self.record = None
-
-
 @pytest.fixture
-async def private_broker(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[PrivateBroker]:
-    root = tmp_path_factory.mktemp("private-kafka")
-    broker = PrivateBroker(root)
-    try:
-        await broker.start()
-        yield broker
-    finally:
-        await broker.kill()
-        shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest.fixture
-def restart_settings(private_broker: PrivateBroker, unique_id: str) -> Iterator[IngestSettings]:
+def restart_settings(private_kafka: PrivateKafka, unique_id: str) -> Iterator[IngestSettings]:
     yield IngestSettings(
         env="test",
-        kafka_bootstrap_servers=private_broker.bootstrap,
+        kafka_bootstrap_servers=private_kafka.bootstrap,
         topic=f"it-ingest-restart-{unique_id}",
         topic_partitions=2,
         produce_timeout_s=BOUND_S,
@@ -127,7 +74,7 @@ def restart_settings(private_broker: PrivateBroker, unique_id: str) -> Iterator[
 
 
 async def test_broker_killed_then_restarted_503_then_202_without_restarting_ingest(
-    private_broker: PrivateBroker, restart_settings: IngestSettings
+    private_kafka: PrivateKafka, restart_settings: IngestSettings
 ) -> None:
     app = create_app(restart_settings)
     op = "op-restart"
@@ -140,7 +87,7 @@ async def test_broker_killed_then_restarted_503_then_202_without_restarting_inge
             assert (await client.post("/v1/events", json=first, headers=auth)).status_code == 202
             accepted.append(first["event_id"])
 
-            await private_broker.kill()
+            await private_kafka.kill()
             for _ in range(3):
                 started = time.monotonic()
                 r = await client.post("/v1/events", json=make_event(op), headers=auth)
@@ -149,7 +96,7 @@ async def test_broker_killed_then_restarted_503_then_202_without_restarting_inge
                 assert r.headers["retry-after"]
             assert (await client.get("/readyz")).status_code == 503
 
-            await private_broker.start()
+            await private_kafka.start()
             deadline = time.monotonic() + 60
             status = 0
             while status != 202 and time.monotonic() < deadline:
@@ -164,7 +111,7 @@ async def test_broker_killed_then_restarted_503_then_202_without_restarting_inge
             assert status == 202, "ingest did not accept again after the broker came back"
             await asyncio.sleep(restart_settings.ready_cache_s)
             assert (await client.get("/readyz")).status_code == 200
-    records = await read_records(private_broker.bootstrap, restart_settings.topic, len(accepted))
+    records = await read_records(private_kafka.bootstrap, restart_settings.topic, len(accepted))
     on_topic = [e["event_id"] for r in records for e in decode_submission(r.value).events]
     # Every 202 is on the topic; a 503'd send may also have landed (the client retries it with
     # the same event_id, and the ledger counts an event_id once).

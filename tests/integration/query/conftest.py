@@ -2,36 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import secrets
-import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
 from services.common.auth import Role, issue_token
 from services.common.db import create_pool
+from services.devtools.asgi import serve_in_process
+from services.devtools.procs import free_port
 from services.query.app import create_app
 from services.query.settings import QuerySettings
 
 from .ledger import Ledger
-
-
-class _Server(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:  # leave Ctrl-C to pytest
-        yield
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="session")
@@ -42,7 +27,7 @@ def query_settings(database_url: str) -> QuerySettings:
         database_url=database_url,
         topic=f"query-test-{suffix}",
         consumer_group=f"query-test-{suffix}",
-        port=_free_port(),
+        port=free_port(),
         stream_heartbeat_s=1.0,
         stream_min_interval_s=0.0,
     )
@@ -57,25 +42,8 @@ def query_app(query_settings: QuerySettings) -> FastAPI:
 @pytest.fixture(scope="session")
 async def query_url(query_settings: QuerySettings, query_app: FastAPI) -> AsyncIterator[str]:
     """Base URL of a query server running in this process for the whole session."""
-    config = uvicorn.Config(
-        query_app,
-        host="127.0.0.1",
-        port=query_settings.port,
-        log_level="warning",
-        lifespan="on",
-    )
-    server = _Server(config)
-    task = asyncio.create_task(server.serve())
-    for _ in range(200):
-        if server.started:
-            break
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.05)
-    assert server.started, "the query server did not start within 10 s"
-    yield f"http://127.0.0.1:{query_settings.port}"
-    server.should_exit = True
-    await task
+    async with serve_in_process(query_app, query_settings.port) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -16,8 +16,8 @@ from typing import Any
 import asyncpg
 
 import schemas
-from services.aggregator.writer import BatchWriter
 from services.common.wire import Submission, encode_submission
+from services.ledger.writer import BatchWriter
 
 _EXAMPLES = {e["type"]: e for e in reversed(schemas.example_events())}
 

@@ -22,13 +22,13 @@ import orjson
 import pytest
 
 from schemas.examples import fresh_event
-from services.aggregator.writer import BatchWriter
 from services.common.auth import issue_token
 from services.common.db import create_pool
 from services.common.settings import CommonSettings
 from services.common.wire import Submission, encode_submission
 from services.ingest.app import create_app as create_ingest
 from services.ingest.settings import IngestSettings
+from services.ledger.writer import BatchWriter
 from services.query.app import create_app as create_query
 from services.query.settings import QuerySettings
 

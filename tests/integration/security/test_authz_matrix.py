@@ -8,10 +8,12 @@ tampered signature, escalated payload, other HMAC size, unknown role, garbage).
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections.abc import Callable
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
@@ -37,6 +39,8 @@ AUDIT = dict(zip(VALID, [403, 403, 403, 403, 200, 200], strict=True))
 READ_404 = dict(zip(VALID, [403, 403, 404, 403, 404, 404], strict=True))
 AUDIT_404 = dict(zip(VALID, [403, 403, 403, 403, 404, 404], strict=True))
 PUBLIC = dict.fromkeys(VALID + BROKEN, 200)  # the ledger's public keys
+# Every refusal, wrong role or wrong operation, ingest or query: one problem type.
+FORBIDDEN_TYPE = "https://opsledger.dev/problems/forbidden"
 # Allowed stream cells never end (text/event-stream); tests/integration/query covers them.
 STREAM = dict(zip(VALID, [403, 403, None, 403, None, None], strict=True))
 
@@ -99,6 +103,8 @@ async def test_authorization_matrix(
             assert resp.headers["content-type"].startswith("application/problem+json"), path
             if expected == 401:
                 assert "www-authenticate" in resp.headers or app == "query", (caller, path)
+            if expected == 403 and resp.json()["type"] != FORBIDDEN_TYPE:
+                wrong.append(f"{caller:20} {method} {path}: 403 of type {resp.json()['type']}")
     assert not wrong, "\n".join(wrong)
     assert checked == len(_cells(world)) - 3  # three allowed stream cells are not polled here
 
@@ -137,6 +143,44 @@ async def test_field_batch_cannot_smuggle_another_operation(
     assert resp.status_code == 207, resp.text
     statuses = [(r["status"], r.get("reason")) for r in resp.json()["results"]]
     assert statuses == [("accepted", None), ("rejected", "forbidden")]
+    resp = await ingest.post(
+        "/v1/events/batch",
+        json={"events": [make_event(world.other)]},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert (resp.status_code, resp.json()["type"]) == (403, FORBIDDEN_TYPE), resp.text
+
+
+async def test_access_log_rule_auditor_and_admin_reads_logged_supervisor_not(
+    world: World, query: httpx.AsyncClient, database_url: str
+) -> None:
+    """One rule for whose reads are logged: every consultation by an auditor or an admin, on
+    the query routes and the audit routes alike; a supervisor's reads of its own operation not."""
+    s = CommonSettings()
+    run = secrets.token_hex(4)
+    subjects = {role: f"logrule-{role}-{run}" for role in ("supervisor", "auditor", "admin")}
+    op = world.op
+    for role, subject in subjects.items():
+        token = issue_token(s, role=role, operations=[op], subject=subject)  # type: ignore[arg-type]
+        headers = {"Authorization": f"Bearer {token}"}
+        paths = [f"/v1/operations/{op}/totals", f"/v1/operations/{op}/summary", "/v1/operations"]
+        if role != "supervisor":
+            paths.append(f"/v1/operations/{op}/verify")
+        for path in paths:
+            assert (await query.get(path, headers=headers)).status_code == 200, (role, path)
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT principal, action FROM audit.access_log WHERE principal = ANY($1::text[])",
+            list(subjects.values()),
+        )
+    finally:
+        await conn.close()
+    logged = {(r["principal"], r["action"]) for r in rows}
+    for role in ("auditor", "admin"):
+        expected = {(subjects[role], a) for a in ("totals", "summary", "operations", "verify")}
+        assert expected <= logged, (role, logged)
+    assert not {p for p, _ in logged} & {subjects["supervisor"]}, logged
 
 
 async def test_token_expiring_while_cached_is_refused(

@@ -7,22 +7,16 @@ endless response) is left out.
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
 from services.common.auth import issue_token
 from services.common.settings import CommonSettings
+from services.devtools.procs import ServiceProcess
 
 pytestmark = pytest.mark.integration
 
@@ -32,33 +26,12 @@ def query_url(
     database_url: str, world: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """A query server process for this module."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {**os.environ, "OPSLEDGER_ENV": "test", "DATABASE_URL": database_url,
+    env = {"OPSLEDGER_ENV": "test", "DATABASE_URL": database_url,
            "OPSLEDGER_DATABASE_URL": database_url, "OPSLEDGER_TOPIC": world.topic,
            "OPSLEDGER_CONSUMER_GROUP": f"{world.topic}-group"}  # fmt: skip
-    log = tmp_path_factory.mktemp("query") / "query.log"
-    opsledger = str(Path(sys.executable).with_name("opsledger"))
-    with log.open("wb") as out:
-        proc = subprocess.Popen(  # noqa: S603 - our own console script
-            [opsledger, "serve", "query", "--port", str(port)], env=env, stdout=out,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, log.read_text()
-            time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    log_dir = tmp_path_factory.mktemp("query")
+    with ServiceProcess("query", env, log_dir, health_path="/readyz") as query:
+        yield query.url
 
 
 TOKEN = issue_token(CommonSettings(), role="auditor", ttl_s=3600)

@@ -15,10 +15,10 @@ from services.aggregator import metrics
 from services.aggregator.agent import Aggregator, Chunk, chunks
 from services.aggregator.app import create_app
 from services.aggregator.health import HealthState
-from services.aggregator.records import PreparedBatch
 from services.aggregator.settings import AggregatorSettings
-from services.aggregator.writer import BatchResult
 from services.common.wire import Submission, encode_submission
+from services.ledger.records import PreparedBatch
+from services.ledger.writer import BatchResult
 
 
 def record(partition: int, offset: int, n_events: int) -> SimpleNamespace:

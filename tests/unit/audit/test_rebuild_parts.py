@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 import pytest
 
 from schemas.examples import example_events
-from services.aggregator.records import prepare
 from services.audit.rebuild import HeadDifference, RebuildReport, TotalsDifference
 from services.audit.replay import LogReplayer
 from services.audit.repository import ident
-from services.audit.shadow import shadow_name
 from services.common.wire import Submission, encode_submission
+from services.ledger.records import prepare
+from services.ledger.shadow import shadow_name
 
 
 def _value(recorded_at: str) -> bytes:

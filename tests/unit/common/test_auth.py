@@ -5,6 +5,7 @@ import time
 import jwt
 import pytest
 
+from services.common.access import covers
 from services.common.auth import AuthError, decode_token, issue_token
 from services.common.settings import CommonSettings
 
@@ -16,12 +17,12 @@ def test_round_trip_keeps_role_scope_and_subject() -> None:
     principal = decode_token(SETTINGS, token)
     assert (principal.role, principal.subject) == ("field", "pc-1")
     assert principal.operations == {"op-a", "op-b"}
-    assert principal.may_access("op-a") and not principal.may_access("op-c")
+    assert covers(principal, "op-a") and not covers(principal, "op-c")
 
 
-def test_auditor_may_access_every_operation() -> None:
+def test_auditor_token_covers_every_operation() -> None:
     principal = decode_token(SETTINGS, issue_token(SETTINGS, role="auditor"))
-    assert principal.may_access("anything")
+    assert covers(principal, "anything")
 
 
 @pytest.mark.parametrize(

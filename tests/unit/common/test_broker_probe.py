@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import socket
 import time
 
 from services.common.broker_probe import BrokerProbe
 from services.common.settings import CommonSettings
+from services.devtools.procs import free_port
 
 
 def nothing_listens() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"127.0.0.1:{sock.getsockname()[1]}"
+    return f"127.0.0.1:{free_port()}"
 
 
 async def test_an_unreachable_broker_is_named_within_the_bound_and_the_answer_cached() -> None:

@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date
-
+from services.demo.data import REFERENCE
 from services.query.summary import (
     details_from_groups,
-    details_from_rows,
     format_summary,
     pounds,
 )
 
-REFERENCE = {
-    "warrants_executed": 52,
-    "arrests": 56,
-    "drug_wraps_seized": 3586,
-    "mobile_phones_seized": 118,
-    "weapons_seized": 22,
-    "cash_seized_pence": 7_924_560,
-    "schools_visited": 24,
-    "vulnerable_people_engaged": 22,
-    "other_items_seized": 0,
-}
 REFERENCE_DETAILS = {
     "arrests": {"adult": 56},
     "drug_wraps_seized": {"cocaine": 1000, "crack": 1586, "heroin": 1000},
@@ -76,7 +63,7 @@ def test_cash_is_exact_to_the_penny() -> None:
     assert pounds(123_456_789_01) == "£123,456,789.01"
 
 
-def test_details_from_an_item_grouped_answer_and_from_fold_rows() -> None:
+def test_details_from_an_item_grouped_answer() -> None:
     groups = [
         {"item": None, "metrics": {"warrants_executed": 2, "arrests": 0}},
         {"item": "adult", "metrics": {"arrests": 3, "drug_wraps_seized": 0}},
@@ -86,10 +73,3 @@ def test_details_from_an_item_grouped_answer_and_from_fold_rows() -> None:
         "arrests": {"adult": 3},
         "drug_wraps_seized": {"crack": 40},
     }
-    day = date(2026, 11, 17)
-    rows = {
-        ("drug_wraps_seized", "heroin", "Berkshire", "U1", day): 10,
-        ("drug_wraps_seized", "heroin", "Oxfordshire", "U2", day): 5,
-        ("warrants_executed", "", "Berkshire", "U1", day): 1,
-    }
-    assert details_from_rows(rows) == {"drug_wraps_seized": {"heroin": 15}}

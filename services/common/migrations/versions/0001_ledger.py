@@ -5,8 +5,7 @@ Revises:
 Create Date: 2026-11-29
 """
 
-from alembic import op
-from sqlalchemy.util import await_only
+from services.common.migrations.versions import run_script
 
 revision = "0001"
 down_revision = None
@@ -158,23 +157,9 @@ DROP SCHEMA ledger CASCADE;
 """
 
 
-def _script(sql: str) -> None:
-    """Run a multi-statement script inside the migration's transaction.
-
-    SQLAlchemy's asyncpg dialect prepares every statement it sends, and a prepared statement
-    holds one command, so ``op.execute`` of a script fails ("cannot insert multiple commands
-    into a prepared statement"); asyncpg's own ``execute`` without arguments uses the simple
-    query protocol, which takes a script.
-    """
-    op.execute("SELECT 1")  # opens the dialect's transaction, so the script runs inside it
-    driver = op.get_bind().connection.driver_connection
-    assert driver is not None, "migrations run over a live asyncpg connection"
-    await_only(driver.execute(sql))
-
-
 def upgrade() -> None:
-    _script(UPGRADE)
+    run_script(UPGRADE)
 
 
 def downgrade() -> None:
-    _script(DOWNGRADE)
+    run_script(DOWNGRADE)

@@ -6,7 +6,7 @@ from collections import Counter
 
 from schemas.parsing import parse_event
 from schemas.tally import fold
-from services.aggregator.demo_data import REFERENCE, TEAMS, week_of_action
+from services.demo.data import REFERENCE, TEAMS, week_of_action
 
 
 def test_the_week_adds_up_to_the_published_tally() -> None:

@@ -31,7 +31,7 @@ CONTRIBUTION_COLUMNS: Final = (
     ("occurred_at", "timestamptz"), ("recorded_at", "timestamptz"),
 )  # fmt: skip
 VOID_COLUMNS: Final = (
-    ("target_event_id", "uuid"), ("void_event_id", "uuid"), ("operation_id", "text"),
+    ("void_event_id", "uuid"), ("target_event_id", "uuid"), ("operation_id", "text"),
     ("applied", "bool"),
 )  # fmt: skip
 CONFLICT_COLUMNS: Final = (
@@ -97,7 +97,7 @@ def _apply() -> str:
         f" SELECT {_names(CONTRIBUTION_COLUMNS)} FROM {contributions}),"
         f" vi AS (INSERT INTO {{s}}.voids ({cols(VOID_COLUMNS)})"
         f" SELECT {_names(VOID_COLUMNS)} FROM {voids}),"
-        f" va AS (UPDATE {{s}}.voids SET applied = true WHERE target_event_id = ANY({held})),"
+        f" va AS (UPDATE {{s}}.voids SET applied = true WHERE void_event_id = ANY({held})),"
         f" cf AS (INSERT INTO {{s}}.conflicts ({cols(CONFLICT_COLUMNS)})"
         f" SELECT {_names(CONFLICT_COLUMNS, {'body': '::jsonb'})} FROM {conflicts}"
         " ON CONFLICT DO NOTHING),"
@@ -142,15 +142,22 @@ TEMPLATES: Final[dict[str, str]] = {
     " SELECT op, 0, $2 FROM unnest($1::text[]) AS op ORDER BY op"
     " ON CONFLICT (operation_id) DO UPDATE SET seq = h.seq"
     " RETURNING operation_id, seq, hash",
+    # The fold state of the batch's ids (`services.ledger.plan.fold_state`): their events
+    # (a void's own contribution row is its removal, not what it counts), and the voids that
+    # name them as target, with each void's recorded_at and chain position.
     "lookup": "SELECT true AS is_event, e.event_id AS id, e.content_hash, e.operation_id,"
-    " e.type, e.occurred_at, c.metric, c.detail, c.area, c.unit, c.day, c.delta,"
-    " NULL::uuid AS void_event_id, NULL::bool AS applied"
-    " FROM {s}.events AS e LEFT JOIN {s}.contributions AS c ON c.event_id = e.event_id"
+    " e.type, e.occurred_at, e.recorded_at,"
+    " (e.body->'payload'->>'voided_event_id')::uuid AS void_target,"
+    " c.metric, c.detail, c.area, c.unit, c.day, c.delta,"
+    " NULL::uuid AS void_event_id, NULL::bool AS applied, e.seq"
+    " FROM {s}.events AS e LEFT JOIN {s}.contributions AS c"
+    " ON c.event_id = e.event_id AND e.type <> 'event_voided'"
     " WHERE e.event_id = ANY($1::uuid[])"
     " UNION ALL"
-    " SELECT false, v.target_event_id, NULL, v.operation_id, NULL, NULL, NULL, NULL, NULL,"
-    " NULL, NULL, NULL, v.void_event_id, v.applied"
-    " FROM {s}.voids AS v WHERE v.target_event_id = ANY($1::uuid[])",
+    " SELECT false, v.target_event_id, NULL, v.operation_id, NULL, NULL, ve.recorded_at, NULL,"
+    " NULL, NULL, NULL, NULL, NULL, NULL, v.void_event_id, v.applied, ve.seq"
+    " FROM {s}.voids AS v JOIN {s}.events AS ve ON ve.event_id = v.void_event_id"
+    " WHERE v.target_event_id = ANY($1::uuid[])",
     "apply": _apply(),
 }
 

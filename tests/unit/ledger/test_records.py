@@ -8,10 +8,8 @@ import orjson
 import pytest
 
 from schemas.examples import example_events
-from services.aggregator.dlq import dlq_headers
-from services.aggregator.records import Poison, PreparedRecord, prepare, prepare_record
-from services.aggregator.writer import quote_schema
 from services.common.wire import Submission, encode_submission
+from services.ledger.records import Poison, PreparedRecord, prepare, prepare_record
 
 
 def sub_bytes(events: list[dict[str, object]], op: str = "op-records") -> bytes:
@@ -65,24 +63,3 @@ def test_batch_offsets_count_poison_as_applied() -> None:
     batch = prepare([(0, 1, sub_bytes([an_event()])), (0, 2, b"junk"), (4, 9, b"junk")])
     assert batch.last_offsets == {0: 2, 4: 9}
     assert len(batch.records) == 1 and len(batch.poison) == 2
-
-
-def test_dead_letter_headers_name_the_reason_and_source() -> None:
-    headers = dict(dlq_headers(Poison(2, 40, "bad bytes", b"x"), "field-events"))
-    assert headers == {
-        "opsledger-reason": b"bad bytes",
-        "opsledger-source-topic": b"field-events",
-        "opsledger-source-partition": b"2",
-        "opsledger-source-offset": b"40",
-    }
-
-
-@pytest.mark.parametrize("name", ["ledger", "ledger_shadow_1", "_x"])
-def test_plain_schema_names_are_accepted(name: str) -> None:
-    assert quote_schema(name) == f'"{name}"'
-
-
-@pytest.mark.parametrize("name", ["", "Ledger", 'x"; drop', "a.b", "1abc", "x" * 64, "ledger\n"])
-def test_other_schema_names_are_refused(name: str) -> None:
-    with pytest.raises(ValueError, match="invalid schema name"):
-        quote_schema(name)

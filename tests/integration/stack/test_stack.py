@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from services import stack as local_stack
+from services.devtools.procs import free_port
 from services.stack.settings import repo_root
 
 pytestmark = pytest.mark.integration
@@ -93,12 +94,6 @@ def test_env_prints_export_lines(kafka_bootstrap: str, database_url: str) -> Non
 # ---- a second, private stack (never the shared one) -------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def private_stack(unique_id: str) -> Iterator[dict[str, str]]:
     """Env for a stack in its own directory on its own ports; torn down afterwards."""
@@ -108,9 +103,9 @@ def private_stack(unique_id: str) -> Iterator[dict[str, str]]:
                         "OPSLEDGER_KAFKA_BOOTSTRAP_SERVERS", "OPSLEDGER_DATABASE_URL"}}  # fmt: skip
     env |= {
         "OPSLEDGER_STACK_DIR": str(directory),
-        "OPSLEDGER_STACK_KAFKA_PORT": str(_free_port()),
-        "OPSLEDGER_STACK_KAFKA_CONTROLLER_PORT": str(_free_port()),
-        "OPSLEDGER_STACK_PG_PORT": str(_free_port()),
+        "OPSLEDGER_STACK_KAFKA_PORT": str(free_port()),
+        "OPSLEDGER_STACK_KAFKA_CONTROLLER_PORT": str(free_port()),
+        "OPSLEDGER_STACK_PG_PORT": str(free_port()),
         "OPSLEDGER_STACK_MIGRATE": "false",  # this test is about processes, not the schema
     }
     yield env

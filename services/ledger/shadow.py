@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from services.audit.repository import ident
-from services.common.db import LEDGER_SCHEMA, LEDGER_SWAP_LOCK, TOTALS_CHANNEL
+from services.common.db import LEDGER_SCHEMA, TOTALS_CHANNEL
+from services.ledger.schema import LEDGER_SWAP_LOCK, ident
 
 
 def shadow_name(now: datetime | None = None) -> str:

@@ -1,16 +1,17 @@
 """The batch writer: one PostgreSQL transaction per batch of records, independent of faust.
 
 Order inside the transaction (locks are always taken in this order, each set sorted, so two
-writers never deadlock); the SQL is in `services.aggregator.sql`, four round trips in all:
+writers never deadlock); the SQL is in `services.ledger.sql`, four round trips in all:
 
 0. on the live schema, take the rebuild swap lock shared (`LEDGER_SWAP_LOCK`);
 1. lock this consumer's offset rows of the batch's partitions; drop records at or below the
    stored ``last_offset`` (a redelivery after a crash or a rebalance);
 2. lock the chain heads of the batch's operations (creating missing heads first);
 3. read the events, contributions and voids the batch refers to;
-4. plan in memory (`services.aggregator.plan`), then write every table from ``unnest`` arrays
-   in one statement: events, contributions, voids, conflicts, totals, chain heads, offsets,
-   and ``pg_notify`` each changed operation (delivered on commit);
+4. plan in memory (`services.ledger.plan`, which asks `schemas.tally` what each event does),
+   then write every table from ``unnest`` arrays in one statement: events, contributions,
+   voids, conflicts, totals, chain heads, offsets, and ``pg_notify`` each changed operation
+   (delivered on commit);
 5. grow each operation's Merkle tree by the new events (`services.tlog.tree.grow`: its
    frontier read and its new nodes written, two more round trips).
 
@@ -21,7 +22,6 @@ replay the log into a shadow schema with this same code.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,28 +30,19 @@ from uuid import UUID
 import asyncpg
 
 from schemas.canonical import GENESIS_HASH
-from schemas.tally import Contribution
-from services.aggregator import sql
-from services.aggregator.plan import Head, Known, Plan, VoidRow, plan_batch
-from services.aggregator.records import (
+from services.common.db import LEDGER_SCHEMA, TOTALS_CHANNEL
+from services.ledger import sql
+from services.ledger.plan import Head, Plan, fold_state, plan_batch
+from services.ledger.records import (
     Poison,
     PreparedBatch,
     PreparedRecord,
     RawRecord,
     prepare,
 )
-from services.aggregator.sql import statements
-from services.common.db import LEDGER_SCHEMA, LEDGER_SWAP_LOCK, TOTALS_CHANNEL
+from services.ledger.schema import LEDGER_SWAP_LOCK, ident
+from services.ledger.sql import statements
 from services.tlog import tree
-
-_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
-
-
-def quote_schema(name: str) -> str:
-    """The schema name, checked to be a plain lower-case identifier, quoted for SQL."""
-    if not _IDENTIFIER.fullmatch(name):
-        raise ValueError(f"invalid schema name {name!r}: expected [a-z_][a-z0-9_]*")
-    return f'"{name}"'
 
 
 @dataclass(slots=True)
@@ -88,7 +79,7 @@ class BatchWriter:
         # Writes to the live schema hold the swap lock shared, so `rebuild --swap` waits for
         # the batch in flight; the rebuild's own shadow writer must not take it.
         self.swap_lock = schema == LEDGER_SCHEMA if swap_lock is None else swap_lock
-        self._sql = statements(quote_schema(schema))
+        self._sql = statements(f'"{ident(schema)}"')
 
     async def positions(self) -> dict[int, int]:
         """Last applied offset per partition for this group and topic."""
@@ -156,21 +147,8 @@ class BatchWriter:
                 ids.add(e.event_id)
                 if e.void_target is not None:
                     ids.add(e.void_target)
-        known: dict[UUID, Known] = {}
-        voids: dict[UUID, VoidRow] = {}
-        for r in await conn.fetch(self._sql["lookup"], list(ids)):
-            if not r["is_event"]:
-                voids[r["id"]] = VoidRow(r["void_event_id"], r["operation_id"], r["applied"])
-                continue
-            c = None
-            if r["metric"] is not None:
-                c = Contribution(
-                    r["metric"], r["detail"], r["delta"], r["area"], r["unit"], r["day"]
-                )
-            known[r["id"]] = Known(
-                r["content_hash"], r["operation_id"], r["type"], c, r["occurred_at"]
-            )
-        return plan_batch(records, heads, known, voids)
+        state = fold_state(await conn.fetch(self._sql["lookup"], list(ids)))
+        return plan_batch(records, heads, state)
 
     def _apply_args(self, plan: Plan, offsets: tuple[list[Any], ...]) -> list[Any]:
         """The arguments of the `apply` statement, in `sql.APPLY_ORDER`."""
@@ -189,7 +167,10 @@ class BatchWriter:
              r.c.delta, r.occurred_at, r.recorded_at)
             for r in plan.contributions
         ]  # fmt: skip
-        voids = [(t, *row) for t, row in plan.new_voids.items()]
+        voids = [
+            (v.void_event_id, v.target_event_id, v.operation_id, v.applied)
+            for v in plan.new_voids.values()
+        ]
         conflicts = [
             (c.event.event_id, c.event.operation_id, c.stored_content_hash, c.event.content_hash,
              c.event.body_json.decode(), self.topic, c.event.partition, c.event.offset,

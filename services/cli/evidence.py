@@ -1,4 +1,4 @@
-"""`opsledger verify`, `opsledger export`, `opsledger rebuild`: the auditor's commands.
+"""`opsledger verify`, `opsledger export`, `opsledger rebuild`: the auditor's evidence commands.
 
 Each logs itself in audit.access_log as principal ``cli:<os user>`` with the auditor role
 (offline bundle checks touch no database and are not logged).
@@ -30,13 +30,13 @@ from rich.progress import (
 from rich.table import Table
 
 from services.aggregator.settings import AggregatorSettings
-from services.audit import access_log
 from services.audit import repository as repo
 from services.audit.export import FORMATS, Format, View, verify_bundle
 from services.audit.rebuild import RebuildReport, rebuild
 from services.audit.replay import DEFAULT_WORKERS
 from services.audit.service import UnknownOperation, export_operation, verify_operation
 from services.audit.verify import VerifyReport
+from services.common import access_log
 from services.common.db import create_pool
 from services.common.settings import CommonSettings
 from services.tlog import kept

@@ -7,11 +7,11 @@ import uuid
 from typing import Any
 
 from schemas.examples import example_events
-from services.aggregator.plan import plan_batch
-from services.aggregator.records import prepare
-from services.aggregator.sql import statements
-from services.aggregator.writer import BatchWriter
 from services.common.wire import Submission, encode_submission
+from services.ledger.plan import plan_batch
+from services.ledger.records import prepare
+from services.ledger.sql import statements
+from services.ledger.writer import BatchWriter
 
 
 def placeholders(sql: str) -> int:
@@ -30,7 +30,7 @@ def test_apply_gets_one_argument_per_placeholder_and_one_value_per_row() -> None
         events.append(e)
     value = encode_submission(Submission("op-sql", "2026-11-20T10:00:00Z", "pc", events))
     batch = prepare([(0, 0, value)])
-    plan = plan_batch(batch.records, {}, {}, {})
+    plan = plan_batch(batch.records, {})
     w = writer()
     args: list[Any] = w._apply_args(plan, ([0], [0], [None], [None]))
     assert len(args) == placeholders(w._sql["apply"])

@@ -1,4 +1,12 @@
-"""The auditors' access log: who read what, when, with which parameters (append-only table)."""
+"""The access log (``audit.access_log``, append-only): the one writer, and the listing.
+
+Whose reads are logged, one rule for every caller (HTTP routes of query and audit, CLI
+commands, rebuild): **every consultation by a principal that may see every operation (roles
+``auditor`` and ``admin``; CLI commands run as ``cli:<os user>`` with the auditor role) is
+logged, one row per call; reads by ``supervisor`` and ``field`` tokens, which see only their
+own operations, are not.** :func:`record` applies the rule, so a caller never decides it; the
+rule is :func:`is_logged` (issue 15 widens it to every role there, and nowhere else).
+"""
 
 from __future__ import annotations
 
@@ -9,10 +17,16 @@ from typing import Any
 import asyncpg
 import orjson
 
-from services.common.auth import Principal
+from services.common.access import ALL_OPERATIONS
+from services.common.auth import Principal, Role
 
-#: Actions this package records (the query service logs its own reads, e.g. "totals", too).
-ACTIONS = ("history", "verify", "export", "rebuild", "access_log")
+#: The roles whose every consultation is logged: those that see every operation.
+LOGGED_ROLES: tuple[Role, ...] = ALL_OPERATIONS
+
+
+def is_logged(principal: Principal) -> bool:
+    """Whether a consultation by ``principal`` is written to the access log."""
+    return principal.role in LOGGED_ROLES
 
 
 def cli_principal() -> Principal:
@@ -36,8 +50,10 @@ async def record(
     action: str,
     operation_id: str | None,
     params: dict[str, Any] | None = None,
-) -> int:
-    """Append one access-log row and return its id."""
+) -> int | None:
+    """Log one consultation (the row's id), or do nothing (None) when the rule says not to."""
+    if not is_logged(principal):
+        return None
     row_id = await conn.fetchval(
         """INSERT INTO audit.access_log (principal, role, action, operation_id, params)
            VALUES ($1, $2, $3, $4, $5::text::jsonb) RETURNING id""",

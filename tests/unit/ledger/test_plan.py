@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import random
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from schemas.canonical import GENESIS_HASH, chain_hash, content_hash
 from schemas.examples import example_events
 from schemas.parsing import parse_event
-from schemas.tally import fold
-from services.aggregator.plan import Head, Known, Plan, VoidRow, plan_batch
-from services.aggregator.records import PreparedRecord, prepare
+from schemas.tally import Fact, FoldState, Void, fold
 from services.common.wire import Submission, encode_submission
+from services.ledger.plan import Head, Plan, plan_batch
+from services.ledger.records import PreparedRecord, prepare
 
 OP = "op-unit-test"
 RECORDED = "2026-11-20T10:00:00+00:00"
@@ -30,11 +31,11 @@ def void_of(target: dict[str, Any], **over: Any) -> dict[str, Any]:
     return fresh("event_voided", payload=payload, **over)
 
 
-def records(*subs: list[dict[str, Any]]) -> list[PreparedRecord]:
+def records(*subs: list[dict[str, Any]], recorded: str = RECORDED) -> list[PreparedRecord]:
     raw = []
     for offset, events in enumerate(subs):
         op = events[0]["operation_id"]
-        raw.append((0, offset, encode_submission(Submission(op, RECORDED, "pc-1", events))))
+        raw.append((0, offset, encode_submission(Submission(op, recorded, "pc-1", events))))
     batch = prepare(raw)
     assert not batch.poison, batch.poison
     return batch.records
@@ -53,7 +54,7 @@ def expected(events: list[dict[str, Any]]) -> dict[str, int]:
 
 def test_new_events_are_chained_from_genesis_with_the_contract_hash() -> None:
     a, b = fresh("warrant_executed"), fresh("arrest_made")
-    plan = plan_batch(records([a, b]), {}, {}, {})
+    plan = plan_batch(records([a, b]), {})
     first, second = plan.events
     body_a = {**a, "recorded_at": RECORDED, "principal": "pc-1"}
     assert (first.seq, first.prev_hash) == (1, GENESIS_HASH)
@@ -63,60 +64,66 @@ def test_new_events_are_chained_from_genesis_with_the_contract_hash() -> None:
 
 
 def test_chain_continues_from_the_stored_head() -> None:
-    plan = plan_batch(records([fresh("warrant_executed")]), {OP: Head(41, "ab" * 32)}, {}, {})
+    plan = plan_batch(records([fresh("warrant_executed")]), {OP: Head(41, "ab" * 32)})
     assert (plan.events[0].seq, plan.events[0].prev_hash) == (42, "ab" * 32)
 
 
 def test_same_id_same_content_is_a_duplicate_and_not_counted() -> None:
     a = fresh("warrant_executed")
-    plan = plan_batch(records([a], [a], [a]), {}, {}, {})
+    plan = plan_batch(records([a], [a], [a]), {})
     assert (len(plan.events), plan.duplicates, totals(plan)) == (1, 2, {"warrants_executed": 1})
 
 
 def test_same_id_other_content_is_a_conflict_and_not_counted() -> None:
     a = fresh("item_seized", payload={"item": "mobile_phone", "quantity": 1})
     b = {**a, "payload": {"item": "mobile_phone", "quantity": 50}}
-    plan = plan_batch(records([a], [b]), {}, {}, {})
+    plan = plan_batch(records([a], [b]), {})
     assert totals(plan) == {"mobile_phones_seized": 1}
     assert [c.stored_content_hash for c in plan.conflicts] == [content_hash(a)]
 
 
 def test_an_event_already_in_the_ledger_is_a_duplicate_or_conflict() -> None:
     a = fresh("warrant_executed")
-    known = {uuid.UUID(a["event_id"]): Known(content_hash(a), OP, a["type"], None, None)}
-    assert plan_batch(records([a]), {}, known, {}).duplicates == 1
+    a_id = uuid.UUID(a["event_id"])
+    fact = Fact(a_id, OP, a["type"], None, None, datetime.now(UTC), None, content_hash(a))
+
+    def known() -> FoldState:
+        return FoldState(events={a_id: fact})
+
+    assert plan_batch(records([a]), {}, known()).duplicates == 1
     other = {**a, "payload": {"warrant_ref": "W-other"}}
-    assert len(plan_batch(records([other]), {}, known, {}).conflicts) == 1
+    assert len(plan_batch(records([other]), {}, known()).conflicts) == 1
 
 
 def test_void_after_target_cancels_it_and_void_twice_is_a_no_op() -> None:
     a = fresh("item_seized", payload={"item": "drug_wrap", "substance": "crack", "quantity": 7})
-    plan = plan_batch(records([a], [void_of(a)], [void_of(a)]), {}, {}, {})
+    plan = plan_batch(records([a], [void_of(a)], [void_of(a)]), {})
     assert totals(plan) == {}
     assert len(plan.events) == 3  # every void stays in history
-    assert [v[2] for v in plan.new_voids.values()] == [True]
+    assert [v.applied for v in plan.new_voids.values()] == [True]  # the second: no row
 
 
 def test_void_before_target_is_held_then_applied_in_the_same_batch() -> None:
     a = fresh("warrant_executed")
-    plan = plan_batch(records([void_of(a)], [a]), {}, {}, {})
+    plan = plan_batch(records([void_of(a)], [a]), {})
     assert totals(plan) == {}
-    assert list(plan.new_voids.values())[0][2] is True
+    assert list(plan.new_voids.values())[0].applied is True
 
 
 def test_held_void_from_an_earlier_batch_is_applied_when_the_target_arrives() -> None:
     a = fresh("warrant_executed")
-    held = {uuid.UUID(a["event_id"]): VoidRow(uuid.uuid4(), OP, False)}
-    plan = plan_batch(records([a]), {}, {}, held)
+    void_id = uuid.uuid4()
+    held = FoldState(held={uuid.UUID(a["event_id"]): [Void(void_id, OP, None)]})
+    plan = plan_batch(records([a]), {}, held)
     assert totals(plan) == {}
-    assert plan.applied_held_voids == [uuid.UUID(a["event_id"])]
+    assert plan.applied_held_voids == [void_id]
 
 
 def test_void_of_a_void_or_of_another_operation_changes_nothing() -> None:
     a = fresh("warrant_executed")
     v = void_of(a)
     other = fresh("school_visited", operation_id="op-other")
-    plan = plan_batch(records([a], [v], [void_of(v)], [other], [void_of(other)]), {}, {}, {})
+    plan = plan_batch(records([a], [v], [void_of(v)], [other], [void_of(other)]), {})
     assert totals(plan) == {"schools_visited": 1}
 
 
@@ -128,6 +135,31 @@ def test_any_order_of_repeated_events_gives_the_contract_fold() -> None:
     for _ in range(20):
         stream = events * 3
         rng.shuffle(stream)
-        plan = plan_batch(records(*[[e] for e in stream]), {}, {}, {})
+        plan = plan_batch(records(*[[e] for e in stream]), {})
         assert totals(plan) == expected(events)
         assert len(plan.events) == len(events)
+
+
+def test_a_void_from_another_operation_held_first_does_not_block_the_owners_void() -> None:
+    a = fresh("warrant_executed")
+    foreign = void_of(a, operation_id="op-other")
+    plan = plan_batch(records([foreign], [a], [void_of(a)]), {})
+    assert totals(plan) == {}
+    held, applied = plan.new_voids.values()
+    assert (held.operation_id, held.applied, applied.operation_id, applied.applied) == (
+        "op-other",
+        False,
+        OP,
+        True,
+    )
+
+
+def test_the_removal_row_carries_the_later_recorded_at_in_either_order() -> None:
+    a = fresh("warrant_executed")
+    for first, second in ([a], [void_of(a)]), ([void_of(a)], [a]):
+        early = records(first, recorded="2026-11-20T10:00:00+00:00")
+        late = records(second, recorded="2026-11-20T09:00:00+00:00")
+        plan = plan_batch([*early, *late], {})
+        removal = next(r for r in plan.contributions if r.c.delta < 0)
+        assert removal.recorded_at.isoformat() == "2026-11-20T10:00:00+00:00"
+        assert removal.occurred_at.isoformat() == a["occurred_at"].replace("Z", "+00:00")

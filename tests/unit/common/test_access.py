@@ -1,0 +1,75 @@
+"""One decision for who may act on an operation, one 403, one rule for whose reads are logged."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from services.common import access_log
+from services.common.access import covers, require_operation, require_role
+from services.common.auth import Principal, Role
+from services.common.problems import ProblemError
+
+FORBIDDEN_TYPE = "https://opsledger.dev/problems/forbidden"
+
+
+def _who(role: Role, *ops: str) -> Principal:
+    return Principal(subject=f"{role}-1", role=role, operations=frozenset(ops))
+
+
+@pytest.mark.parametrize(
+    ("principal", "covered"),
+    [
+        (_who("field", "op-a"), True),
+        (_who("supervisor", "op-a"), True),
+        (_who("field", "op-b"), False),
+        (_who("supervisor"), False),
+        (_who("auditor"), True),
+        (_who("admin"), True),
+    ],
+)
+def test_scope_decides_for_every_role(principal: Principal, covered: bool) -> None:
+    assert covers(principal, "op-a") is covered
+    if covered:
+        require_operation(principal, "op-a")
+    else:
+        with pytest.raises(ProblemError) as caught:
+            require_operation(principal, "op-a")
+        body = orjson.loads(caught.value.response().body)
+        assert (body["status"], body["type"]) == (403, FORBIDDEN_TYPE)
+        assert body["errors"] == [
+            {"path": "operation_id", "message": "this token is not scoped to operation 'op-a'"}
+        ]
+
+
+def test_wrong_role_is_the_same_403_type_as_wrong_scope() -> None:
+    require_role(_who("auditor"), ("auditor", "admin"))
+    with pytest.raises(ProblemError) as caught:
+        require_role(_who("supervisor", "op-a"), ("auditor", "admin"))
+    body = orjson.loads(caught.value.response().body)
+    assert (body["status"], body["type"]) == (403, FORBIDDEN_TYPE)
+
+
+@pytest.mark.parametrize(
+    ("role", "logged"),
+    [("field", False), ("supervisor", False), ("auditor", True), ("admin", True)],
+)
+def test_access_log_rule_by_role(role: Role, logged: bool) -> None:
+    assert access_log.is_logged(_who(role, "op-a")) is logged
+
+
+def test_cli_runs_as_a_logged_auditor() -> None:
+    principal = access_log.cli_principal()
+    assert principal.subject.startswith("cli:") and principal.role == "auditor"
+    assert access_log.is_logged(principal)
+
+
+class _NoDatabase:
+    async def fetchval(self, *args: object) -> int:
+        raise AssertionError("a read that the rule does not log touched the access log")
+
+
+async def test_unlogged_reads_write_nothing() -> None:
+    conn = _NoDatabase()
+    for role in ("field", "supervisor"):
+        assert await access_log.record(conn, _who(role, "op-a"), "totals", "op-a") is None  # type: ignore[arg-type]
