@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-unit test-integration test-reliability lint bench stack-up stack-down lock browser clean
+.PHONY: setup demo test test-unit test-integration test-reliability lint bench stack-up stack-down lock browser nftables clean
 
 setup: $(STAMP)
 
@@ -33,7 +33,13 @@ test: setup browser
 test-unit: setup
 	$(BIN)/python -m pytest tests/unit
 
-test-reliability: setup
+# nftables (Debian) cuts one broker of the test cluster off its loopback address.
+nftables:
+	@command -v nft >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables >/dev/null; }
+
+test-reliability: setup nftables
 	$(BIN)/python -m pytest tests/reliability
 
 lint: setup

@@ -33,6 +33,7 @@ COMPONENTS = [
     ("query", "bench.bench_query"),
     ("rebuild", "bench.bench_rebuild"),
     ("tlog", "bench.bench_tlog"),
+    ("brokers", "bench.bench_brokers"),
     ("e2e", "bench.bench_e2e"),
 ]
 TIMEOUT_S = {"query": 1200, "rebuild": 1200, "e2e": 1500}

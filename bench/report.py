@@ -128,6 +128,17 @@ def rows(results: dict[str, Any]) -> list[Row]:
                    f.get("ceiling_bare_consumer_events_per_s"),
                    _verdict(f.get("meets_target"), f.get("target_events_per_s")))  # fmt: skip
     missing("rebuild", "rebuild")
+    b = results.get("brokers", {})
+    for n in ("1", "3"):
+        f = b.get(n)
+        if isinstance(f, dict):
+            ack = f.get("ack", {})
+            out.append((f"ingest ack @{_num(ack.get('offered_per_s'))}/s, {n} broker(s)",
+                        f"p50 {_num(ack.get('p50_ms'))} ms", f"p99 {_num(ack.get('p99_ms'))} ms",
+                        f"max {_num(ack.get('max_ms'))} ms", "", ""))  # fmt: skip
+            batch = _get(f, "e2e_batch", "events_per_s")
+            out.append((f"e2e batch, {n} broker(s)", _num(batch, " ev/s"), "", "", "", ""))
+    missing("brokers", "brokers")
     q = results.get("query", {})
     for key, target in (("totals", "totals_p99"), ("as_of", "time_travel_p99"),
                         ("known_at", "time_travel_p99")):  # fmt: skip

@@ -56,6 +56,11 @@ def create_app(settings: AggregatorSettings) -> faust.App:
         topic_disable_leader=True,
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=settings.session_timeout_s,
+        # After a leader moves, aiokafka retries an offset lookup (ListOffsets) at the former
+        # leader without refreshing its metadata (Kafka's Java client fixed the same stall in
+        # KAFKA-9535); a new member given such a partition then waits until the next periodic
+        # refresh (5 min by default) before consuming it. A short max age bounds the stall.
+        consumer_metadata_max_age_ms=int(settings.metadata_max_age_s * 1000),
         producer_acks=-1,
         # Offsets committed to Kafka are only a starting hint: the applied position is the one
         # kept in PostgreSQL with the rows, and records at or below it are skipped.

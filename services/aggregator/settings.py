@@ -87,6 +87,14 @@ class AggregatorSettings(CommonSettings):
         validation_alias=_alias("SESSION_TIMEOUT_S"),
         description="Kafka group session timeout: how soon a crashed instance's partitions move.",
     )
+    metadata_max_age_s: float = Field(
+        5.0,
+        ge=1,
+        le=300,
+        validation_alias=_alias("METADATA_MAX_AGE_S"),
+        description="Longest the consumer trusts its view of partition leaders. aiokafka does "
+        "not refresh it when an offset lookup hits a former leader, so this bounds that stall.",
+    )
     pool_max_size: int = Field(
         4,
         ge=1,

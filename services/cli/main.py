@@ -14,6 +14,7 @@ import typer
 from services.cli import (
     demo,
     evidence,
+    import_cmd,
     migrate,
     schemas_cmd,
     serve,
@@ -65,6 +66,7 @@ for _module in (
     witness,
     migrate,
     schemas_cmd,
+    import_cmd,
 ):
     _module.register(app)
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import json
 import shlex
-from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -11,8 +11,6 @@ from rich.console import Console
 from rich.table import Table
 
 from services import stack
-from services.stack.kafka import KafkaPart
-from services.stack.postgres import PostgresPart
 from services.stack.procs import tail
 
 stack_app = typer.Typer(
@@ -22,20 +20,26 @@ stack_app = typer.Typer(
 err = Console(stderr=True)
 
 
-class LogPart(StrEnum):
-    kafka = "kafka"
-    postgres = "postgres"
-
-
 def _say(message: str) -> None:
     err.print(message, highlight=False, markup=False)
 
 
 @stack_app.command()
-def up() -> None:
-    """Start Kafka and PostgreSQL (unless external), wait until both answer, migrate."""
+def up(
+    brokers: Annotated[
+        int | None,
+        typer.Option(
+            "--brokers",
+            min=1,
+            max=9,
+            help="Kafka nodes: 1 (the default) or a cluster, e.g. 3 (replication 3, "
+            "min.insync.replicas 2). Kept until `stack down`.",
+        ),
+    ] = None,
+) -> None:
+    """Start Kafka and PostgreSQL (unless external), wait until all answer, migrate."""
     try:
-        info = stack.ensure_up(say=_say)
+        info = stack.ensure_up(say=_say, brokers=brokers)
     except stack.StackError as exc:
         err.print(f"[bold red]stack up failed:[/] {exc}", highlight=False)
         raise typer.Exit(1) from None
@@ -58,9 +62,21 @@ def down() -> None:
 
 
 @stack_app.command()
-def status() -> None:
-    """Each part, its pid, address and health; exit 0 only when all are healthy."""
+def status(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object: each part's name, pid, port, health.")
+    ] = False,
+) -> None:
+    """Each part (each broker of a cluster), its pid, address and health; exit 0 only when all
+    are healthy."""
     rows = stack.status()
+    if as_json:
+        healthy = all(row.healthy for row in rows)
+        parts = [row.to_dict() for row in rows]
+        typer.echo(json.dumps({"healthy": healthy, "parts": parts}, indent=2))
+        if not healthy:
+            raise typer.Exit(1)
+        return
     table = Table(title="opsledger local stack")
     for column in ("part", "pid", "address", "healthy", "detail"):
         table.add_column(column)
@@ -79,15 +95,21 @@ def status() -> None:
 
 @stack_app.command()
 def logs(
-    part: Annotated[LogPart | None, typer.Argument(help="kafka or postgres (default both)")] = None,
+    part: Annotated[
+        str | None,
+        typer.Argument(help="kafka (every broker), kafka-N (one node), or postgres; default all"),
+    ] = None,
     lines: Annotated[int, typer.Option("-n", "--lines", help="How many lines.")] = 50,
 ) -> None:
     """Print the tail of the servers' logs."""
     s = stack.settings()
-    logs_by_part = {"kafka": KafkaPart(s).log, "postgres": PostgresPart(s).log}
-    for name, path in logs_by_part.items():
-        if part is not None and part.value != name:
-            continue
+    logs_by_part = {name: stack.part_log(name, s) for name in stack.part_names(s)}
+    wanted = [n for n in logs_by_part if part is None or n == part or n.startswith(f"{part}-")]
+    if not wanted:
+        err.print(f"no part {part!r}; parts: {', '.join(logs_by_part)}", highlight=False)
+        raise typer.Exit(2)
+    for name in wanted:
+        path = logs_by_part[name]
         typer.echo(f"==> {path} <==")
         typer.echo(tail(path, lines) or "(empty)")
 
@@ -100,6 +122,9 @@ def env() -> None:
     database = stack.external_database(s) or s.database_url
     typer.echo(f"export KAFKA_BOOTSTRAP_SERVERS={shlex.quote(kafka)}")
     typer.echo(f"export DATABASE_URL={shlex.quote(database)}")
+    if stack.external_kafka(s) is None and s.kafka_nodes > 1:
+        # The services create the topics they use: on a cluster, with three copies.
+        typer.echo(f"export OPSLEDGER_TOPIC_REPLICATION={min(3, s.kafka_nodes)}")
 
 
 def register(app: typer.Typer) -> None:

@@ -27,6 +27,28 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_port_run(width: int, hosts: Sequence[str] = ("127.0.0.1",)) -> int:
+    """A port p such that p .. p+width-1 are all free on every one of ``hosts`` (the nodes of a
+    local Kafka cluster listen on consecutive ports, each on its own loopback address)."""
+    for _ in range(100):
+        base = free_port()
+        if base + width <= 65535 and not any(
+            _taken(host, base + i) for host in hosts for i in range(width)
+        ):
+            return base
+    raise RuntimeError(f"no run of {width} free ports found on {', '.join(hosts)}")
+
+
+def _taken(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
 class ServiceProcess:
     """One ``opsledger serve <name> --port P`` process with its own environment and log file.
 

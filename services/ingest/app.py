@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from services.common.http import BodyLimitMiddleware, install
-from services.ingest import docs
+from services.ingest import capture_routes, docs
 from services.ingest.fastlane import FastLane
 from services.ingest.metrics import IngestMetrics, RequestMetricsMiddleware
 from services.ingest.producer import EventProducer, KafkaEventProducer
@@ -47,6 +47,7 @@ def create_app(
     app.state.ingest = Ingest(settings, producer, metrics)
     install(app)
     app.include_router(router)
+    app.include_router(capture_routes.router)
     fast_routes = {("POST", "/v1/events"): post_event, ("POST", "/v1/events/batch"): post_batch}
     app.add_middleware(FastLane, routes=fast_routes)
     # Outermost last: the body limit answers 413 before anything reads the body, and the

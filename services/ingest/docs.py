@@ -94,6 +94,14 @@ class Health(BaseModel):
     status: str
 
 
+class Principal(BaseModel):
+    """Whom a token names: the capture app shows it and offers the token's operations."""
+
+    subject: str
+    role: Literal["field", "supervisor", "auditor", "admin"]
+    operations: list[str]
+
+
 def problem(description: str, retry_after: bool = False) -> dict[str, Any]:
     """An OpenAPI response entry whose body is problem+json."""
     entry: dict[str, Any] = {
@@ -180,7 +188,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     )
     components = doc.setdefault("components", {}).setdefault("schemas", {})
     _add_components(components, FIELD_EVENT_ADAPTER.json_schema(ref_template=REF), "FieldEvent")
-    for model in (Accepted, BatchResult, Problem, Health):
+    for model in (Accepted, BatchResult, Problem, Health, Principal):
         _add_components(components, model.model_json_schema(ref_template=REF), model.__name__)
     # The router is shared by every app; the batch limit is this app's setting.
     batch = doc["paths"]["/v1/events/batch"]["post"]["requestBody"]["content"][JSON]["schema"]

@@ -65,6 +65,10 @@ class KafkaEventProducer:
         self._ready_at = -1e9
         self._ready_lock = asyncio.Lock()
         self._stopped = False
+        # When the last produce failed (None after a success). A broker that answers metadata
+        # may still be unable to take writes (on a cluster: too few in-sync replicas, or no
+        # controller quorum), so readiness also says whether writes are being refused.
+        self._write_failed_at: float | None = None
 
     async def start(self) -> None:
         """Create the topics and connect; a broker that is down now is not fatal (503 until up)."""
@@ -92,15 +96,21 @@ class KafkaEventProducer:
                 delivery = await producer.send(self._s.topic, value, key=key)
                 metadata: Any = await delivery
         except _BROKER_ERRORS as exc:
+            self._write_failed_at = time.monotonic()
             self._discard(producer)
             raise BrokerUnavailable(_describe(exc)) from exc
         if metadata is None or metadata.offset is None or metadata.offset < 0:
             # Only acks=0 answers without an offset; never report such a record as stored.
             raise BrokerUnavailable("the broker did not report an offset")
+        self._write_failed_at = None
         return Acked(metadata.partition, metadata.offset)
 
     async def ready(self) -> bool:
-        """Does the broker answer now, with the log topic? Bounded; the answer reused briefly."""
+        """Does the broker answer now, with the log topic, and did no write fail in the last
+        two produce bounds without one succeeding since? Bounded; the answer reused briefly."""
+        failed_at = self._write_failed_at
+        if failed_at is not None and time.monotonic() - failed_at < 2 * self._timeout:
+            return False
         if time.monotonic() - self._ready_at < self._s.ready_cache_s:
             return self._ready_value
         async with self._ready_lock:

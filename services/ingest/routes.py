@@ -241,6 +241,27 @@ def _item(item: ItemOutcome) -> dict[str, Any]:
     }
 
 
+@router.get(
+    "/v1/principal",
+    summary="Who the bearer token names",
+    responses={
+        200: docs.json_body("Principal", "Subject, role and the operations the token covers."),
+        401: docs.COMMON_ERRORS[401],
+        403: docs.COMMON_ERRORS[403],
+    },
+    openapi_extra={"security": [{"bearer": []}]},
+)
+async def principal(request: Request) -> Response:
+    """The field principal of the token, so a field app knows whom it records for and where.
+
+    The capture app signs in with it; it checks the token exactly as the write endpoints do.
+    """
+    who = _ingest(request).authenticate(request)
+    return _json(
+        200, {"subject": who.subject, "role": who.role, "operations": sorted(who.operations)}
+    )
+
+
 @router.get("/healthz", summary="Liveness", responses={200: docs.json_body("Health", "Alive.")})
 async def healthz() -> Response:
     """The process is alive and serving HTTP."""
@@ -253,11 +274,15 @@ async def healthz() -> Response:
     responses={200: docs.json_body("Health", "Ready."), 503: docs.COMMON_ERRORS[503]},
 )
 async def readyz(request: Request) -> Response:
-    """Ready when the broker answers a metadata request now (bounded, reused for ~1 s)."""
+    """Ready when the broker answers a metadata request now (bounded, reused for ~1 s) and
+    writes are not being refused (none failed in the last two produce bounds without a success
+    since)."""
     ingest = _ingest(request)
     if await ingest.producer.ready():
         return _json(200, {"status": "ready"})
-    return ingest.unavailable("the Kafka broker is not reachable, or the log topic is missing")
+    return ingest.unavailable(
+        "the Kafka broker is not reachable, the log topic is missing, or writes are refused"
+    )
 
 
 @router.get(

@@ -1,10 +1,12 @@
-"""The local Kafka broker: Maven Central jars, one KRaft node, run with `java`."""
+"""The local Kafka: Maven Central jars, one KRaft node (or a cluster of them), run with `java`."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
+import os
 import shutil
 import signal
 import subprocess
@@ -23,25 +25,44 @@ STORAGE_TOOL = "kafka.tools.StorageTool"
 
 
 class KafkaPart:
-    """One broker+controller node whose files live under ``<stack dir>/kafka``."""
+    """One broker+controller node: the single broker (``<stack dir>/kafka``) or node ``n`` of a
+    cluster (``<stack dir>/kafka-n``, its own loopback address, ports and process)."""
 
-    name = "kafka"
     stop_signal = signal.SIGTERM  # controlled shutdown
 
-    def __init__(self, settings: StackSettings) -> None:
+    def __init__(self, settings: StackSettings, node: int | None = None, nodes: int = 1) -> None:
         self.s = settings
-        self.home = settings.dir / "kafka"
+        self.node = node
+        self.nodes = nodes
+        if node is None:
+            self.name = "kafka"
+            self.host, self.port = settings.host, settings.kafka_port
+            self.controller_port = settings.controller_port
+        else:
+            self.name = f"kafka-{node}"
+            self.host, self.port = settings.node_host(node), settings.node_port(node)
+            self.controller_port = settings.node_controller_port(node)
+        self.node_id = node or 1
+        self.home = settings.dir / self.name
         self.data_dir = self.home / "data"
         self.config = self.home / "server.properties"
         self.log = self.home / "kafka.log"
         self.pid_file = self.home / "kafka.pid"
-        self.address = settings.kafka_bootstrap
+        self.address = f"{self.host}:{self.port}"
+
+    @property
+    def gid(self) -> int | None:
+        """A group id of this node's own, so packet filters can tell its traffic apart
+        (`meta skgid`): only for cluster nodes, and only when we may set it (root)."""
+        if self.node is None or os.geteuid() != 0:
+            return None
+        return 1_000_000 + self.port
 
     @property
     def ports(self) -> list[tuple[int, str]]:
         return [
-            (self.s.kafka_port, "Kafka PLAINTEXT listener"),
-            (self.s.controller_port, "Kafka CONTROLLER listener"),
+            (self.port, f"{self.name} PLAINTEXT listener"),
+            (self.controller_port, f"{self.name} CONTROLLER listener"),
         ]
 
     def prepare(self, say: Say) -> None:
@@ -57,11 +78,12 @@ class KafkaPart:
             self._java(MAIN_CLASS, str(self.config), heap=self.s.kafka_heap.split()),
             log=self.log,
             cwd=self.home,
+            group=self.gid,
         )
         return write_pid(self.pid_file, proc.pid)
 
     async def probe(self, timeout_s: float = 5.0) -> None:
-        """Raise unless the broker answers a metadata request naming at least one broker."""
+        """Raise unless the broker answers a metadata request naming itself among the brokers."""
         from aiokafka.client import AIOKafkaClient
 
         host, _, port = self.address.split(",")[0].rpartition(":")
@@ -89,6 +111,8 @@ class KafkaPart:
             metadata = await client.fetch_all_metadata()
             if not metadata.brokers():
                 raise StackError("the broker answered with no brokers yet")
+            if self.node is not None and self.node_id not in {b.nodeId for b in metadata.brokers()}:
+                raise StackError(f"node {self.node_id} is not a registered broker yet")
         finally:
             await client.close()
             for logger in loggers:
@@ -109,24 +133,56 @@ class KafkaPart:
         ]  # fmt: skip
 
     def _render_config(self) -> None:
-        template = Template((repo_root() / "deploy/local/kafka/server.properties").read_text())
-        text = template.substitute(
-            host=self.s.host,
-            port=self.s.kafka_port,
-            controller_port=self.s.controller_port,
-            data_dir=self.data_dir,
-        )
+        local = repo_root() / "deploy/local/kafka"
+        if self.node is None:
+            text = Template((local / "server.properties").read_text()).substitute(
+                host=self.s.host,
+                port=self.s.kafka_port,
+                controller_port=self.s.controller_port,
+                data_dir=self.data_dir,
+            )
+        else:
+            voters = ",".join(
+                f"{n}@{self.s.node_host(n)}:{self.s.node_controller_port(n)}"
+                for n in range(1, self.nodes + 1)
+            )
+            replication = min(3, self.nodes)
+            text = Template((local / "cluster.properties").read_text()).substitute(
+                node_id=self.node_id,
+                voters=voters,
+                host=self.host,
+                port=self.port,
+                controller_port=self.controller_port,
+                data_dir=self.data_dir,
+                replication=replication,
+                min_insync=max(1, replication - 1),
+            )
         if not self.config.exists() or self.config.read_text() != text:
             self.config.write_text(text)
 
     def _format(self, say: Say) -> None:
-        cluster_id = _cluster_id()
-        say(f"kafka: formatting storage in {self.data_dir} (cluster id {cluster_id})")
-        argv = self._java(STORAGE_TOOL, "format", "--standalone", "-t", cluster_id,
+        if self.node is None:
+            cluster_id, quorum = _cluster_id(), ["--standalone"]
+        else:  # every node of a cluster shares one id; the voters are in the config
+            cluster_id, quorum = self._shared_cluster_id(), []
+        say(f"{self.name}: formatting storage in {self.data_dir} (cluster id {cluster_id})")
+        argv = self._java(STORAGE_TOOL, "format", *quorum, "-t", cluster_id,
                           "-c", str(self.config), heap=["-Xmx256m"])  # fmt: skip
         result = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)  # noqa: S603
         if result.returncode != 0:
             raise StackError(f"kafka storage format failed:\n{result.stdout}\n{result.stderr}")
+
+    def _shared_cluster_id(self) -> str:
+        path = self.s.dir / "kafka-cluster.id"
+        try:
+            known = json.loads(path.read_text())
+            if known.get("nodes") == self.nodes:
+                return str(known["id"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        cluster_id = _cluster_id()
+        path.write_text(json.dumps({"id": cluster_id, "nodes": self.nodes}))
+        return cluster_id
 
 
 class _DropFor(logging.Filter):

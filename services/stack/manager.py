@@ -9,21 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import json
 import os
 import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
 
 from services.stack.kafka import KafkaPart
 from services.stack.postgres import PostgresPart, _select_one
 from services.stack.procs import StackError, locked, port_in_use, read_pid, stop, tail
 from services.stack.settings import StackSettings
 
-PartName = Literal["kafka", "postgres"]
-PARTS: tuple[PartName, ...] = ("kafka", "postgres")
+# "kafka" (the single broker), "kafka-1".."kafka-N" (the nodes of a cluster), or "postgres".
+PartName = str
 Say = Callable[[str], None]
 T = TypeVar("T")
 LOG_TAIL_LINES = 40
@@ -54,16 +56,41 @@ class PartStatus:
     external: bool
     detail: str = ""
 
+    @property
+    def port(self) -> int | None:
+        """The port the part answers on (the first one, for an external list of brokers)."""
+        first = self.address.split(",")[0]
+        if "://" in first:  # a DSN: postgresql://user@host:port/db
+            first = first.split("@")[-1].split("/")[0]
+        host, _, port = first.rpartition(":")
+        return int(port) if host and port.isdigit() else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.part,
+            "pid": self.pid,
+            "address": self.address,
+            "port": self.port,
+            "healthy": self.healthy,
+            "external": self.external,
+            "detail": self.detail,
+        }
+
 
 def settings() -> StackSettings:
     return StackSettings()
 
 
 def external_kafka(s: StackSettings | None = None) -> str | None:
+    """The Kafka named in the environment when it is not this stack's (either layout: an
+    address exported before `up --brokers N` switched layouts is still ours)."""
     s = s or settings()
-    return _external(
-        s.kafka_bootstrap, "OPSLEDGER_KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS"
-    )
+    value = _external("", "OPSLEDGER_KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS")
+    ours = {
+        f"{s.host}:{s.kafka_port}",
+        *(s.model_copy(update={"brokers": n}).kafka_bootstrap for n in {3, s.kafka_nodes}),
+    }
+    return None if value in ours else value
 
 
 def external_database(s: StackSettings | None = None) -> str | None:
@@ -79,8 +106,25 @@ def _external(local: str, *names: str) -> str | None:
     return None
 
 
+def kafka_names(s: StackSettings) -> list[PartName]:
+    """The Kafka parts of the stack as it is configured now: one broker, or N nodes."""
+    nodes = s.kafka_nodes
+    return ["kafka"] if nodes == 1 else [f"kafka-{n}" for n in range(1, nodes + 1)]
+
+
+def part_names(s: StackSettings) -> list[PartName]:
+    return [*kafka_names(s), "postgres"]
+
+
 def _part(name: PartName, s: StackSettings) -> KafkaPart | PostgresPart:
-    return KafkaPart(s) if name == "kafka" else PostgresPart(s)
+    if name == "postgres":
+        return PostgresPart(s)
+    if name == "kafka":
+        return KafkaPart(s)
+    prefix, _, node = name.partition("-")
+    if prefix != "kafka" or not node.isdigit() or not 1 <= int(node) <= s.kafka_nodes:
+        raise StackError(f"no part {name!r} in this stack (parts: {', '.join(part_names(s))})")
+    return KafkaPart(s, int(node), s.kafka_nodes)
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
@@ -110,6 +154,32 @@ async def _probe_kafka(bootstrap: str, timeout_s: float) -> None:
     part = KafkaPart(s)
     part.address = bootstrap
     await part.probe(timeout_s)
+
+
+def _choose_brokers(s: StackSettings, brokers: int, say: Say) -> StackSettings:
+    """Record how many Kafka nodes `up` runs; refuse to switch while the other layout runs."""
+    current = s.kafka_nodes
+    if brokers != current:
+        running = [n for n in kafka_names(s) if _alive(_part(n, s))]
+        if running:
+            raise StackError(
+                f"the stack runs {current} broker(s) ({', '.join(running)}); "
+                f"`opsledger stack down` first to run {brokers}"
+            )
+    s.dir.mkdir(parents=True, exist_ok=True)
+    if brokers == 1:
+        s.cluster_file.unlink(missing_ok=True)
+    else:
+        s.cluster_file.write_text(json.dumps({"brokers": brokers}))
+        if brokers != current:
+            say(f"kafka: a cluster of {brokers} brokers (replication {min(3, brokers)}, "
+                f"min.insync.replicas {max(1, min(3, brokers) - 1)})")  # fmt: skip
+    return s.model_copy(update={"brokers": brokers})
+
+
+def _alive(part: KafkaPart | PostgresPart) -> bool:
+    record = read_pid(part.pid_file)
+    return record is not None and record.alive()
 
 
 async def _ready(part: KafkaPart | PostgresPart, timeout_s: float) -> None:
@@ -156,10 +226,11 @@ def _start_parts(names: list[PartName], s: StackSettings, say: Say) -> set[str]:
         to_start.append(part)
     # Check every port before starting anything, so a clash fails fast and names the port.
     for part in to_start:
+        host = part.host if isinstance(part, KafkaPart) else s.host
         for port, what in part.ports:
-            if port_in_use(s.host, port):
+            if port_in_use(host, port):
                 raise StackError(
-                    f"port {port} on {s.host} ({what}) is already in use by another process; "
+                    f"port {port} on {host} ({what}) is already in use by another process; "
                     f"free it or choose another port (OPSLEDGER_STACK_*_PORT)"
                 )
     for part in to_start:
@@ -199,16 +270,24 @@ def _migrate(database_url: str, say: Say) -> None:
     say("postgres: migrations applied")
 
 
-def ensure_up(say: Say = _stderr, *, migrate: bool | None = None) -> StackInfo:
-    """Start whatever local part is not running, wait until all answer, apply migrations."""
+def ensure_up(
+    say: Say = _stderr, *, migrate: bool | None = None, brokers: int | None = None
+) -> StackInfo:
+    """Start whatever local part is not running, wait until all answer, apply migrations.
+
+    ``brokers`` chooses one broker or a cluster of N (kept until `down`); None keeps the
+    current choice.
+    """
     s = settings()
-    ext_kafka, ext_db = external_kafka(s), external_database(s)
-    local: list[PartName] = []
-    if ext_kafka is None:
-        local.append("kafka")
-    if ext_db is None:
-        local.append("postgres")
     with locked(s.dir / "stack.lock"):
+        if brokers is not None and external_kafka(s) is None:
+            s = _choose_brokers(s, brokers, say)
+        ext_kafka, ext_db = external_kafka(s), external_database(s)
+        local: list[PartName] = []
+        if ext_kafka is None:
+            local.extend(kafka_names(s))
+        if ext_db is None:
+            local.append("postgres")
         started = _start_parts(local, s, say)
         if ext_kafka is not None:
             _check_external("kafka", ext_kafka, lambda t: _probe_kafka(ext_kafka, t), say)
@@ -245,26 +324,57 @@ def _stop_part(part: KafkaPart | PostgresPart, s: StackSettings, *, kill: bool =
 
 
 def down(only: set[str] | None = None, say: Say = _stderr) -> set[str]:
-    """Stop the local parts (all, or those in `only`) that `up` started; return the stopped."""
+    """Stop the local parts (all, or those in `only`) that `up` started; return the stopped.
+
+    The nodes of a cluster are stopped together: one at a time, the last would wait for a
+    controller quorum that is already gone.
+    """
     s = settings()
     stopped: set[str] = set()
     with locked(s.dir / "stack.lock"):
-        for name in PARTS:
-            if only is not None and name not in only:
-                continue
+        names = [n for n in part_names(s) if only is None or n in only]
+        kafka = [n for n in names if n.startswith("kafka")]
+        if len(kafka) > 1:
+            stopped |= _stop_together([_part(n, s) for n in kafka], s, say)
+            names = [n for n in names if n not in kafka]
+        for name in names:
             part = _part(name, s)
             if _stop_part(part, s):
                 stopped.add(name)
                 say(f"{name}: stopped")
+        if only is None:
+            s.cluster_file.unlink(missing_ok=True)  # the next `up` is one broker again
     return stopped
+
+
+def _stop_together(parts: list[KafkaPart | PostgresPart], s: StackSettings, say: Say) -> set[str]:
+    import signal
+
+    running = []
+    for part in parts:
+        record = read_pid(part.pid_file)
+        if record is not None and record.alive():
+            os.kill(record.pid, part.stop_signal)
+            running.append((part, record))
+        else:
+            part.pid_file.unlink(missing_ok=True)
+    for part, record in running:
+        if not stop(record, sig=signal.SIGTERM, timeout_s=s.stop_timeout_s):
+            raise StackError(f"{part.name} (pid {record.pid}) survived SIGKILL")
+        part.pid_file.unlink(missing_ok=True)
+        say(f"{part.name}: stopped")
+    return {part.name for part, _ in running}
 
 
 def status() -> list[PartStatus]:
     """Each part's pid, address and whether it answers right now."""
     s = settings()
     result = []
-    for name in PARTS:
-        ext = external_kafka(s) if name == "kafka" else external_database(s)
+    ext_kafka = external_kafka(s)
+    names = (["kafka"] if ext_kafka is not None else kafka_names(s)) + ["postgres"]
+    for name in names:
+        is_kafka = name.startswith("kafka")
+        ext = ext_kafka if is_kafka else external_database(s)
         part = _part(name, s)
         pid = None
         if ext is None:
@@ -272,8 +382,10 @@ def status() -> list[PartStatus]:
             pid = record.pid if record is not None and record.alive() else None
         address = ext or part.address
         try:
-            if name == "kafka":
-                _run(asyncio.wait_for(_probe_kafka(ext or s.kafka_bootstrap, 3.0), 5.0))
+            if is_kafka and ext is not None:
+                _run(asyncio.wait_for(_probe_kafka(ext, 3.0), 5.0))
+            elif is_kafka:
+                _run(asyncio.wait_for(part.probe(3.0), 5.0))  # this node, by its own address
             else:
                 _run(_select_one(ext or s.database_url, 3.0))
             healthy, detail = True, ""
@@ -291,9 +403,15 @@ def status() -> list[PartStatus]:
 
 def start_part(name: PartName, say: Say = _stderr) -> bool:
     """Start one local part if it is not running and wait until it answers."""
+    return bool(start_parts([name], say))
+
+
+def start_parts(names: list[PartName], say: Say = _stderr) -> set[str]:
+    """Start the named parts that are not running, all at once (the nodes of a cluster need
+    each other to answer), and wait until every one answers; return the ones started."""
     s = settings()
     with locked(s.dir / "stack.lock"):
-        return bool(_start_parts([name], s, say))
+        return _start_parts(names, s, say)
 
 
 def stop_part(name: PartName, *, kill: bool = False) -> bool:
@@ -327,6 +445,11 @@ def kill_postgres() -> bool:
 
 def start_postgres() -> bool:
     return start_part("postgres")
+
+
+def part_log(name: PartName, s: StackSettings | None = None) -> Path:
+    """The log file of a part."""
+    return _part(name, s or settings()).log
 
 
 def pid_of(name: PartName) -> int | None:

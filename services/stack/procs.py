@@ -103,8 +103,12 @@ def spawn(
     cwd: Path,
     env: Mapping[str, str] | None = None,
     user: str | None = None,
+    group: int | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start a long-running server detached from our terminal, output appended to `log`."""
+    """Start a long-running server detached from our terminal, output appended to `log`.
+
+    ``user`` runs it under that account; ``group`` (root only) under that group id alone.
+    """
     with log.open("ab") as out:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         out.write(f"{START_MARK} {stamp}: {' '.join(argv)}\n".encode())
@@ -118,8 +122,8 @@ def spawn(
             env=dict(env) if env is not None else None,
             start_new_session=True,  # its own process group: ^C in our shell does not reach it
             user=user,
-            group=_group_of(user),
-            extra_groups=[] if user is not None else None,
+            group=group if group is not None else _group_of(user),
+            extra_groups=[] if user is not None or group is not None else None,
         )
     _CHILDREN[child.pid] = child
     return child

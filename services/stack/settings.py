@@ -8,6 +8,7 @@ ports and the directory (``OPSLEDGER_STACK_KAFKA_PORT``, ``OPSLEDGER_STACK_PG_PO
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -51,7 +52,20 @@ class StackSettings(BaseSettings):
     kafka_controller_port: int | None = Field(
         None, ge=1, le=65535, description="KRaft CONTROLLER listener (default: kafka_port + 1)."
     )
-    kafka_heap: str = Field("-Xms256m -Xmx768m", description="JVM heap flags of the broker.")
+    kafka_heap: str = Field("-Xms256m -Xmx768m", description="JVM heap flags of each broker.")
+    brokers: int | None = Field(
+        None,
+        ge=1,
+        le=9,
+        description="Kafka nodes to run (default: what the last `stack up --brokers N` chose, "
+        "else 1). Node n of a cluster listens on its own loopback address and on "
+        "kafka_port + 2(n-1) and controller port + 2(n-1).",
+    )
+    cluster_hosts: str | None = Field(
+        None,
+        description="Comma-separated loopback addresses of the nodes of a multi-broker stack "
+        "(default 127.0.0.11, 127.0.0.12, ...): one each, so a fault test can cut one off.",
+    )
     pg_port: int = Field(35432, ge=1, le=65535, description="PostgreSQL port.")
     pg_user: str = Field("opsledger", description="Database role (superuser, trust on loopback).")
     pg_database: str = Field("opsledger", description="Database created on first start.")
@@ -68,8 +82,39 @@ class StackSettings(BaseSettings):
         return self.kafka_controller_port or self.kafka_port + 1
 
     @property
+    def cluster_file(self) -> Path:
+        """Written by `stack up --brokers N` (N > 1), removed by `stack down`."""
+        return self.dir / "kafka-cluster.json"
+
+    @property
+    def kafka_nodes(self) -> int:
+        """How many Kafka nodes the stack runs: 1 (one broker) or a cluster's size."""
+        if self.brokers is not None:
+            return self.brokers
+        try:
+            return int(json.loads(self.cluster_file.read_text())["brokers"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return 1
+
+    def node_host(self, node: int) -> str:
+        """The loopback address node ``node`` (1-based) of a cluster listens on."""
+        if self.cluster_hosts:
+            hosts = [h.strip() for h in self.cluster_hosts.split(",") if h.strip()]
+            return hosts[node - 1]
+        return f"127.0.0.{10 + node}"
+
+    def node_port(self, node: int) -> int:
+        return self.kafka_port + 2 * (node - 1)
+
+    def node_controller_port(self, node: int) -> int:
+        return self.controller_port + 2 * (node - 1)
+
+    @property
     def kafka_bootstrap(self) -> str:
-        return f"{self.host}:{self.kafka_port}"
+        nodes = self.kafka_nodes
+        if nodes == 1:
+            return f"{self.host}:{self.kafka_port}"
+        return ",".join(f"{self.node_host(n)}:{self.node_port(n)}" for n in range(1, nodes + 1))
 
     @property
     def database_url(self) -> str:

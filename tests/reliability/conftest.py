@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from services.common.settings import CommonSettings
 from services.devtools.procs import ServiceProcess
 
 from .checker import Report
+from .cluster import PrivateCluster
 from .faults import PrivateStack
 
 # Where each run appends its measured figures (docs/reliability.md is filled from these).
@@ -46,6 +48,7 @@ class Cluster:
     topic: str
     group: str
     services: list[ServiceProcess] = field(default_factory=list)
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     def env(self, **extra: str) -> dict[str, str]:
         return {
@@ -63,6 +66,7 @@ class Cluster:
             # 6 s is the broker's minimum), so ten kills fit in about a minute and a half.
             "OPSLEDGER_AGGREGATOR_SESSION_TIMEOUT_S": "6",
             "BROKER_HEARTBEAT_INTERVAL": "1",  # faust reads it; must stay below a third of that
+            **self.extra_env,
             **extra,
         }
 
@@ -156,3 +160,37 @@ def record_result(request: pytest.FixtureRequest) -> Iterator[Any]:
         for row in saved:
             row["seconds"] = round(time.monotonic() - started, 1)
             fh.write(json.dumps(row) + "\n")
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateCluster]:
+    """A private three-broker KRaft cluster shared by the cluster fault tests (started once)."""
+    if os.geteuid() == 0 and shutil.which("nft") is None:
+        pytest.fail("`nft` is missing: `make test-reliability` installs Debian's nftables")
+    kc = PrivateCluster(tmp_path_factory.mktemp("kafka-cluster"))
+    for iso in kc.isolations():
+        iso.heal()  # a table left by an interrupted run on the same ports
+    kc.start()
+    yield kc
+    kc.down()
+
+
+@pytest.fixture
+def cluster3(
+    stack: local_stack.StackInfo, kafka_cluster: PrivateCluster, unique_id: str, tmp_path: Path
+) -> Iterator[Cluster]:
+    """Services on the three-broker cluster (every node up first), topics with 3 copies."""
+    kafka_cluster.start()  # whatever an earlier test left down
+    c = Cluster(
+        name=f"rel3-{unique_id}",
+        bootstrap=kafka_cluster.bootstrap,
+        dsn=stack.database_url,
+        log_dir=tmp_path,
+        topic=f"rel3-{unique_id}",
+        group=f"rel3-agg-{unique_id}",
+        extra_env={"OPSLEDGER_TOPIC_REPLICATION": "3"},
+    )
+    yield c
+    c.stop_all()
+    for iso in kafka_cluster.isolations():
+        iso.heal()

@@ -71,6 +71,7 @@ class Fates:
     # be recorded as a conflict and never counted.
     conflicts: dict[str, JsonEvent] = field(default_factory=dict)
     answers: Counter[str] = field(default_factory=Counter)  # HTTP status (or error) per attempt
+    timeline: list[tuple[float, str]] = field(default_factory=list)  # (monotonic, answer)
     positions: set[tuple[int, int]] = field(default_factory=set)  # (partition, offset) acked
     requests: int = 0
     attempts: int = 0  # requests including retries
@@ -91,6 +92,10 @@ class Fates:
         if eid in self.acked:
             self.anomalies.append(f"{eid} refused ({status}) after being acknowledged")
         self.refused[eid] = status
+
+    def answers_between(self, start: float, end: float) -> dict[str, int]:
+        """Answers (HTTP status or error name) received between two monotonic instants."""
+        return dict(sorted(Counter(a for t, a in self.timeline if start <= t <= end).items()))
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -257,8 +262,10 @@ class Oracle:
                     )
             except httpx.TransportError as exc:
                 self.fates.answers[type(exc).__name__] += 1
+                self.fates.timeline.append((time.monotonic(), type(exc).__name__))
             else:
                 self.fates.answers[str(resp.status_code)] += 1
+                self.fates.timeline.append((time.monotonic(), str(resp.status_code)))
                 pending = self._settle(device, pending, resp)
                 if not pending:
                     return

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import faust
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
@@ -37,3 +39,13 @@ def test_tls_alone_gives_ssl_credentials() -> None:
 
 def test_bootstrap_list_becomes_faust_urls() -> None:
     assert broker_urls("a:1, b:2") == ["kafka://a:1", "kafka://b:2"]
+
+
+def test_consumer_refreshes_partition_leaders_within_seconds(tmp_path: Path) -> None:
+    # A member handed a partition whose leader moved must not wait minutes to learn the new one.
+    from services.aggregator.app import create_app
+
+    app = create_app(AggregatorSettings(data_dir=tmp_path))
+    assert app.conf.consumer_metadata_max_age_ms == 5_000
+    custom = AggregatorSettings(data_dir=tmp_path, metadata_max_age_s=2)
+    assert create_app(custom).conf.consumer_metadata_max_age_ms == 2_000

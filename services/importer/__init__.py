@@ -1,0 +1,1 @@
+"""`opsledger import`: events kept elsewhere (JSONL, spreadsheets saved as CSV) into the ledger."""
