@@ -1,28 +1,40 @@
 -- Privileges on the objects that exist now; run as opsledger_owner after every
--- `opsledger migrate` (compose's db-grants job and the Kubernetes migrate Job do). Idempotent.
--- roles.sql's default privileges already cover new tables; this file re-asserts them for tables
--- created before the roles existed and adds the few table-specific rules.
+-- `opsledger migrate` (compose's db-grants job, the Kubernetes migrate Job and the local stack's
+-- `opsledger stack up` do). Idempotent. roles.sql's default privileges already cover new tables;
+-- this file re-asserts them for tables created before the roles existed and adds the
+-- table-specific rules. tests/integration/security/test_db_privileges.py shows each refusal.
 
-GRANT USAGE ON SCHEMA ledger, audit TO opsledger_aggregator, opsledger_query;
+GRANT USAGE ON SCHEMA ledger, audit TO opsledger_aggregator, opsledger_query, opsledger_auditor;
 
--- query: read-only on the ledger; append-only on the auditors' access log.
-GRANT SELECT ON ALL TABLES IN SCHEMA ledger TO opsledger_query;
-REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA ledger FROM opsledger_query;
-GRANT SELECT, INSERT ON audit.access_log TO opsledger_query;
-GRANT USAGE ON ALL SEQUENCES IN SCHEMA audit TO opsledger_query;
+-- query and auditor: read-only on the ledger; on the access log they may read and append
+-- (through the chain head's lock function), never change a row or move the head by hand.
+GRANT SELECT ON ALL TABLES IN SCHEMA ledger TO opsledger_query, opsledger_auditor;
+REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA ledger
+    FROM opsledger_query, opsledger_auditor;
+REVOKE ALL ON ALL TABLES IN SCHEMA audit FROM opsledger_query, opsledger_auditor;
+GRANT SELECT, INSERT ON audit.access_log TO opsledger_query, opsledger_auditor;
+GRANT SELECT ON audit.access_log_head TO opsledger_query, opsledger_auditor;
+GRANT USAGE ON ALL SEQUENCES IN SCHEMA audit TO opsledger_query, opsledger_auditor;
+GRANT EXECUTE ON FUNCTION audit.access_log_lock_head() TO opsledger_query, opsledger_auditor;
 
--- aggregator: the only writer of the read model; history is appended, never rewritten.
-GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA ledger TO opsledger_aggregator;
-REVOKE DELETE, TRUNCATE ON ALL TABLES IN SCHEMA ledger FROM opsledger_aggregator;
-REVOKE UPDATE ON ledger.events FROM opsledger_aggregator;
+-- aggregator: the only writer of the read model. History (events, contributions, conflicts) is
+-- inserted, never updated or deleted; what a batch must move is the chain heads, the totals,
+-- the consumer offsets and a held void's `applied` flag.
+GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA ledger TO opsledger_aggregator;
+REVOKE UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA ledger FROM opsledger_aggregator;
+GRANT UPDATE ON ledger.chain_heads, ledger.totals, ledger.consumer_offsets
+    TO opsledger_aggregator;
+GRANT UPDATE (applied) ON ledger.voids TO opsledger_aggregator;
 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA ledger TO opsledger_aggregator;
 REVOKE ALL ON ALL TABLES IN SCHEMA audit FROM opsledger_aggregator;
+REVOKE ALL ON FUNCTION audit.access_log_lock_head() FROM opsledger_aggregator;
 
 -- transparency log: the aggregator grows the trees (never rewrites a node) and signs
--- checkpoints (append-only); query reads both to answer proofs.
-GRANT USAGE ON SCHEMA tlog TO opsledger_aggregator, opsledger_query;
+-- checkpoints (append-only); query and auditor read both (proofs, verify --checkpoint).
+GRANT USAGE ON SCHEMA tlog TO opsledger_aggregator, opsledger_query, opsledger_auditor;
 REVOKE UPDATE ON ledger.merkle_nodes FROM opsledger_aggregator;
 GRANT SELECT, INSERT ON tlog.checkpoints, tlog.keys TO opsledger_aggregator;
 REVOKE UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA tlog FROM opsledger_aggregator;
-GRANT SELECT ON ALL TABLES IN SCHEMA tlog TO opsledger_query;
-REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA tlog FROM opsledger_query;
+GRANT SELECT ON ALL TABLES IN SCHEMA tlog TO opsledger_query, opsledger_auditor;
+REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA tlog
+    FROM opsledger_query, opsledger_auditor;

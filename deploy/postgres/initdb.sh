@@ -6,4 +6,5 @@ psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" \
      -v owner_password="$PG_OWNER_PASSWORD" \
      -v aggregator_password="$PG_AGGREGATOR_PASSWORD" \
      -v query_password="$PG_QUERY_PASSWORD" \
+     -v auditor_password="$PG_AUDITOR_PASSWORD" \
      -f /opsledger/roles.sql

@@ -5,16 +5,19 @@
 --        -v owner_password="$PG_OWNER_PASSWORD" \
 --        -v aggregator_password="$PG_AGGREGATOR_PASSWORD" \
 --        -v query_password="$PG_QUERY_PASSWORD" \
+--        -v auditor_password="$PG_AUDITOR_PASSWORD" \
 --        -f deploy/postgres/roles.sql
 --
 -- Idempotent: a second run changes the passwords and nothing else.
 --
---   opsledger_owner       owns the schemas: `opsledger migrate`, `opsledger rebuild --swap`,
---                         and the operators' `opsledger verify|export`. Never used by a service.
---   opsledger_aggregator  the only writer of the read model: SELECT, INSERT, UPDATE on the
---                         ledger tables (no DELETE, no TRUNCATE, no DDL; `ledger.events` and
---                         `audit.access_log` also refuse UPDATE by trigger).
+--   opsledger_owner       owns the schemas: `opsledger migrate`, `opsledger rebuild`. Never
+--                         used by a service at run time.
+--   opsledger_aggregator  the only writer of the read model: INSERT into events, contributions,
+--                         conflicts, voids (never UPDATE or DELETE them); UPDATE only chain
+--                         heads, totals, consumer offsets and a void's `applied` flag (grants.sql).
 --   opsledger_query       read-only on the ledger; may only append to audit.access_log.
+--   opsledger_auditor     the operators' `opsledger verify|export`: read-only on the ledger;
+--                         may only append to audit.access_log.
 --   (ingest)              no role at all: it never touches PostgreSQL.
 
 SELECT current_database() AS db \gset
@@ -31,14 +34,19 @@ SELECT NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'opsledger_query') AS mi
 \if :missing
 CREATE ROLE opsledger_query LOGIN;
 \endif
+SELECT NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'opsledger_auditor') AS missing \gset
+\if :missing
+CREATE ROLE opsledger_auditor LOGIN;
+\endif
 
 ALTER ROLE opsledger_owner      LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD :'owner_password';
 ALTER ROLE opsledger_aggregator LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD :'aggregator_password';
 ALTER ROLE opsledger_query      LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD :'query_password';
+ALTER ROLE opsledger_auditor    LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD :'auditor_password';
 
 -- A service may connect; only the owner may create schemas (migrations, rebuild's shadow schema).
 REVOKE ALL ON DATABASE :"db" FROM PUBLIC;
-GRANT CONNECT ON DATABASE :"db" TO opsledger_aggregator, opsledger_query;
+GRANT CONNECT ON DATABASE :"db" TO opsledger_aggregator, opsledger_query, opsledger_auditor;
 GRANT CONNECT, CREATE, TEMPORARY ON DATABASE :"db" TO opsledger_owner;
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 -- alembic keeps its version table in `public`.
@@ -50,9 +58,9 @@ GRANT opsledger_owner TO CURRENT_USER;
 -- Whatever the owner creates from now on (each migration, each rebuild's shadow schema) is
 -- readable by query and writable by the aggregator without another grant.
 ALTER DEFAULT PRIVILEGES FOR ROLE opsledger_owner
-    GRANT USAGE ON SCHEMAS TO opsledger_aggregator, opsledger_query;
+    GRANT USAGE ON SCHEMAS TO opsledger_aggregator, opsledger_query, opsledger_auditor;
 ALTER DEFAULT PRIVILEGES FOR ROLE opsledger_owner
-    GRANT SELECT ON TABLES TO opsledger_query;
+    GRANT SELECT ON TABLES TO opsledger_query, opsledger_auditor;
 ALTER DEFAULT PRIVILEGES FOR ROLE opsledger_owner
     GRANT SELECT, INSERT, UPDATE ON TABLES TO opsledger_aggregator;
 ALTER DEFAULT PRIVILEGES FOR ROLE opsledger_owner

@@ -23,10 +23,12 @@ import orjson
 
 from schemas.canonical import canonical_json
 from schemas.tally import METRICS, RowKey
+from services.audit import spreadsheet
 from services.audit.verify import Projection, Row, VerifyReport, verify_rows
 from services.tlog.verifier import VerificationError, VerifierKey, verify_bundle_tree
 
 BUNDLE_FORMAT = "opsledger-evidence/1"
+SPREADSHEET = "events.csv"  # beside events.jsonl in a csv bundle
 MANIFEST = "manifest.json"
 Format = Literal["jsonl", "csv"]
 FORMATS: tuple[Format, ...] = ("jsonl", "csv")
@@ -107,19 +109,25 @@ def select_rows(rows: Sequence[Row], view: View) -> list[dict[str, Any]]:
     return out
 
 
+def _cells(r: Mapping[str, Any]) -> list[str]:
+    cells = {**r, "body": canonical_json(r["body"]).decode(), "voided_by": r["voided_by"] or ""}
+    cells["voided"] = "true" if r["voided"] else "false"
+    cells["in_view"] = "true" if r["in_view"] else "false"
+    return [str(cells[c]) for c in COLUMNS]
+
+
 def encode_events(rows: Sequence[Mapping[str, Any]], fmt: Format) -> bytes:
-    """The events file: JSON lines, or CSV with the body as canonical JSON."""
+    """The events file: JSON lines (exact, what verification reads), or the spreadsheet-safe
+    CSV (body as canonical JSON; formula-like cells neutralised, see spreadsheet.py)."""
     if fmt == "jsonl":
         return b"".join(orjson.dumps({c: r[c] for c in COLUMNS}) + b"\n" for r in rows)
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(COLUMNS)
-    for r in rows:
-        cells = {**r, "body": canonical_json(r["body"]).decode(), "voided_by": r["voided_by"] or ""}
-        cells["voided"] = "true" if r["voided"] else "false"
-        cells["in_view"] = "true" if r["in_view"] else "false"
-        writer.writerow([cells[c] for c in COLUMNS])
-    return buf.getvalue().encode()
+    return spreadsheet.write(COLUMNS, (_cells(r) for r in rows))
+
+
+def bundle_files(rows: Sequence[Mapping[str, Any]], fmt: Format) -> tuple[bytes, bytes | None]:
+    """What a bundle of ``fmt`` carries: the machine-readable events file (always JSON lines,
+    exact values) and, for ``csv``, the spreadsheet-safe CSV of the same rows."""
+    return encode_events(rows, "jsonl"), (encode_events(rows, "csv") if fmt == "csv" else None)
 
 
 def decode_events(data: bytes, fmt: Format) -> list[dict[str, Any]]:
@@ -136,11 +144,13 @@ def decode_events(data: bytes, fmt: Format) -> list[dict[str, Any]]:
             rows.append(doc)
         return rows
     try:
-        reader = csv.DictReader(io.StringIO(data.decode()))
-        if tuple(reader.fieldnames or ()) != COLUMNS:
+        header, records = spreadsheet.read(data)
+        if tuple(header) != COLUMNS:
             raise ValueError("the CSV header is not the bundle's columns")
-        for n, rec in enumerate(reader, start=2):
-            row: dict[str, Any] = dict(rec)
+        for n, rec in enumerate(records, start=2):
+            if len(rec) != len(COLUMNS):
+                raise ValueError(f"CSV line {n} does not have the bundle's columns")
+            row: dict[str, Any] = dict(zip(COLUMNS, rec, strict=True))
             try:
                 for c in _INT_COLUMNS:
                     row[c] = int(row[c])
@@ -176,8 +186,9 @@ def build_manifest(
     view: View,
     created_at: datetime,
     created_by: str,
+    sheet: bytes | None = None,
 ) -> dict[str, Any]:
-    """The manifest: counts, chain head, the ledger's totals for the view, the file's SHA-256."""
+    """The manifest: counts, chain head, the ledger's totals for the view, the files' SHA-256."""
     metrics = dict.fromkeys(METRICS, 0)
     for (metric, *_), value in claimed.items():
         metrics[metric] = metrics.get(metric, 0) + value
@@ -207,6 +218,17 @@ def build_manifest(
             "live_head": {"seq": live_head[0], "hash": live_head[1]} if live_head else None,
         },
         "totals": {"metrics": metrics, "rows": totals_rows(claimed)},
+        **(
+            {}
+            if sheet is None
+            else {
+                "spreadsheet": {
+                    "file": SPREADSHEET,
+                    "sha256": hashlib.sha256(sheet).hexdigest(),
+                    "neutralised": "cells beginning with = + - @ tab CR or ' get a leading '",
+                }
+            }
+        ),
     }
 
 
@@ -219,6 +241,7 @@ def write_bundle(
     path: Path,
     manifest: Mapping[str, Any],
     events_bytes: bytes,
+    sheet: bytes | None = None,
     extra: Mapping[str, bytes] | None = None,
 ) -> None:
     """Write the tar atomically (a reader never sees half a bundle); ``extra``: more members."""
@@ -231,8 +254,10 @@ def write_bundle(
             os.fdopen(fd, "wb") as raw,
             tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar,
         ):
-            members = [(MANIFEST, manifest_bytes), (manifest["events_file"], events_bytes)]
-            for name, data in [*members, *(extra or {}).items()]:
+            files = [(MANIFEST, manifest_bytes), (manifest["events_file"], events_bytes)]
+            if sheet is not None:
+                files.append((SPREADSHEET, sheet))
+            for name, data in [*files, *(extra or {}).items()]:
                 info = tarfile.TarInfo(name)
                 info.size = len(data)
                 info.mtime = int(datetime.fromisoformat(manifest["created_at"]).timestamp())
@@ -325,6 +350,7 @@ def verify_bundle(path: str | Path, public_key: VerifierKey | None = None) -> Bu
     except (KeyError, ValueError, TypeError) as exc:
         report.problems.append(f"unreadable contents: {exc}")
         return report
+    report.problems.extend(_sheet_problems(manifest, members, rows))
     if public_key is not None:
         try:
             cp = verify_bundle_tree(members, public_key)
@@ -350,6 +376,27 @@ def verify_bundle(path: str | Path, public_key: VerifierKey | None = None) -> Bu
     except (KeyError, ValueError, TypeError) as exc:
         report.problems.append(f"rows are not checkable: {type(exc).__name__}: {exc}")
     return report
+
+
+def _sheet_problems(
+    manifest: Mapping[str, Any], members: Mapping[str, bytes], rows: Sequence[Mapping[str, Any]]
+) -> list[str]:
+    """A csv bundle's spreadsheet must be the events file's rows, cell for cell, once restored."""
+    sheet_info = manifest.get("spreadsheet")
+    if sheet_info is None:
+        return []
+    sheet = members.get(sheet_info.get("file", SPREADSHEET))
+    if sheet is None:
+        return [f"the spreadsheet {sheet_info.get('file')} named by the manifest is missing"]
+    if hashlib.sha256(sheet).hexdigest() != sheet_info.get("sha256"):
+        return [f"{sheet_info.get('file')} SHA-256 differs from the manifest's"]
+    try:
+        header, records = spreadsheet.read(sheet)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        return [f"the spreadsheet is unreadable: {exc}"]
+    if tuple(header) != COLUMNS or records != [_cells(r) for r in rows]:
+        return ["the spreadsheet's cells differ from the events file's"]
+    return []
 
 
 def _opt_time(value: str | None) -> datetime | None:

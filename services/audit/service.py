@@ -6,6 +6,8 @@ Other services (query) import only this module of audit; what they need of its i
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ from services.audit.export import (
     Format,
     View,
     build_manifest,
-    encode_events,
+    bundle_files,
     leaves_file,
     select_rows,
 )
@@ -33,6 +35,7 @@ __all__ = [
     "HistoryFilter",
     "UnknownOperation",
     "View",
+    "disclosure",
     "export_operation",
     "history_page",
     "verify_operation",
@@ -94,17 +97,18 @@ async def export_operation(
                 conn, operation_id, as_of=view.as_of, known_at=view.known_at
             )
     selected = select_rows([_row(r) for r in rows], view)
-    data = encode_events(selected, fmt)
+    data, sheet = bundle_files(selected, fmt)
     manifest = build_manifest(
         operation_id,
         selected,
         data,
-        fmt,
+        "jsonl",
         claimed=claimed,
         live_head=head,
         view=view,
         created_at=datetime.now(UTC),
         created_by=created_by,
+        sheet=sheet,
     )
     extra: dict[str, bytes] = {}
     manifest["tree"] = None
@@ -121,8 +125,25 @@ async def export_operation(
                 "leaves_file": "leaves.jsonl",
                 "leaf": "canonical JSON of each event's body, one per line, in chain order",
             }
-    _write(path, manifest, data, extra)
+    _write(path, manifest, data, sheet, extra)
     return manifest
+
+
+def disclosure(manifest: Mapping[str, Any], bundle: bytes) -> dict[str, Any]:
+    """What the access log keeps of one export: which events went out, in which view, and the
+    SHA-256 of the file handed over (so a copy found later can be traced to this row)."""
+    sheet = manifest.get("spreadsheet")
+    return {
+        "format": "csv" if sheet else manifest["events_format"],
+        **manifest["view"],
+        "first_seq": manifest["chain"]["first_seq"],
+        "last_seq": manifest["chain"]["last_seq"],
+        "events": manifest["counts"]["events"],
+        "in_view": manifest["counts"]["in_view"],
+        "events_sha256": manifest["events_sha256"],
+        "spreadsheet_sha256": sheet["sha256"] if sheet else None,
+        "bundle_sha256": hashlib.sha256(bundle).hexdigest(),
+    }
 
 
 async def history_page(

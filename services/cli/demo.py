@@ -19,6 +19,18 @@ def _say(message: str) -> None:
     err.print(message, highlight=False, markup=False)
 
 
+def _database_role(service: str, database_url: str) -> dict[str, str]:
+    """The aggregator and query connect as their own least-privilege roles, as deployed, when the
+    database is the local stack's (which `stack up` gave those roles); ingest has none."""
+    from services import stack
+    from services.stack.roles import role_url
+
+    role = {"aggregator": "opsledger_aggregator", "query": "opsledger_query"}.get(service)
+    if role is None or stack.external_database() is not None or not stack.settings().migrate:
+        return {}
+    return {"OPSLEDGER_DATABASE_URL": role_url(database_url, role)}
+
+
 def demo(
     seed: Annotated[
         int, typer.Option(help="Seed of the generated week (same seed, same events).")
@@ -51,7 +63,11 @@ def demo(
     running = Services(repo_root() / ".local" / "demo")
     try:
         for service in (aggregator, ingest, query):
-            running.ensure(service, _say)
+            env = _database_role(service.name, info.database_url)
+            if env:
+                user = env["OPSLEDGER_DATABASE_URL"].partition("://")[2].partition("@")[0]
+                _say(f"{service.name}: connects to PostgreSQL as {user}")
+            running.ensure(service, _say, env=env)
         with progress_bar() as progress:
             outcome = asyncio.run(
                 play(seed, ingest.url, query.url, CommonSettings(), progress, timeout)
@@ -71,8 +87,9 @@ def demo(
     out.print(outcome.summary(), highlight=False, markup=False)
     err.print(
         f"\nKafka ({info.kafka_bootstrap}) and PostgreSQL stay up for a closer look: "
-        f"`opsledger summary --operation {week.operation_id}`, the dashboard via "
-        "`opsledger serve query`; `opsledger stack down` stops them.",
+        f"`OPSLEDGER_TOKEN=$(opsledger token --role supervisor --operation "
+        f"{week.operation_id}) opsledger summary --operation {week.operation_id}`, "
+        "the dashboard via `opsledger serve query`; `opsledger stack down` stops them.",
         highlight=False,
         markup=False,
     )

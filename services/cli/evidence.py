@@ -1,7 +1,8 @@
 """`opsledger verify`, `opsledger export`, `opsledger rebuild`: the auditor's evidence commands.
 
-Each logs itself in audit.access_log as principal ``cli:<os user>`` with the auditor role
-(offline bundle checks touch no database and are not logged).
+Each runs as the subject of the caller's bearer token (``--token`` or ``$OPSLEDGER_TOKEN``, role
+auditor or admin) and logs itself in audit.access_log under that subject (offline bundle checks
+touch no database, need no token and are not logged).
 """
 
 from __future__ import annotations
@@ -34,10 +35,16 @@ from services.audit import repository as repo
 from services.audit.export import FORMATS, Format, View, verify_bundle
 from services.audit.rebuild import RebuildReport, rebuild
 from services.audit.replay import DEFAULT_WORKERS
-from services.audit.service import UnknownOperation, export_operation, verify_operation
+from services.audit.service import (
+    UnknownOperation,
+    disclosure,
+    export_operation,
+    verify_operation,
+)
 from services.audit.verify import VerifyReport
 from services.common import access_log
-from services.common.db import create_pool
+from services.common.auth import Principal
+from services.common.db import connect, create_pool
 from services.common.settings import CommonSettings
 from services.tlog import kept
 from services.tlog.kept import KeptReport
@@ -77,6 +84,15 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
     raise typer.Exit(3)
 
 
+def _signed_in() -> Principal:
+    """Who runs this command, from its token; a clear refusal (exit 2) without a valid one."""
+    try:
+        return access_log.cli_principal()
+    except access_log.CliAuthError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+
+
 def _print_json(doc: Any) -> None:
     sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2, default=str).decode() + "\n")
 
@@ -112,9 +128,10 @@ def _verify_table(reports: list[VerifyReport]) -> Table:
     return table
 
 
-async def _verify_db(settings: CommonSettings, operation: str | None) -> list[VerifyReport] | None:
+async def _verify_db(
+    settings: CommonSettings, operation: str | None, principal: Principal
+) -> list[VerifyReport] | None:
     pool = await create_pool(settings.database_url, max_size=2)
-    principal = access_log.cli_principal()
     try:
         async with pool.acquire() as conn:
             ops = [operation] if operation else await repo.operations(conn)
@@ -138,6 +155,10 @@ def verify(
         Path | None,
         typer.Option("--export", help="Check an evidence bundle offline instead (no database)."),
     ] = None,
+    access: Annotated[
+        bool,
+        typer.Option("--access-log", help="Check the access log's hash chain instead."),
+    ] = False,
     checkpoint: Annotated[
         Path | None,
         typer.Option(
@@ -160,6 +181,8 @@ def verify(
     it against a checkpoint kept earlier (this catches a rewrite that recomputed every hash).
     With --export and --public-key, also check the bundle's signed checkpoint and leaves.
     """
+    if access:
+        _verify_access_log(as_json)
     kept_report: KeptReport | None = None
     if checkpoint is not None:
         if operation is None or export is not None:
@@ -182,7 +205,7 @@ def verify(
                 out.print(_verify_table([bundle.verify]))
             out.print("[green]bundle intact[/]" if bundle.ok else "[red]bundle NOT intact[/]")
         raise typer.Exit(0 if bundle.ok else 1)
-    reports = _run(_verify_db(CommonSettings(), operation))
+    reports = _run(_verify_db(CommonSettings(), operation, _signed_in()))
     if reports is None:
         console.print(
             f"[red]no events, chain head or totals for operation {operation!r}[/]"
@@ -258,22 +281,60 @@ def _verify_kept(operation: str, path: Path, public_key: Path | None, as_json: b
     return report
 
 
+async def _access_chain(settings: CommonSettings, principal: Principal) -> access_log.ChainReport:
+    conn = await connect(settings.database_url)
+    try:
+        await access_log.record(conn, principal, "verify_access_log", None, {})
+        return await access_log.verify_chain(conn)
+    finally:
+        await conn.close()
+
+
+def _verify_access_log(as_json: bool) -> None:
+    report = _run(_access_chain(CommonSettings(), _signed_in()))
+    if as_json:
+        _print_json(report.to_dict())
+    else:
+        for problem in report.problems:
+            out.print(f"[red]✗[/] {problem}")
+        out.print(
+            f"[green]access log intact[/]: {report.rows} rows, head seq {report.head_seq}"
+            if report.ok
+            else f"[red]access log NOT intact[/]: first break at seq {report.first_broken_seq}"
+        )
+    raise typer.Exit(0 if report.ok else 1)
+
+
 # ---- export -----------------------------------------------------------------------------
 
 
 async def _export(
-    settings: CommonSettings, operation: str, path: Path, fmt: Format, view: View
+    settings: CommonSettings,
+    operation: str,
+    path: Path,
+    fmt: Format,
+    view: View,
+    principal: Principal,
 ) -> dict[str, Any]:
     pool = await create_pool(settings.database_url, max_size=2)
-    principal = access_log.cli_principal()
     try:
         async with pool.acquire() as conn:
-            params = {"format": fmt, "output": str(path), **view.to_dict()}
-            await access_log.record(conn, principal, "export", operation, params)
-            return await export_operation(
-                conn, operation, path, fmt=fmt, view=view, created_by=principal.subject,
-                signer=ledger_signer(TlogSettings()),
-            )  # fmt: skip
+            try:
+                manifest = await export_operation(
+                    conn, operation, path, fmt=fmt, view=view, created_by=principal.subject,
+                    signer=ledger_signer(TlogSettings()),
+                )  # fmt: skip
+            except UnknownOperation:  # a consultation all the same: logged, nothing disclosed
+                await access_log.record(
+                    conn, principal, "export", operation, {"format": fmt, **view.to_dict()}
+                )
+                raise
+            # The disclosure: logged before the command reports the file as written.
+            bundle = await asyncio.to_thread(path.read_bytes)
+            await access_log.record(
+                conn, principal, "export", operation, disclosure(manifest, bundle)
+            )
+            return manifest
     finally:
         await pool.close()
 
@@ -303,7 +364,7 @@ def export(
     path = output or Path(f"{operation}-evidence.tar")
     settings = CommonSettings()
     try:
-        manifest = _run(_export(settings, operation, path, fmt, view))
+        manifest = _run(_export(settings, operation, path, fmt, view, _signed_in()))
     except UnknownOperation as exc:
         console.print(f"[red]{exc}[/] (database {_where(settings)}); nothing written")
         raise typer.Exit(2) from None
@@ -401,6 +462,7 @@ def rebuild_cmd(
     """Recompute the projection from the log in a shadow schema; exit 1 if it differs from live."""
     settings = AggregatorSettings()
     when = _instant(until, "--until")
+    principal = _signed_in()
 
     async def run(progress: Progress | None) -> RebuildReport:
         pool = await create_pool(settings.database_url, max_size=4)
@@ -409,7 +471,7 @@ def rebuild_cmd(
                 pool,
                 settings,
                 topic or settings.topic,
-                principal=access_log.cli_principal(),
+                principal=principal,
                 consumer_group=settings.consumer_group,
                 until=when,
                 only_seen=only_seen,

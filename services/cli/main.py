@@ -24,6 +24,7 @@ from services.cli import (
     token,
     witness,
 )
+from services.common import access_log
 
 app = typer.Typer(
     name="opsledger",
@@ -50,8 +51,19 @@ def _main(
             "--version", is_eager=True, callback=_print_version, help="Print the version and exit."
         ),
     ] = False,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            envvar=access_log.TOKEN_ENV,
+            show_envvar=True,
+            help="Bearer token of whoever runs a command that reads the ledger (verify, export, "
+            "rebuild, summary): its subject is written to the access log.",
+        ),
+    ] = None,
 ) -> None:
     """An event-sourced operations ledger: record field events, watch the tally, prove it."""
+    access_log.use_cli_token(token)
 
 
 # Command groups, in the order `--help` lists them.

@@ -1,4 +1,8 @@
-"""`opsledger summary`: the press-release bullet list of an operation, read from PostgreSQL."""
+"""`opsledger summary`: the press-release bullet list of an operation, read from PostgreSQL.
+
+Signed in like any client (``--token`` / ``$OPSLEDGER_TOKEN``): a supervisor's token must cover
+the operation; the read is logged by the access log's one rule (auditor and admin reads are).
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,14 @@ from typing import Annotated
 import orjson
 import typer
 
+from services.common import access_log
+from services.common.access import covers
+from services.common.auth import Principal, Role
 from services.common.db import connect
 from services.common.problems import ProblemError
 from services.query import repository
 from services.query.params import parse_totals_query
+from services.query.reads import query_params
 from services.query.repository import TotalsQuery
 from services.query.settings import QuerySettings
 from services.query.summary import (
@@ -22,10 +30,13 @@ from services.query.summary import (
 )
 from services.tlog import checkpoints, tree
 
+READ_ROLES: tuple[Role, ...] = ("supervisor", "auditor", "admin")
 
-async def _summary(dsn: str, q: TotalsQuery, as_json: bool) -> str | None:
+
+async def _summary(dsn: str, q: TotalsQuery, principal: Principal, as_json: bool) -> str | None:
     conn = await connect(dsn, timeout=10)
     try:
+        await access_log.record(conn, principal, "summary", q.operation_id, query_params(q))
         result = await repository.read_totals(conn, q)
         stored = await checkpoints.latest(conn, q.operation_id)
         events = await tree.size(conn, q.operation_id)
@@ -69,9 +80,17 @@ def summary(
         for error in exc.errors or []:
             typer.echo(f"--{error['path'].replace('_', '-')}: {error['message']}", err=True)
         raise typer.Exit(2) from exc
+    try:
+        principal = access_log.cli_principal(READ_ROLES)
+    except access_log.CliAuthError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+    if not covers(principal, operation):
+        typer.echo(f"this token is not scoped to operation {operation!r}", err=True)
+        raise typer.Exit(2)
     settings = QuerySettings()
     try:
-        text = asyncio.run(_summary(settings.database_url, q, as_json))
+        text = asyncio.run(_summary(settings.database_url, q, principal, as_json))
     except OSError as exc:
         typer.echo(f"cannot reach PostgreSQL at {settings.database_url}: {exc}", err=True)
         raise typer.Exit(1) from exc

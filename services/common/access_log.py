@@ -1,47 +1,127 @@
-"""The access log (``audit.access_log``, append-only): the one writer, and the listing.
+"""The access log (``audit.access_log``, append-only, hash-chained): the one writer, the listing
+and the chain check.
 
 Whose reads are logged, one rule for every caller (HTTP routes of query and audit, CLI
-commands, rebuild): **every consultation by a principal that may see every operation (roles
-``auditor`` and ``admin``; CLI commands run as ``cli:<os user>`` with the auditor role) is
-logged, one row per call; reads by ``supervisor`` and ``field`` tokens, which see only their
-own operations, are not.** :func:`record` applies the rule, so a caller never decides it; the
-rule is :func:`is_logged` (issue 15 widens it to every role there, and nowhere else).
+commands, rebuild), :func:`is_logged`: **every consultation is logged, one row per call, except
+the aggregate reads (totals, summary, stream, operation list) of the roles scoped to their own
+operations (``field``, ``supervisor``)**. So every read of events or personal references
+(history, export, verify, DLQ, proofs, the access log itself) is logged whatever the role, and
+every read by an ``auditor`` or ``admin`` is logged. An action this module has never heard of is
+logged: the exception is a closed list, the rule is not. No setting turns it off.
+
+Each row is a link of one chain, like the ledger's events: ``seq`` (1, 2, ...), ``prev_hash``
+and ``hash`` = SHA-256 over the canonical JSON of the row (:func:`row_body`) followed by
+``prev_hash``. A writer reads the head under a row lock (``audit.access_log_lock_head()``) and
+the table's insert trigger checks that the row extends that head and advances it, so two
+writers can never fork the chain. ``opsledger verify --access-log`` runs :func:`verify_chain`.
 """
 
 from __future__ import annotations
 
-import getpass
-from datetime import datetime
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 import orjson
 
+from schemas.canonical import GENESIS_HASH, chain_hash
 from services.common.access import ALL_OPERATIONS
-from services.common.auth import Principal, Role
+from services.common.auth import AuthError, Principal, Role, decode_token
+from services.common.settings import CommonSettings
 
 #: The roles whose every consultation is logged: those that see every operation.
 LOGGED_ROLES: tuple[Role, ...] = ALL_OPERATIONS
+#: Reads of aggregates only (no event, no personal reference): not logged for scoped roles.
+AGGREGATE_READS: frozenset[str] = frozenset({"totals", "summary", "stream", "operations"})
+#: The environment variable the CLI reads its bearer token from (or ``--token``).
+TOKEN_ENV = "OPSLEDGER_TOKEN"  # noqa: S105 - a variable name, not a secret
 
 
-def is_logged(principal: Principal) -> bool:
-    """Whether a consultation by ``principal`` is written to the access log."""
-    return principal.role in LOGGED_ROLES
+def is_logged(principal: Principal, action: str) -> bool:
+    """Whether the consultation ``action`` by ``principal`` is written to the access log."""
+    return principal.role in LOGGED_ROLES or action not in AGGREGATE_READS
 
 
-def cli_principal() -> Principal:
-    """Who a CLI command runs as: ``cli:<os user>``, with the auditor role."""
-    try:
-        user = getpass.getuser()
-    except (OSError, KeyError):  # no passwd entry (containers): still say it was the CLI
-        user = "unknown"
-    return Principal(subject=f"cli:{user}", role="auditor")
+# ---- who the CLI runs as ---------------------------------------------------------------
 
 
-def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
+class CliAuthError(Exception):
+    """A CLI command that reads the ledger was run without a valid token of a permitted role."""
+
+
+_cli_token: str | None = None
+_cli_verified: dict[str, Principal] = {}
+
+
+def use_cli_token(token: str | None) -> None:
+    """The token of this CLI invocation (``--token``); None falls back to ``$OPSLEDGER_TOKEN``."""
+    global _cli_token
+    _cli_token = token or None
+
+
+def cli_principal(roles: tuple[Role, ...] = LOGGED_ROLES) -> Principal:
+    """Who a CLI command runs as: the subject of its bearer token, verified like any client's.
+
+    The CLI authenticates as HTTP clients do: ``--token`` or ``$OPSLEDGER_TOKEN`` (e.g. from
+    ``opsledger token --role auditor``), checked by the same verification as the services, and
+    its role must be one of ``roles``.
+    """
+    token = _cli_token or os.environ.get(TOKEN_ENV, "").strip()
+    if not token:
+        raise CliAuthError(
+            f"this command reads the ledger and is logged under your identity: pass --token or "
+            f"set {TOKEN_ENV} (e.g. {TOKEN_ENV}=$(opsledger token --role auditor --subject $USER))"
+        )
+    principal = _cli_verified.get(token)
+    if principal is None:
+        try:
+            principal = decode_token(CommonSettings(), token)
+        except AuthError as exc:
+            raise CliAuthError(f"the CLI token was refused: {exc}") from exc
+        _cli_verified[token] = principal
+    if principal.role not in roles:
+        raise CliAuthError(
+            f"role {principal.role!r} may not do this; needs one of {', '.join(roles)}"
+        )
+    return principal
+
+
+# ---- the chain -------------------------------------------------------------------------
+
+
+def _jsonable(params: Mapping[str, Any]) -> dict[str, Any]:
     # Round-trip through orjson so datetimes and UUIDs are stored as their JSON spelling.
     loaded: dict[str, Any] = orjson.loads(orjson.dumps(params, default=str))
     return loaded
+
+
+def _at(value: datetime) -> str:
+    # PostgreSQL keeps microseconds: this spelling survives the round trip exactly.
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def row_body(
+    seq: int,
+    at: datetime,
+    principal: str,
+    role: str,
+    action: str,
+    operation_id: str | None,
+    params: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The canonical form of one row, what its ``hash`` covers (with ``prev_hash``)."""
+    return {
+        "seq": seq,
+        "at": _at(at),
+        "principal": principal,
+        "role": role,
+        "action": action,
+        "operation_id": operation_id,
+        "params": dict(params),
+    }
 
 
 async def record(
@@ -52,18 +132,122 @@ async def record(
     params: dict[str, Any] | None = None,
 ) -> int | None:
     """Log one consultation (the row's id), or do nothing (None) when the rule says not to."""
-    if not is_logged(principal):
+    if not is_logged(principal, action):
         return None
-    row_id = await conn.fetchval(
-        """INSERT INTO audit.access_log (principal, role, action, operation_id, params)
-           VALUES ($1, $2, $3, $4, $5::text::jsonb) RETURNING id""",
-        principal.subject,
-        principal.role,
-        action,
-        operation_id,
-        orjson.dumps(_jsonable(params or {})).decode(),
-    )
+    values = _jsonable(params or {})
+    if isinstance(conn, asyncpg.Pool):
+        async with conn.acquire() as c:
+            return await _append(c, principal, action, operation_id, values)
+    return await _append(conn, principal, action, operation_id, values)
+
+
+async def _append(
+    conn: asyncpg.Connection,
+    principal: Principal,
+    action: str,
+    operation_id: str | None,
+    params: dict[str, Any],
+) -> int:
+    # Head locked until commit: the next writer waits here, then links to this row.
+    async with conn.transaction():
+        head = await conn.fetchrow("SELECT seq, hash, at FROM audit.access_log_lock_head()")
+        assert head is not None, "audit.access_log_head has its one row (migration 0007)"
+        seq = int(head["seq"]) + 1
+        body = row_body(seq, head["at"], principal.subject, principal.role, action,
+                        operation_id, params)  # fmt: skip
+        row_id = await conn.fetchval(
+            """INSERT INTO audit.access_log
+                   (seq, at, principal, role, action, operation_id, params, prev_hash, hash)
+               VALUES ($1, $2, $3, $4, $5, $6, $7::text::jsonb, $8, $9) RETURNING id""",
+            seq,
+            head["at"],
+            principal.subject,
+            principal.role,
+            action,
+            operation_id,
+            orjson.dumps(params).decode(),
+            head["hash"],
+            chain_hash(body, head["hash"]),
+        )
     return int(row_id)
+
+
+@dataclass
+class ChainReport:
+    """What ``opsledger verify --access-log`` found."""
+
+    rows: int = 0
+    head_seq: int = 0
+    first_broken_seq: int | None = None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "rows": self.rows,
+            "head_seq": self.head_seq,
+            "first_broken_seq": self.first_broken_seq,
+            "problems": self.problems,
+        }
+
+
+async def verify_chain(conn: asyncpg.Connection, batch: int = 5000) -> ChainReport:
+    """Recompute every row's hash in seq order; check links, gaps and the recorded head.
+
+    An edited row fails its own hash, a deleted row leaves a gap (or, at the end, a head past
+    the last row), an inserted or reordered row breaks the next row's ``prev_hash``.
+    """
+    report = ChainReport()
+
+    def broken(seq: int, reason: str) -> None:
+        if report.first_broken_seq is None:
+            report.first_broken_seq = seq
+        if len(report.problems) < 100:
+            report.problems.append(f"seq {seq}: {reason}")
+
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        head = await conn.fetchrow("SELECT seq, hash FROM audit.access_log_head")
+        expected_seq, prev = 1, GENESIS_HASH
+        last_seq = 0
+        while True:
+            rows = await conn.fetch(
+                """SELECT seq, at, principal, role, action, operation_id, params::text AS params,
+                          prev_hash, hash FROM audit.access_log
+                   WHERE seq >= $1 ORDER BY seq LIMIT $2""",
+                last_seq + 1,
+                batch,
+            )
+            for r in rows:
+                seq = int(r["seq"])
+                report.rows += 1
+                if seq != expected_seq:
+                    broken(expected_seq, f"missing (next row present is seq {seq})")
+                if r["prev_hash"] != prev:
+                    broken(seq, "prev_hash does not match the previous row's hash")
+                body = row_body(seq, r["at"], r["principal"], r["role"], r["action"],
+                                r["operation_id"], orjson.loads(r["params"]))  # fmt: skip
+                if chain_hash(body, r["prev_hash"]) != r["hash"]:
+                    broken(seq, "hash does not match the row's content (edited)")
+                prev, expected_seq, last_seq = r["hash"], seq + 1, seq
+            if len(rows) < batch:
+                break
+    report.head_seq = int(head["seq"]) if head else 0
+    if head is None:
+        broken(0, "audit.access_log_head is missing")
+    elif (int(head["seq"]), head["hash"]) != (last_seq, prev):
+        broken(
+            last_seq + 1,
+            f"the head says seq {head['seq']} but the last row is seq {last_seq}"
+            " (rows removed at the end, or the head was moved)",
+        )
+    return report
+
+
+# ---- the listing -----------------------------------------------------------------------
 
 
 async def entries(
@@ -78,7 +262,8 @@ async def entries(
 ) -> tuple[list[dict[str, Any]], int | None]:
     """Newest first; the cursor of the next (older) page, or None."""
     rows = await conn.fetch(
-        """SELECT id, at, principal, role, action, operation_id, params FROM audit.access_log
+        """SELECT id, seq, at, principal, role, action, operation_id, params, hash
+           FROM audit.access_log
            WHERE ($1::text IS NULL OR operation_id = $1)
              AND ($2::text IS NULL OR action = $2)
              AND ($3::text IS NULL OR principal = $3)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,12 +39,21 @@ class Services:
     log_dir: Path
     started: list[ServiceProcess] = field(default_factory=list)
 
-    def ensure(self, service: Service, say: Say, timeout_s: float = 90.0) -> None:
-        """Use the service if it answers on its port, else start it and wait until it does."""
+    def ensure(
+        self,
+        service: Service,
+        say: Say,
+        timeout_s: float = 90.0,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        """Use the service if it answers on its port, else start it (``env`` laid over ours)
+        and wait until it does."""
         if service.answers():
             say(f"{service.name}: already running at {service.url}")
             return
-        proc = ServiceProcess(service.name, {}, self.log_dir, service.port, host=service.host)
+        proc = ServiceProcess(
+            service.name, dict(env or {}), self.log_dir, service.port, host=service.host
+        )
         self.started.append(proc)
         try:
             proc.start(timeout_s=timeout_s)

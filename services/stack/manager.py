@@ -270,6 +270,16 @@ def _migrate(database_url: str, say: Say) -> None:
     say("postgres: migrations applied")
 
 
+def _grant(database_url: str, say: Say) -> None:
+    from services.stack import roles  # noqa: PLC0415 - needs asyncpg, like the migrations
+
+    try:
+        _run(roles.apply(database_url))
+    except Exception as exc:
+        raise StackError(f"service roles and grants failed on {database_url}: {exc}") from exc
+    say("postgres: service roles and grants applied (deploy/postgres/grants.sql)")
+
+
 def ensure_up(
     say: Say = _stderr, *, migrate: bool | None = None, brokers: int | None = None
 ) -> StackInfo:
@@ -296,6 +306,8 @@ def ensure_up(
         info = StackInfo(ext_kafka or s.kafka_bootstrap, ext_db or s.database_url, started)
         if s.migrate if migrate is None else migrate:
             _migrate(info.database_url, say)
+            if ext_db is None:  # an external database's roles are its administrator's
+                _grant(info.database_url, say)
     return info
 
 

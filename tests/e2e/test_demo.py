@@ -48,5 +48,9 @@ def test_demo_prints_the_reference_tally(stack: object, unique_id: str) -> None:
     # It says what it did with the flaky devices and the corrections, not only the total.
     assert "resent by flaky devices" in done.stdout
     assert "voided and re-entered" in done.stdout
+    # Aggregator and query ran as their least-privilege roles (docs/security.md), and that was
+    # enough for the exact tally above.
+    assert "aggregator: connects to PostgreSQL as opsledger_aggregator" in done.stderr
+    assert "query: connects to PostgreSQL as opsledger_query" in done.stderr
     for name in ("ingest", "aggregator", "query"):
         assert f"{name}: stopped" in done.stderr

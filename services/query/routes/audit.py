@@ -1,6 +1,7 @@
 """Auditor routes: event history, verification, evidence export and the access log.
 
-Every call is itself recorded in audit.access_log before it reads anything.
+Every call is itself recorded in audit.access_log before it reads anything; an export is recorded
+once its bundle is built (the row carries the bundle's SHA-256) and before it is sent.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from services.audit.service import (
     HistoryFilter,
     UnknownOperation,
     View,
+    disclosure,
     export_operation,
     history_page,
     verify_operation,
@@ -136,14 +138,11 @@ async def export(
     """The evidence bundle (tar of manifest.json and the events file), see docs/audit.md."""
     times = _instants(as_of=as_of, known_at=known_at)
     params = {"format": format, "as_of": as_of, "known_at": known_at}
-    await access_log.record(
-        pool, principal, "export", operation_id, {k: v for k, v in params.items() if v}
-    )
     with tempfile.TemporaryDirectory(prefix="opsledger-export-") as tmp:
         path = FsPath(tmp) / f"{operation_id}.tar"
         async with pool.acquire() as conn:
             try:
-                await export_operation(
+                manifest = await export_operation(
                     conn,
                     operation_id,
                     path,
@@ -151,11 +150,18 @@ async def export(
                     view=View(as_of=times["as_of"], known_at=times["known_at"]),
                     created_by=principal.subject,
                 )
-            except UnknownOperation as exc:
+            except UnknownOperation as exc:  # consulted all the same: logged, nothing disclosed
+                await access_log.record(
+                    conn, principal, "export", operation_id, {k: v for k, v in params.items() if v}
+                )
                 raise ProblemError(
                     404, "Unknown operation", detail=str(exc), kind="unknown-operation"
                 ) from exc
-        data = path.read_bytes()
+            data = path.read_bytes()
+            # The disclosure is logged before a byte of the bundle leaves.
+            await access_log.record(
+                conn, principal, "export", operation_id, disclosure(manifest, data)
+            )
     return Response(
         data,
         media_type="application/x-tar",

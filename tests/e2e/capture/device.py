@@ -47,9 +47,15 @@ class Device:
 
     async def until_offline_ready(self) -> None:
         """The service worker controls the page, so the app opens with no network."""
-        await self.page.wait_for_function(
-            "navigator.serviceWorker.controller !== null", timeout=TIMEOUT_MS
+        # One evaluate awaiting the page's own promise: wait_for_function's polling would need
+        # eval, which the page's Content Security Policy rightly forbids.
+        controlled = self.page.evaluate(
+            """() => new Promise((resolve) => {
+                 if (navigator.serviceWorker.controller) resolve(true);
+                 navigator.serviceWorker.addEventListener("controllerchange", () => resolve(true));
+               })"""
         )
+        assert await asyncio.wait_for(controlled, TIMEOUT_MS / 1000)
 
     async def kind(self, label: str) -> None:
         await self.page.get_by_role("button", name=label, exact=True).click()

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from axe_playwright_python.base import AXE_SCRIPT
-from playwright.async_api import Browser, Locator, Page, expect
+from playwright.async_api import Browser, Locator, Page, async_playwright, expect
 
-from .conftest import ARTIFACTS, Pipeline
+from .conftest import ARTIFACTS, CHROMIUM_ARGS, Pipeline
 from .device import Device, field_token
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.integration]
@@ -130,3 +131,27 @@ async def test_an_event_recorded_with_the_keyboard_alone(
         "data-state", "accepted"
     )
     await context.close()
+
+
+async def test_chromium_finds_the_app_installable(
+    pipeline: Pipeline, chromium: str, tmp_path: Path
+) -> None:
+    # A profile on disk: Chromium never offers to install from an incognito-like context.
+    async with async_playwright() as p:
+        context = await p.chromium.launch_persistent_context(
+            tmp_path / "profile", executable_path=chromium, args=CHROMIUM_ARGS
+        )
+        page = await context.new_page()
+        await page.goto(f"{pipeline.ingest.url}/capture")
+        cdp = await context.new_cdp_session(page)
+        manifest = await cdp.send("Page.getAppManifest")
+        assert manifest["url"].endswith("/capture/manifest.webmanifest")
+        assert manifest["errors"] == []
+        errors: list[Any] = ["not asked yet"]
+        for _ in range(50):
+            errors = (await cdp.send("Page.getInstallabilityErrors"))["installabilityErrors"]
+            if not errors:
+                break
+            await page.wait_for_timeout(200)
+        await context.close()
+    assert errors == []

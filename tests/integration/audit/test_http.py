@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import hashlib
 import io
 import tarfile
 from pathlib import Path
@@ -12,6 +14,8 @@ import httpx
 import pytest
 
 from services.audit.export import verify_bundle
+
+from .conftest import forget, operation_events, submissions
 
 pytestmark = pytest.mark.integration
 
@@ -114,6 +118,49 @@ async def test_export_endpoint_bundle_verifies_offline(
     path = tmp_path / "b.tar"
     path.write_bytes(r.content)
     assert verify_bundle(path).ok
+
+
+async def test_csv_export_is_spreadsheet_safe_and_its_disclosure_logged_with_its_hash(
+    client: httpx.AsyncClient,
+    auth,
+    pool: asyncpg.Pool,
+    live,
+    op_id: str,
+    unique_id: str,
+    tmp_path: Path,
+) -> None:
+    """A field-typed formula reaches the bundle as text in events.csv and exactly in
+    events.jsonl; the access log names who took which range and the SHA-256 of what left."""
+    events = operation_events(op_id)
+    events[0]["actor"]["unit"] = '=HYPERLINK("http://evil.example","x")'
+    events[1]["location"]["area"] = "@SUM(1+1)"
+    await live.apply_values(submissions(op_id, events))
+    try:
+        who = f"auditor-{unique_id}"
+        r = await client.get(
+            f"/v1/operations/{op_id}/export", params={"format": "csv"},
+            headers=auth("auditor", subject=who),
+        )  # fmt: skip
+        assert r.status_code == 200, r.text
+        with tarfile.open(fileobj=io.BytesIO(r.content)) as tar:
+            sheet = tar.extractfile("events.csv").read().decode()  # type: ignore[union-attr]
+            exact = tar.extractfile("events.jsonl").read().decode()  # type: ignore[union-attr]
+        cells = [c for row in csv.reader(io.StringIO(sheet, newline="")) for c in row]
+        assert '\'=HYPERLINK("http://evil.example","x")' in cells and "'@SUM(1+1)" in cells
+        assert not [c for c in cells if c[:1] in ("=", "+", "-", "@", "\t", "\r")]
+        assert '"unit":"=HYPERLINK(\\"http://evil.example\\",\\"x\\")"' in exact
+        path = tmp_path / "b.tar"
+        path.write_bytes(r.content)
+        assert verify_bundle(path).ok
+        row = await pool.fetchrow(
+            "SELECT params FROM audit.access_log WHERE principal = $1 AND action = 'export'", who
+        )
+        assert row is not None
+        params = row["params"]
+        assert params["bundle_sha256"] == hashlib.sha256(r.content).hexdigest()
+        assert (params["format"], params["first_seq"], params["last_seq"]) == ("csv", 1, 13)
+    finally:
+        await forget(pool, [op_id])
 
 
 async def test_every_auditor_call_leaves_an_access_log_row(

@@ -12,10 +12,18 @@ import asyncpg
 import pytest
 
 from services.audit.service import verify_operation
+from services.common.auth import issue_token
+from services.common.settings import CommonSettings
 
 pytestmark = pytest.mark.integration
 
 OPSLEDGER = [sys.executable, "-m", "services.cli.main"]
+#: Whom the CLI runs as in these tests: the subject of its token, as the access log records it.
+CLI_SUBJECT = "auditor-cli-tests"
+
+
+def cli_token(role: str = "auditor", subject: str = CLI_SUBJECT) -> str:
+    return issue_token(CommonSettings(), role=role, subject=subject)  # type: ignore[arg-type]
 
 
 async def tamper(pool: asyncpg.Pool, sql: str, *args: Any) -> None:
@@ -34,7 +42,9 @@ class Done:
 
 
 async def cli(*args: str, database_url: str, **env: str) -> Done:
-    """Run the real console command (a child process, so its asyncio.run has its own loop)."""
+    """Run the real console command (a child process, so its asyncio.run has its own loop),
+    signed in with an auditor token unless ``OPSLEDGER_TOKEN`` is given ("" for none)."""
+    env = {"OPSLEDGER_TOKEN": cli_token(), **env}
     proc = await asyncio.create_subprocess_exec(
         *OPSLEDGER, *args,
         env={**os.environ, "DATABASE_URL": database_url, "COLUMNS": "200", **env},

@@ -7,8 +7,9 @@ import pytest
 
 from services.common import access_log
 from services.common.access import covers, require_operation, require_role
-from services.common.auth import Principal, Role
+from services.common.auth import Principal, Role, issue_token
 from services.common.problems import ProblemError
+from services.common.settings import CommonSettings
 
 FORBIDDEN_TYPE = "https://opsledger.dev/problems/forbidden"
 
@@ -51,17 +52,48 @@ def test_wrong_role_is_the_same_403_type_as_wrong_scope() -> None:
 
 
 @pytest.mark.parametrize(
-    ("role", "logged"),
-    [("field", False), ("supervisor", False), ("auditor", True), ("admin", True)],
+    ("role", "action", "logged"),
+    [
+        # aggregate reads of scoped roles: no event, no personal reference
+        ("field", "totals", False),
+        ("supervisor", "totals", False),
+        ("supervisor", "summary", False),
+        ("supervisor", "stream", False),
+        ("supervisor", "operations", False),
+        # every read of events or personal references, whatever the role
+        ("supervisor", "history", True),
+        ("supervisor", "export", True),
+        ("field", "verify", True),
+        ("supervisor", "dlq_show", True),
+        ("supervisor", "access_log", True),
+        ("supervisor", "an-action-added-later", True),
+        # every auditor and admin read
+        ("auditor", "totals", True),
+        ("admin", "totals", True),
+        ("admin", "stream", True),
+    ],
 )
-def test_access_log_rule_by_role(role: Role, logged: bool) -> None:
-    assert access_log.is_logged(_who(role, "op-a")) is logged
+def test_access_log_rule(role: Role, action: str, logged: bool) -> None:
+    assert access_log.is_logged(_who(role, "op-a"), action) is logged
 
 
-def test_cli_runs_as_a_logged_auditor() -> None:
+def test_cli_runs_as_its_tokens_subject(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(access_log.TOKEN_ENV, raising=False)
+    access_log.use_cli_token(None)
+    with pytest.raises(access_log.CliAuthError, match="--token"):
+        access_log.cli_principal()
+    settings = CommonSettings()
+    monkeypatch.setenv(
+        access_log.TOKEN_ENV, issue_token(settings, role="auditor", subject="officer-42")
+    )
     principal = access_log.cli_principal()
-    assert principal.subject.startswith("cli:") and principal.role == "auditor"
-    assert access_log.is_logged(principal)
+    assert (principal.subject, principal.role) == ("officer-42", "auditor")
+    access_log.use_cli_token(issue_token(settings, role="supervisor", subject="sup-1"))
+    try:
+        with pytest.raises(access_log.CliAuthError, match="supervisor"):
+            access_log.cli_principal()  # --token wins over the environment, and is checked
+    finally:
+        access_log.use_cli_token(None)
 
 
 class _NoDatabase:
