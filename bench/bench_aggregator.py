@@ -161,7 +161,7 @@ _CEILING_SQL = {
     "events": "INSERT INTO ledger.events (event_id, operation_id, seq, type, schema_version,"
     " occurred_at, recorded_at, principal, officer_id, unit, area, body, content_hash,"
     " prev_hash, hash, kafka_partition, kafka_offset, kafka_index)"
-    " SELECT i, o, sq, t, v, oa, ra, p, off, u, a, b::jsonb, ch, ph, h, kp, ko, ki"
+    " SELECT i, o, sq, t, v, oa, ra, p, off, u, a, b::json, ch, ph, h, kp, ko, ki"
     " FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::int[],"
     " $6::timestamptz[], $7::timestamptz[], $8::text[], $9::text[], $10::text[],"
     " $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::int[],"

@@ -12,8 +12,18 @@ from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import AwareDatetime, BeforeValidator, ConfigDict, Field, Strict, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    WithJsonSchema,
+)
 from pydantic_core import PydanticCustomError
+
+from schemas.text import MULTI_LINE_PATTERN, SINGLE_LINE_PATTERN
 
 #: Shared by every model of the contract: immutable, strict (no coercion), unknown keys refused.
 STRICT_FROZEN = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
@@ -75,11 +85,27 @@ Timestamp = Annotated[
 Slug = Annotated[str, Field(pattern=SLUG_PATTERN, min_length=3, max_length=64)]
 
 
-def text(max_length: int) -> Any:
-    """A non-empty string of at most ``max_length`` characters."""
-    return Field(min_length=1, max_length=max_length)
+def _one_zero(value: float) -> float:
+    # -0.0 and 0.0 are one number, which JSON spells two ways and jsonb (numeric, no negative
+    # zero) gives back one way: keep that one, so the body hashed is the body stored.
+    return value + 0.0
+
+
+Latitude = Annotated[float, Field(ge=-90, le=90), AfterValidator(_one_zero)]
+Longitude = Annotated[float, Field(ge=-180, le=180), AfterValidator(_one_zero)]
+
+
+def text(max_length: int, *, multi_line: bool = False) -> Any:
+    """A non-empty string of at most ``max_length`` characters PostgreSQL stores as sent.
+
+    No control characters (`schemas.text`); ``multi_line`` admits tab, line feed and carriage
+    return.
+    """
+    pattern = MULTI_LINE_PATTERN if multi_line else SINGLE_LINE_PATTERN
+    return Field(min_length=1, max_length=max_length, pattern=pattern)
 
 
 Ref = Annotated[str, text(64)]
 Name = Annotated[str, text(128)]
-Note = Annotated[str, text(500)]
+Note = Annotated[str, text(500, multi_line=True)]
+Version = Annotated[str, text(32)]

@@ -13,13 +13,35 @@ from schemas.envelope import SERVER_FIELDS
 GENESIS_HASH: Final = "0" * 64
 
 
+_OPTIONS: Final = orjson.OPT_SORT_KEYS
+# How orjson writes a negative zero, with what can follow a number; a false hit (the same text
+# inside a string) only costs the slow path.
+_NEGATIVE_ZERO: Final = (b"-0.0,", b"-0.0}", b"-0.0]")
+
+
 def canonical_json(obj: Any) -> bytes:
     """Sorted keys, no whitespace, UTF-8 (not ASCII-escaped), shortest round-trip floats.
 
-    Deterministic for data parsed from JSON; pass ``event_to_dict`` output, not models, so
-    timestamps keep the one spelling pydantic gives them.
+    One spelling per value, and the one PostgreSQL's jsonb gives back, so a body hashes the same
+    before and after it is stored: keys sorted (jsonb reorders them), floats in their shortest
+    round-trip form (jsonb keeps a decimal's digits, and reading them back gives the same float),
+    and -0.0 written as 0.0 (jsonb's numeric has no negative zero). Pass ``event_to_dict``
+    output, not models, so timestamps keep the one spelling pydantic gives them.
     """
-    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+    out = orjson.dumps(obj, option=_OPTIONS)
+    if any(marker in out for marker in _NEGATIVE_ZERO):
+        out = orjson.dumps(_zero_is_zero(obj), option=_OPTIONS)
+    return out
+
+
+def _zero_is_zero(value: Any) -> Any:
+    if isinstance(value, float):
+        return value + 0.0  # -0.0 + 0.0 is 0.0; every other float is unchanged
+    if isinstance(value, Mapping):
+        return {k: _zero_is_zero(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_zero_is_zero(v) for v in value]
+    return value
 
 
 def client_fields(event_dict: Mapping[str, Any]) -> dict[str, Any]:
@@ -34,4 +56,9 @@ def content_hash(event_dict: Mapping[str, Any]) -> str:
 
 def chain_hash(body: Mapping[str, Any], prev_hash: str) -> str:
     """SHA-256 hex over ``canonical_json(body)`` followed by ``prev_hash`` as UTF-8."""
-    return hashlib.sha256(canonical_json(body) + prev_hash.encode()).hexdigest()
+    return chain_digest(canonical_json(body), prev_hash)
+
+
+def chain_digest(body_json: bytes, prev_hash: str) -> str:
+    """SHA-256 hex over ``body_json`` (the canonical bytes, as stored) followed by ``prev_hash``."""
+    return hashlib.sha256(body_json + prev_hash.encode()).hexdigest()

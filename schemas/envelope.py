@@ -7,7 +7,17 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, Field
 from pydantic_core import PydanticCustomError
 
-from schemas._types import STRICT_FROZEN, EventId, Name, Ref, Slug, Timestamp
+from schemas._types import (
+    STRICT_FROZEN,
+    EventId,
+    Latitude,
+    Longitude,
+    Name,
+    Ref,
+    Slug,
+    Timestamp,
+    Version,
+)
 
 CURRENT_SCHEMA_VERSION = 1
 #: Fields the ingest service stamps; a client that sends them is refused.
@@ -27,8 +37,8 @@ class Location(BaseModel):
 
     model_config = STRICT_FROZEN
     area: Name
-    lat: Annotated[float, Field(ge=-90, le=90)] | None = None
-    lon: Annotated[float, Field(ge=-180, le=180)] | None = None
+    lat: Latitude | None = None
+    lon: Longitude | None = None
 
 
 class Source(BaseModel):
@@ -36,7 +46,7 @@ class Source(BaseModel):
 
     model_config = STRICT_FROZEN
     device_id: Ref
-    app_version: Annotated[str, Field(min_length=1, max_length=32)] | None = None
+    app_version: Version | None = None
 
 
 class Envelope(BaseModel):

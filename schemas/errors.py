@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from schemas.envelope import SERVER_FIELDS
+from schemas.text import pattern_message
 
 ErrorEntry = dict[str, str]
 
@@ -41,6 +42,10 @@ def _message(err: Mapping[str, Any], path: str) -> str:
         return f"must be one of: {err['ctx']['expected_tags']}"
     if kind in ("model_type", "model_attributes_type", "dict_type"):
         return "must be a JSON object"
+    if kind == "string_pattern_mismatch":
+        text_rule = pattern_message(str(err["ctx"]["pattern"]), err.get("input"))
+        if text_rule is not None:
+            return text_rule
     msg: str = err["msg"]
     for old, new in _PREFIXES:
         if msg.startswith(old):
@@ -53,7 +58,7 @@ def from_validation_error(
 ) -> ContractError:
     """Translate pydantic's errors, dropping the union tags it adds to each location."""
     entries: list[ErrorEntry] = []
-    for err in exc.errors(include_url=False, include_input=False):
+    for err in exc.errors(include_url=False, include_input=True):
         loc = list(err["loc"])
         if loc:
             kind = str(loc.pop(0))  # the top-level union's tag: the event's `type`

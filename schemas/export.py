@@ -19,6 +19,7 @@ _SERVER_ONLY: Final = (
     " Also checked by the server only: occurred_at at most 5 minutes after the server clock,"
     " and that occurred_at names a real calendar date (e.g. not 30 February)."
     " Integers must be sent without a fraction (3, not 3.0)."
+    " No string may hold a lone UTF-16 surrogate escape (e.g. \\ud800)."
 )
 
 

@@ -11,6 +11,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from schemas.errors import ContractError, from_validation_error
 from schemas.events import FIELD_EVENT_ADAPTER, NESTED_TAGS, FieldEvent
+from schemas.text import load_lenient, lone_surrogate_errors
 from schemas.upcasters import DEFAULT_REGISTRY, UpcasterRegistry
 
 DEFAULT_MAX_FUTURE = timedelta(minutes=5)
@@ -79,7 +80,16 @@ class EventParser(Generic[E]):
                     return self._adapter.validate_json(upgraded)
                 except ValidationError as again:
                     raise from_validation_error(again, self._nested_tags) from None
-        raise from_validation_error(exc, self._nested_tags) from None
+        raise self._refusal(raw, exc) from None
+
+    def _refusal(self, raw: bytes | str, exc: ValidationError) -> ContractError:
+        errors = exc.errors(include_url=False, include_input=False)
+        if len(errors) == 1 and errors[0]["type"] == "json_invalid":
+            # The strict parser refuses a lone surrogate escape without saying where it is.
+            found = lone_surrogate_errors(load_lenient(raw))
+            if found:
+                return ContractError(found)
+        return from_validation_error(exc, self._nested_tags)
 
 
 def _to_json(data: Mapping[str, Any]) -> bytes:
@@ -88,6 +98,9 @@ def _to_json(data: Mapping[str, Any]) -> bytes:
     try:
         return orjson.dumps(data if isinstance(data, dict) else dict(data))
     except (orjson.JSONEncodeError, TypeError, ValueError) as exc:
+        found = lone_surrogate_errors(data)
+        if found:
+            raise ContractError(found) from None
         message = f"not representable as JSON: {exc}"
         raise ContractError([{"path": "", "message": message}]) from None
 

@@ -27,11 +27,14 @@ _ROW_COLUMNS = """
 async def chain_rows(
     conn: asyncpg.Connection, operation_id: str, *, schema: str = LEDGER_SCHEMA
 ) -> list[asyncpg.Record]:
-    """Every event row of the operation in chain order, with whether (and by what) it is voided."""
+    """Every event row of the operation in chain order, with whether (and by what) it is voided.
+
+    ``body_text`` is the body exactly as stored (``json`` keeps its text): the bytes hashed.
+    """
     s = ident(schema)
     return list(
         await conn.fetch(
-            f"""SELECT {_ROW_COLUMNS} FROM {s}.events e
+            f"""SELECT {_ROW_COLUMNS}, e.body::text AS body_text FROM {s}.events e
                 LEFT JOIN {s}.voids v ON v.target_event_id = e.event_id AND v.applied
                 WHERE e.operation_id = $1 ORDER BY e.seq""",  # noqa: S608 - schema via ident()
             operation_id,

@@ -3,6 +3,9 @@
 No I/O: the same code checks rows read from PostgreSQL and rows read from an exported bundle.
 A row is any mapping with ``seq``, ``event_id``, ``body``, ``prev_hash`` and ``hash``; the
 columns copied out of the body for querying (``type``, ``unit``...) are checked when present.
+With ``body_text`` (the body's text as PostgreSQL keeps it), the hash is checked over those
+very bytes, so nothing a JSON library or ``jsonb`` does to numbers or key order can stand between
+what was hashed and what is checked; without it (an exported bundle), over the canonical form.
 """
 
 from __future__ import annotations
@@ -12,7 +15,13 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from schemas.canonical import GENESIS_HASH, chain_hash, client_fields
+from schemas.canonical import (
+    GENESIS_HASH,
+    canonical_json,
+    chain_digest,
+    chain_hash,
+    client_fields,
+)
 from schemas.errors import ContractError
 from schemas.events import FieldEvent
 from schemas.parsing import parse_event
@@ -157,6 +166,20 @@ def _column_mismatches(row: Row, body: dict[str, Any]) -> list[str]:
     return bad
 
 
+def _hash_matches(row: Row, body: dict[str, Any]) -> bool:
+    prev, claimed = str(row["prev_hash"]), str(row["hash"])
+    text = row.get("body_text")
+    if isinstance(text, str):
+        stored = text.encode()
+        if chain_digest(stored, prev) == claimed:
+            return True  # the bytes kept are the bytes hashed
+        if stored == canonical_json(body):
+            return False
+        # Not in canonical form: a row stored while `body` was jsonb (which keeps no text) is
+        # checked in the form it was hashed in.
+    return chain_hash(body, prev) == claimed
+
+
 def verify_chain(rows: Sequence[Row], head: tuple[int, str] | None) -> list[ChainBreak]:
     """Every place the chain is broken: gaps, edited bodies, wrong links, a moved head."""
     problems: list[ChainBreak] = []
@@ -171,7 +194,7 @@ def verify_chain(rows: Sequence[Row], head: tuple[int, str] | None) -> list[Chai
         body = _body_of(row)
         if row["prev_hash"] != prev:
             problems.append(ChainBreak(seq, "prev_hash is not the previous row's hash"))
-        if chain_hash(body, str(row["prev_hash"])) != row["hash"]:
+        if not _hash_matches(row, body):
             problems.append(ChainBreak(seq, "hash does not match the stored body (row edited?)"))
         bad = _column_mismatches(row, body)
         if bad:

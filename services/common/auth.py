@@ -15,6 +15,7 @@ from typing import Any, Literal, get_args
 import jwt
 import orjson
 
+from schemas.text import is_single_line_text
 from services.common.settings import CommonSettings
 
 Role = Literal["field", "supervisor", "auditor", "admin"]
@@ -88,6 +89,9 @@ def decode_token(settings: CommonSettings, token: str) -> Principal:
         raise AuthError("invalid token: `ops` must be a list of operation ids")
     if not isinstance(sub, str) or not sub:
         raise AuthError("invalid token: empty subject")
+    if not is_single_line_text(sub):
+        # It is stamped on every event as `principal`; the ledger cannot store such text.
+        raise AuthError("invalid token: subject contains control characters")
     return Principal(subject=sub, role=role, operations=frozenset(ops))
 
 

@@ -14,6 +14,7 @@ import orjson
 
 from schemas.errors import ContractError
 from schemas.parsing import event_to_dict, parse_event
+from schemas.text import load_lenient, lone_surrogates
 from services.common.access import FORBIDDEN, covers, scope_error
 from services.common.auth import Principal
 from services.common.problems import ProblemError
@@ -40,11 +41,20 @@ def check_content_type(header: str | None) -> None:
 
 
 def load_json(body: bytes) -> Any:
-    """Decode a JSON body; 400 problem when it is not JSON at all."""
+    """Decode a JSON body; 400 problem when it is not JSON at all.
+
+    JSON that is well-formed but escapes a lone surrogate (which the strict parser refuses) is
+    decoded anyway, so each event carrying one is refused on its own, naming the field; one in
+    a field name (never a field of the contract) is a 400.
+    """
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise malformed(exc) from None
+        lenient = load_lenient(body)
+        found = lone_surrogates(lenient)
+        if not found or any(f.in_name for f in found):
+            raise malformed(exc) from None
+        return lenient
 
 
 def malformed(exc: Exception) -> ProblemError:
@@ -111,6 +121,11 @@ def _shape_error(
     return ProblemError(422, "Invalid batch", errors=errors, kind="invalid-batch")
 
 
+def _echoable(value: Any) -> bool:
+    """Whether a client string can be echoed in an answer (a lone surrogate cannot)."""
+    return isinstance(value, str) and not lone_surrogates(value)
+
+
 def validate_and_group(
     items: list[Any], principal: Principal, now: datetime, max_future: timedelta
 ) -> tuple[list[ItemOutcome], list[PendingSubmission]]:
@@ -119,7 +134,7 @@ def validate_and_group(
     pending: dict[str, PendingSubmission] = {}
     for index, item in enumerate(items):
         event_id = item.get("event_id") if isinstance(item, dict) else None
-        outcome = ItemOutcome(index, event_id if isinstance(event_id, str) else None)
+        outcome = ItemOutcome(index, event_id if _echoable(event_id) else None)
         outcomes.append(outcome)
         if not isinstance(item, dict):
             outcome.reason = CONTRACT

@@ -8,14 +8,13 @@ database needs: chain positions and hashes, and the rows that record each decisi
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, NamedTuple
 from uuid import UUID
 
-from schemas.canonical import GENESIS_HASH
+from schemas.canonical import GENESIS_HASH, chain_digest
 from schemas.tally import (
     VOID,
     Conflict,
@@ -100,7 +99,7 @@ class Plan:
 
 def chain(body_json: bytes, prev_hash: str) -> str:
     """`schemas.canonical.chain_hash`, on the canonical bytes already computed for storage."""
-    return hashlib.sha256(body_json + prev_hash.encode()).hexdigest()
+    return chain_digest(body_json, prev_hash)
 
 
 def fact(e: PreparedEvent) -> Fact:

@@ -44,7 +44,7 @@ class PreparedEvent:
     officer_id: str
     unit: str
     area: str
-    body_json: bytes  # canonical JSON of the stored body: stored as jsonb, and hashed
+    body_json: bytes  # canonical JSON of the stored body: hashed, and stored as these bytes
     content_hash: str
     contribution: Contribution | None
     void_target: UUID | None

@@ -92,7 +92,7 @@ def _apply() -> str:
     # Only constants and $n placeholders are interpolated here; values are bind parameters.
     return (
         f"WITH ev AS (INSERT INTO {{s}}.events ({cols(EVENT_COLUMNS)})"  # noqa: S608
-        f" SELECT {_names(EVENT_COLUMNS, {'body': '::jsonb'})} FROM {events}),"
+        f" SELECT {_names(EVENT_COLUMNS, {'body': '::json'})} FROM {events}),"
         f" co AS (INSERT INTO {{s}}.contributions ({cols(CONTRIBUTION_COLUMNS)})"
         f" SELECT {_names(CONTRIBUTION_COLUMNS)} FROM {contributions}),"
         f" vi AS (INSERT INTO {{s}}.voids ({cols(VOID_COLUMNS)})"

@@ -75,6 +75,10 @@ VALID = [
     mutate(PHONE, "payload.quantity", 1_000_000),
     mutate(CASH, "payload.amount_pence", 1),
     mutate(WARRANT, "actor.unit", "é" * 128),
+    mutate(WARRANT, "actor.unit", "\U0001f46e" * 128),  # outside the BMP: 128 characters
+    mutate(WARRANT, "actor.unit", "Strong\u200bhold \u202eTVP\u202c"),  # zero-width, bidi
+    mutate(WARRANT, "payload.premises", "flat 2,\r\nHigh St\tBletchley\n"),  # free text
+    mutate(VOID, "payload.reason", "entered twice\n(see PC4101)"),
 ]
 
 INVALID = [
@@ -118,6 +122,15 @@ INVALID = [
     mutate(WARRANT, "source.device_id", DELETE),
     mutate(WARRANT, "payload.premises", "x" * 501),
     mutate(WARRANT, "payload.warrant_ref", 142),
+    mutate(WARRANT, "actor.officer_id", "PC\x004101"),  # NUL: PostgreSQL cannot store it
+    mutate(WARRANT, "actor.unit", "Stronghold\x00"),
+    mutate(WARRANT, "actor.unit", "Stronghold\x1b[31m"),  # C0 (ESC)
+    mutate(WARRANT, "location.area", "Berkshire\x7f"),  # DEL
+    mutate(WARRANT, "source.device_id", "tablet\x85"),  # C1 (NEL)
+    mutate(WARRANT, "source.app_version", "3.2\n"),
+    mutate(WARRANT, "payload.warrant_ref", "W-1\t2"),  # tab only in free text
+    mutate(WARRANT, "payload.premises", "flat\x0b2"),  # vertical tab, even in free text
+    mutate(ARREST, "payload.offences", ["ok", "PWITS\x9f"]),
     mutate(ARREST, "payload.age_band", "child"),
     mutate(ARREST, "payload.offences", []),
     mutate(ARREST, "payload.offences", ["x"] * 21),
@@ -226,3 +239,11 @@ def test_cli_export_writes_and_check_detects_drift(tmp_path: Any) -> None:
     (tmp_path / "item_seized.schema.json").write_text("{}", encoding="utf-8")
     drift = runner.invoke(app, ["schemas", "export", "--out", str(tmp_path), "--check"])
     assert drift.exit_code == 1 and "item_seized.schema.json" in drift.output
+
+
+def test_lone_surrogate_is_judged_by_the_server_only() -> None:
+    # An ECMA engine cannot even be handed such a string from Python; `re` can, and the
+    # schema (which cannot express the rule) accepts it.
+    event = mutate(WARRANT, "payload.warrant_ref", "W-\udc00")
+    assert not server_accepts(event)
+    assert Draft202012Validator(load("field-event.schema.json")).is_valid(event)

@@ -29,8 +29,12 @@ ZONES = st.sampled_from(
 )
 
 
-def text(max_size: int) -> st.SearchStrategy[str]:
-    return st.text(min_size=1, max_size=max_size)
+def text(max_size: int, *, multi_line: bool = False) -> st.SearchStrategy[str]:
+    """Any text the contract takes: no control characters (free text: tab, LF, CR allowed)."""
+    chars = st.characters(
+        exclude_categories=("Cc", "Cs"), include_characters="\t\n\r" if multi_line else None
+    )
+    return st.text(chars, min_size=1, max_size=max_size)
 
 
 def timestamps() -> st.SearchStrategy[str]:
@@ -42,7 +46,7 @@ def timestamps() -> st.SearchStrategy[str]:
 
 
 quantity = st.integers(1, 1_000_000)
-optional_note = st.one_of(st.none(), text(500))
+optional_note = st.one_of(st.none(), text(500, multi_line=True))
 
 PAYLOADS: dict[str, st.SearchStrategy[dict[str, Any]]] = {
     "warrant_executed": st.fixed_dictionaries(
@@ -90,7 +94,10 @@ COUNTED_KINDS = tuple(PAYLOADS)
 def raw_events(draw: st.DrawFn, kinds: tuple[str, ...] = COUNTED_KINDS) -> dict[str, Any]:
     kind = draw(st.sampled_from(kinds))
     if kind == "event_voided":
-        payload = {"voided_event_id": str(draw(st.uuids())), "reason": draw(text(500))}
+        payload = {
+            "voided_event_id": str(draw(st.uuids())),
+            "reason": draw(text(500, multi_line=True)),
+        }
     else:
         payload = draw(PAYLOADS[kind])
     coordinate = st.none() | st.integers(-90, 90) | st.floats(-90, 90, allow_nan=False)

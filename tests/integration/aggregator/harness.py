@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import subprocess
@@ -17,7 +16,7 @@ import asyncpg
 import httpx
 from aiokafka import AIOKafkaProducer
 
-from schemas.canonical import GENESIS_HASH, chain_hash
+from schemas.canonical import GENESIS_HASH, chain_digest
 from services.common.settings import CommonSettings
 from services.common.topics import ensure_topics
 from services.common.wire import Submission, encode_submission
@@ -191,9 +190,9 @@ async def chain_problems(db: str, operation_id: str) -> list[str]:
     """Recompute the operation's hash chain from the stored bodies; describe any break."""
     conn = await asyncpg.connect(db)
     try:
-        await conn.set_type_codec("jsonb", encoder=str, decoder=json.loads, schema="pg_catalog")
         rows = await conn.fetch(
-            "SELECT seq, body, prev_hash, hash FROM ledger.events WHERE operation_id = $1"
+            "SELECT seq, body::text AS body, prev_hash, hash FROM ledger.events"
+            " WHERE operation_id = $1"
             " ORDER BY seq",
             operation_id,
         )
@@ -206,7 +205,8 @@ async def chain_problems(db: str, operation_id: str) -> list[str]:
     for expected_seq, row in enumerate(rows, start=1):
         if row["seq"] != expected_seq:
             problems.append(f"seq {row['seq']} where {expected_seq} was expected")
-        if row["prev_hash"] != prev or row["hash"] != chain_hash(row["body"], prev):
+        # Over the stored text itself: it is the bytes that were hashed.
+        if row["prev_hash"] != prev or row["hash"] != chain_digest(row["body"].encode(), prev):
             problems.append(f"hash mismatch at seq {row['seq']}")
         prev = row["hash"]
     if rows and (head is None or (head["seq"], head["hash"]) != (len(rows), prev)):

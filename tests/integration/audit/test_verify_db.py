@@ -72,7 +72,7 @@ async def test_updated_payload_is_named_at_its_seq(
 ) -> None:
     await tamper(
         pool,
-        """UPDATE ledger.events SET body = jsonb_set(body, '{payload,quantity}', '40')
+        """UPDATE ledger.events SET body = jsonb_set(body::jsonb, '{payload,quantity}', '40')::json
            WHERE operation_id = $1 AND seq = 7""",
         op_id,
     )

@@ -34,6 +34,9 @@ HOSTILE = [
     "\r=1+1",
     "'=already quoted",
 ]
+# What can reach a cell of its own: the contract refuses control characters in officer, unit
+# and area (issue 14), so the tab and CR starts are only tested on neutralise/restore above.
+CELL_VALUES = [text for text in HOSTILE if text.isprintable()]
 
 
 @pytest.mark.parametrize("cell", HOSTILE)
@@ -50,7 +53,7 @@ def test_plain_cells_are_left_alone(cell: str) -> None:
 
 def _hostile_chain(events: list[dict]) -> Rows:
     events = copy.deepcopy(events)
-    for e, text in zip(events, HOSTILE, strict=False):
+    for e, text in zip(events, CELL_VALUES, strict=False):
         e["actor"]["officer_id"] = text
         e["actor"]["unit"] = text
         e["location"]["area"] = text
@@ -86,7 +89,7 @@ def test_csv_bundle_is_safe_to_open_and_verifies_on_exact_values(tmp_path: Path)
     cells = [c for row in csv.reader(io.StringIO(sheet.decode(), newline="")) for c in row]
     assert len(cells) == len(COLUMNS) * (len(rows) + 1)
     assert not [c for c in cells if c.startswith(spreadsheet.FORMULA_STARTS)]
-    assert sum(c.startswith("'") for c in cells) >= 3 * len(HOSTILE)
+    assert sum(c.startswith("'") for c in cells) >= 3 * len(CELL_VALUES)
     # the machine-readable events file keeps the exact values, and the bundle verifies
     assert b'"officer_id":"=HYPERLINK' in events
     report = verify_bundle(path)

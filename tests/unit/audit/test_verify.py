@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import copy
+import json
 from datetime import date
 
-from schemas.canonical import chain_hash
+from schemas.canonical import canonical_json, chain_digest, chain_hash
 from services.audit.verify import Projection, verify_rows
 
 from .conftest import Rows, totals_of
@@ -106,3 +107,51 @@ def test_contributions_that_disagree_with_totals_are_named(chain: Rows) -> None:
 def test_empty_operation_is_intact() -> None:
     report = verify_rows("op", [], Projection({}, head=None))
     assert report.ok and report.events == 0
+
+
+def _with_text(rows: Rows) -> Rows:
+    """The rows as read from PostgreSQL since `body` keeps its text: the canonical bytes."""
+    return [dict(r, body_text=canonical_json(r["body"]).decode()) for r in rows]
+
+
+def test_the_hash_is_checked_over_the_stored_text_itself(chain: Rows) -> None:
+    rows = _with_text(chain)
+    assert verify_rows("op", rows, _projection(rows)).ok
+    # What a JSON reader makes of the text cannot break an honest row: here the text says -0.0,
+    # was hashed as written, and the parsed body (as jsonb would give it) says 0.0.
+    first = rows[0]
+    text = canonical_json(first["body"]).replace(b'"lon":-0.8124', b'"lon":-0.0')
+    assert b'"lon":-0.0' in text
+    rows[0] = dict(first, body_text=text.decode(), hash=chain_digest(text, first["prev_hash"]))
+    rows[0]["body"] = copy.deepcopy(first["body"])
+    rows[0]["body"]["location"]["lon"] = 0.0
+    relinked = link_from(rows, 1)
+    assert verify_rows("op", relinked, _projection(relinked)).chain_intact
+
+
+def test_canonical_text_with_another_hash_is_an_edit(chain: Rows) -> None:
+    rows = _with_text(chain)
+    projection = _projection(rows)
+    edited = copy.deepcopy(rows[3]["body"])
+    edited["actor"]["unit"] = "Someone else"
+    rows[3] = dict(rows[3], body=edited, body_text=canonical_json(edited).decode())
+    report = verify_rows("op", rows, projection)
+    assert report.first_broken_seq == 4 and "edited" in report.chain_problems[0].reason
+
+
+def test_rows_stored_before_the_text_was_kept_verify_in_canonical_form(chain: Rows) -> None:
+    # jsonb gave its own spelling back (spaces, its key order): checked as it was hashed.
+    rows = [dict(r, body_text=json.dumps(r["body"], sort_keys=False)) for r in chain]
+    assert verify_rows("op", rows, _projection(rows)).ok
+    rows[2]["body"] = dict(rows[2]["body"], principal="intruder")
+    rows[2]["body_text"] = json.dumps(rows[2]["body"])
+    assert verify_rows("op", rows, _projection(rows)).first_broken_seq == 3
+
+
+def link_from(rows: Rows, start: int) -> Rows:
+    """Recompute hashes from ``start`` on, as a writer would have (each row hashed as its text)."""
+    out = [dict(r) for r in rows]
+    for i in range(start, len(out)):
+        out[i]["prev_hash"] = out[i - 1]["hash"]
+        out[i]["hash"] = chain_digest(out[i]["body_text"].encode(), out[i]["prev_hash"])
+    return out

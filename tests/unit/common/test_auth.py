@@ -33,6 +33,10 @@ def test_auditor_token_covers_every_operation() -> None:
         {"exp": int(time.time()) - 60},
         {"role": "superuser"},
         {"ops": "op-a"},
+        # the subject is stamped on every event as `principal`; PostgreSQL cannot store NUL
+        {"sub": "pc\x004101"},
+        {"sub": "pc-4101\n"},
+        {"sub": "pc\ud800"},
     ],
 )
 def test_bad_claims_are_refused(claims_change: dict[str, object]) -> None:
