@@ -63,9 +63,16 @@ async def verify_operation(
         head = await repo.chain_head(conn, operation_id, schema=schema)
         totals = await repo.totals(conn, operation_id, schema=schema)
         contributions = await repo.contribution_sums(conn, operation_id, schema=schema)
-    return verify_rows(
-        operation_id, [_row(r) for r in rows], Projection(totals, head, contributions)
+        contribution_rows = await repo.contribution_rows(conn, operation_id, schema=schema)
+        void_rows = await repo.void_rows(conn, operation_id, schema=schema)
+    projection = Projection(
+        totals,
+        head,
+        contributions,
+        contribution_rows=[dict(r) for r in contribution_rows],
+        void_rows=[dict(r) for r in void_rows],
     )
+    return verify_rows(operation_id, [_row(r) for r in rows], projection)
 
 
 async def export_operation(

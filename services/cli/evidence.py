@@ -102,7 +102,7 @@ def _print_json(doc: Any) -> None:
 
 def _verify_table(reports: list[VerifyReport]) -> Table:
     table = Table(title="opsledger verify")
-    for column in ("operation", "events", "chain", "totals"):
+    for column in ("operation", "events", "chain", "totals", "derived rows"):
         table.add_column(column)
     for r in reports:
         chain = (
@@ -124,7 +124,18 @@ def _verify_table(reports: list[VerifyReport]) -> Table:
                 else ""
             )
         )
-        table.add_row(r.operation_id, str(r.events), chain, totals)
+        derived = (
+            "[green]match[/]"
+            if r.derived_match
+            else f"[red]{len(r.derived_diffs)} differ[/]: "
+            + "; ".join(
+                f"{d.table} row of {d.event_id}"
+                + (f" (seq {d.seq})" if d.seq is not None else "")
+                + f": {d.detail}"
+                for d in r.derived_diffs[:3]
+            )
+        )
+        table.add_row(r.operation_id, str(r.events), chain, totals, derived)
     return table
 
 

@@ -16,6 +16,7 @@ from services.cli import (
     evidence,
     import_cmd,
     migrate,
+    operation,
     schemas_cmd,
     serve,
     stack,
@@ -68,18 +69,9 @@ def _main(
 
 # Command groups, in the order `--help` lists them.
 for _module in (
-    stack,
-    serve,
-    token,
-    demo,
-    summary,
-    evidence,
-    tlog,
-    witness,
-    migrate,
-    schemas_cmd,
-    import_cmd,
-):
+    stack, serve, token, demo, summary, evidence, operation, tlog, witness, migrate,
+    schemas_cmd, import_cmd,
+):  # fmt: skip
     _module.register(app)
 
 

@@ -59,6 +59,11 @@ class CommonSettings(BaseSettings):
     )
     topic: str = Field("field-events", description="The log of record.")
     dlq_topic: str = Field("field-events.dlq", description="Where poison messages go.")
+    operations_topic: str = Field(
+        "operations",
+        description="Compacted topic of operation records (key = operation_id): title, window, "
+        "status; the latest record of each operation wins.",
+    )
     # Common: the aggregator consumes as this group and records its offsets under it; query
     # (freshness) and rebuild (the live offsets to compare with) read them back by it.
     consumer_group: str = Field(

@@ -1,7 +1,7 @@
 """The transparency log: each operation's Merkle tree (stored subtrees) and signed checkpoints.
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0008
 Create Date: 2026-11-30
 
 Existing operations get their trees computed here from their chained events (one operation's
@@ -18,7 +18,7 @@ from sqlalchemy.util import await_only
 from schemas.canonical import canonical_json
 
 revision = "0005"
-down_revision = "0003"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
