@@ -281,6 +281,7 @@ class Aggregator:
                 log.debug("positions not loaded yet: %r", exc)
                 return
         assigned = self._assigned()
+        self.health.keep_lag({tp.partition for tp in assigned})
         ends = await self._end_offsets(assigned)
         for tp in assigned:
             end = ends.get(tp.partition)

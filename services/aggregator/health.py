@@ -50,6 +50,13 @@ class HealthState:
         self.lag[partition] = lag
         metrics.LAG.labels(partition=str(partition)).set(lag)
 
+    def keep_lag(self, partitions: set[int]) -> None:
+        """Forget the lag of partitions this instance no longer owns (a rebalance moved them):
+        their last value would otherwise count as a stall here forever."""
+        for partition in set(self.lag) - partitions:
+            del self.lag[partition]
+            metrics.LAG.labels(partition=str(partition)).set(0)
+
     def problems(self) -> list[str]:
         """Why the aggregator is not ready; empty when it is."""
         out = []

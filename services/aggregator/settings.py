@@ -5,6 +5,7 @@ from __future__ import annotations
 import tempfile
 from functools import lru_cache
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic import Field, model_validator
 
@@ -16,6 +17,8 @@ _alias = service_env("AGGREGATOR")
 class AggregatorSettings(CommonSettings):
     """The aggregator's own settings; environment names ``OPSLEDGER_AGGREGATOR_*``."""
 
+    uses_kafka: ClassVar[bool] = True
+    uses_database: ClassVar[bool] = True
     batch_max_events: int = Field(
         1000,
         ge=1,

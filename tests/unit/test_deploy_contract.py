@@ -255,6 +255,7 @@ def test_the_deployed_settings_load(
                 "OPSLEDGER_TOPIC_PARTITIONS": "12",
                 "OPSLEDGER_TOPIC_REPLICATION": "3",
                 "OPSLEDGER_LOG_LEVEL": "INFO",
+                "OPSLEDGER_OIDC_ISSUER": "https://login.microsoftonline.com/tenant-id/v2.0",
             }.get(name, "s" * 48 if "SECRET" in name else "kafka:19092")
         monkeypatch.setenv(name, value)
     settings = settings_class(service)()

@@ -13,8 +13,7 @@ import asyncpg
 import pytest
 
 from services.audit.service import verify_operation
-from services.common.auth import issue_token
-from services.common.settings import CommonSettings
+from services.stack.devissuer.tokens import dev_token
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +23,7 @@ CLI_SUBJECT = "auditor-cli-tests"
 
 
 def cli_token(role: str = "auditor", subject: str = CLI_SUBJECT) -> str:
-    return issue_token(CommonSettings(), role=role, subject=subject)  # type: ignore[arg-type]
+    return dev_token(role=role, subject=subject)  # type: ignore[arg-type]
 
 
 async def tamper(pool: asyncpg.Pool, sql: str, *args: Any) -> None:
