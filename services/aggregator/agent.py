@@ -48,6 +48,9 @@ from services.ledger.apply import apply_batch
 from services.ledger.dead_letters import depth
 from services.ledger.records import Poison, PreparedBatch, prepare_record
 from services.ledger.writer import BatchResult, BatchWriter
+from services.tlog import checkpoints
+from services.tlog.keys import Signer, ledger_signer
+from services.tlog.settings import TlogSettings
 
 log = logging.getLogger("opsledger.aggregator")
 # Decoding time between two turns of the event loop: short enough for the transaction in flight
@@ -144,6 +147,11 @@ class Aggregator:
         app.agent(self.topic, name="opsledger-aggregate", concurrency=1)(self._agent)
         app.timer(1.0)(self._refresh_lag)
         app.timer(DLQ_DEPTH_EVERY_S)(self._refresh_dlq_depth)
+        # Signed checkpoints of every tree that grew, at most one per operation per interval.
+        self.tlog = TlogSettings()
+        self._signer: Signer | None = None
+        self._grown: set[str] = set()  # operations this process wrote since it last signed them
+        app.timer(self.tlog.checkpoint_interval_s / 2)(self._issue_checkpoints)
 
     # -- the agent ---------------------------------------------------------------------------
 
@@ -215,6 +223,7 @@ class Aggregator:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.settings.retry_max_s)
         self._record(result, chunk, time.monotonic() - started)
+        self._grown.update(r.operation_id for r in chunk.batch.records)
         return result
 
     def _record(self, result: BatchResult, chunk: Chunk, seconds: float) -> None:
@@ -305,6 +314,35 @@ class Aggregator:
             except Exception as exc:  # noqa: BLE001 - the next tick tries again
                 log.debug("dlq depth not read: %r", exc)
 
+    async def _issue_checkpoints(self) -> None:
+        # Only trees this process grew: it signs what it wrote, not rows that appeared otherwise.
+        if self._pool is None or not self._grown:
+            return
+        if self._signer is None:
+            self._signer = ledger_signer(self.tlog)
+        grown = set(self._grown)
+        try:
+            _, waiting = await checkpoints.issue_due(
+                self._pool, self._signer, self.tlog.checkpoint_interval_s, sorted(grown)
+            )
+            self._grown -= grown - set(waiting)  # keep what grew meanwhile, and what must wait
+        except (OSError, asyncpg.PostgresError) as exc:  # the next tick tries again
+            log.warning("checkpoints not issued: %r", exc)
+
+    async def _sign_before_stop(self) -> None:
+        """Sign what this process grew and has not signed yet, without waiting for the interval
+        (bounded: a stop must not hang on the database)."""
+        if not self._grown:
+            return
+        try:
+            self._signer = self._signer or ledger_signer(self.tlog)
+            await asyncio.wait_for(
+                checkpoints.issue_due(self._pool, self._signer, 0.0, sorted(self._grown)),
+                timeout=self.settings.ready_timeout_s,
+            )
+        except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+            log.warning("last checkpoints not issued at stop: %r", exc)
+
     def _assigned(self) -> list[Any]:
         """This instance's partitions of the topic (none before the first assignment)."""
         try:
@@ -331,6 +369,7 @@ class Aggregator:
 
     async def close(self) -> None:
         if self._pool is not None:
+            await self._sign_before_stop()
             pool, self._pool, self._writer = self._pool, None, None
             try:  # a connection stuck in a query (a lock wait) must not hold the stop up
                 await asyncio.wait_for(pool.close(), POOL_CLOSE_S)

@@ -47,6 +47,11 @@ from services.common.auth import Principal
 from services.common.db import connect, create_pool
 from services.common.settings import CommonSettings
 from services.ledger.shadow import SwapRefused, drop_previous, undo_swap
+from services.tlog import kept
+from services.tlog.kept import KeptReport
+from services.tlog.keys import ledger_signer
+from services.tlog.settings import TlogSettings
+from services.tlog.verifier import VerificationError, VerifierKey
 
 T = TypeVar("T")
 console = Console(stderr=True)
@@ -166,18 +171,48 @@ def verify(
         bool,
         typer.Option("--access-log", help="Check the access log's hash chain instead."),
     ] = False,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(
+            "--checkpoint",
+            help="Also check the database against this kept checkpoint (needs --operation).",
+        ),
+    ] = None,
+    public_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--public-key",
+            help="The ledger's verifier key file (default: this ledger's own key).",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the full report as JSON.")] = False,
 ) -> None:
-    """Recompute hash chains and totals from events; exit 0 only when everything is intact."""
+    """Recompute hash chains and totals from events; exit 0 only when everything is intact.
+
+    With --checkpoint, also recompute the operation's Merkle tree from today's events and check
+    it against a checkpoint kept earlier (this catches a rewrite that recomputed every hash).
+    With --export and --public-key, also check the bundle's signed checkpoint and leaves.
+    """
     if access:
         _verify_access_log(as_json)
+    kept_report: KeptReport | None = None
+    if checkpoint is not None:
+        if operation is None or export is not None:
+            raise typer.BadParameter("--checkpoint needs --operation (and no --export)")
+        kept_report = _verify_kept(operation, checkpoint, public_key, as_json)
     if export is not None:
-        bundle = verify_bundle(export)
+        key = _verifier_key(public_key) if public_key is not None else None
+        bundle = verify_bundle(export, key)
         if as_json:
             _print_json(bundle.to_dict())
         else:
             for problem in bundle.problems:
                 out.print(f"[red]✗[/] {problem}")
+            if bundle.tree is not None:
+                out.print(
+                    f"[green]✓[/] its {bundle.tree['size']} events are exactly the leaves of"
+                    f" {bundle.tree['origin']}, signed by {bundle.tree['signed_by']}"
+                )
             if bundle.verify is not None:
                 out.print(_verify_table([bundle.verify]))
             out.print("[green]bundle intact[/]" if bundle.ok else "[red]bundle NOT intact[/]")
@@ -189,10 +224,12 @@ def verify(
             f" (database {_where(CommonSettings())})"
         )
         raise typer.Exit(2)
+    ok = all(r.ok for r in reports) and (kept_report is None or kept_report.ok)
     if as_json:
-        _print_json(
-            {"ok": all(r.ok for r in reports), "operations": [r.to_dict() for r in reports]}
-        )
+        doc: dict[str, Any] = {"ok": ok, "operations": [r.to_dict() for r in reports]}
+        if kept_report is not None:
+            doc["checkpoint"] = kept_report.to_dict()
+        _print_json(doc)
     else:
         out.print(_verify_table(reports))
         bad = [r.operation_id for r in reports if not r.ok]
@@ -201,7 +238,59 @@ def verify(
             if bad
             else f"[green]{len(reports)} operation(s) intact[/]"
         )
-    raise typer.Exit(0 if all(r.ok for r in reports) else 1)
+        if kept_report is not None and not kept_report.ok:
+            out.print("[red]NOT consistent with the kept checkpoint[/] (see above)")
+    raise typer.Exit(0 if ok else 1)
+
+
+def _verifier_key(path: Path) -> VerifierKey:
+    try:
+        return VerifierKey.parse(path.read_text())
+    except (OSError, VerificationError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--public-key") from None
+
+
+async def _kept_report(
+    settings: TlogSettings, operation: str, note: str, key: VerifierKey
+) -> KeptReport:
+    pool = await create_pool(settings.database_url, max_size=2)
+    try:
+        async with pool.acquire() as conn:
+            await access_log.record(
+                conn, access_log.cli_principal(), "verify", operation, {"checkpoint": True}
+            )
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                rows, leaves, notes = await kept.load(conn, operation)
+    finally:
+        await pool.close()
+    origin = f"{key.name}/{operation}"
+    return kept.check(operation, origin, key, note, rows, leaves, notes)
+
+
+def _verify_kept(operation: str, path: Path, public_key: Path | None, as_json: bool) -> KeptReport:
+    """verify --checkpoint: the database's tree against the kept checkpoint (printed, or JSON)."""
+    settings = TlogSettings()
+    key = _verifier_key(public_key) if public_key else ledger_signer(settings).public
+    try:
+        note = path.read_text()
+    except OSError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--checkpoint") from None
+    report = _run(_kept_report(settings, operation, note, key))
+    if not as_json:
+        size = report.kept.size if report.kept else "?"
+        if report.ok:
+            out.print(
+                f"[green]consistent[/]: the database's {report.leaves} events reproduce the kept"
+                f" checkpoint (size {size}) and {report.references} signed by the ledger"
+            )
+        for problem in report.problems:
+            out.print(f"[red]✗[/] {problem}")
+        if report.first_differing_seq is not None:
+            out.print(
+                f"[red]first differing leaf: seq {report.first_differing_seq}"
+                f" (event {report.first_differing_event})[/]"
+            )
+    return report
 
 
 async def _access_chain(settings: CommonSettings, principal: Principal) -> access_log.ChainReport:
@@ -244,8 +333,9 @@ async def _export(
         async with pool.acquire() as conn:
             try:
                 manifest = await export_operation(
-                    conn, operation, path, fmt=fmt, view=view, created_by=principal.subject
-                )
+                    conn, operation, path, fmt=fmt, view=view, created_by=principal.subject,
+                    signer=ledger_signer(TlogSettings()),
+                )  # fmt: skip
             except UnknownOperation:  # a consultation all the same: logged, nothing disclosed
                 await access_log.record(
                     conn, principal, "export", operation, {"format": fmt, **view.to_dict()}

@@ -22,7 +22,9 @@ from services.cli import (
     serve,
     stack,
     summary,
+    tlog,
     token,
+    witness,
 )
 from services.common import access_log
 
@@ -76,6 +78,8 @@ for _module in (
     evidence,
     operation,
     dlq,
+    tlog,
+    witness,
     migrate,
     schemas_cmd,
     import_cmd,

@@ -33,6 +33,12 @@ SECTIONS: tuple[tuple[str, str, str, str], ...] = (
         "`opsledger serve aggregator`",
     ),
     ("Query", "services.query.settings", "QuerySettings", "`opsledger serve query`"),
+    (
+        "Transparency log",
+        "services.tlog.settings",
+        "TlogSettings",
+        "the aggregator (checkpoints) and `opsledger checkpoint | prove | export | verify`",
+    ),
     ("Local stack", "services.stack.settings", "StackSettings", "`opsledger stack ...`"),
 )
 

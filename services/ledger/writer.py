@@ -11,7 +11,9 @@ writers never deadlock); the SQL is in `services.ledger.sql`, four round trips i
 4. plan in memory (`services.ledger.plan`, which asks `schemas.tally` what each event does),
    then write every table from ``unnest`` arrays in one statement: events, contributions,
    voids, conflicts, totals, chain heads, offsets, and ``pg_notify`` each changed operation
-   (delivered on commit).
+   (delivered on commit);
+5. grow each operation's Merkle tree by the new events (`services.tlog.tree.grow`: its
+   frontier read and its new nodes written, two more round trips).
 
 Every effect of a record and the record's offset commit together or not at all, so applying
 the same records again is harmless. The schema is a parameter so that `opsledger rebuild` can
@@ -40,6 +42,7 @@ from services.ledger.records import (
 )
 from services.ledger.schema import LEDGER_SWAP_LOCK, ident
 from services.ledger.sql import statements
+from services.tlog import tree
 
 
 @dataclass(slots=True)
@@ -120,6 +123,7 @@ class BatchWriter:
                 await conn.execute(
                     dead_letters.INSERT, *dead_letters.insert_args(self.topic, result.poison)
                 )
+            await tree.grow(conn, plan.events, self.schema)
         result.applied = len(plan.events)
         result.duplicates = plan.duplicates
         result.conflicts = len(plan.conflicts)

@@ -320,7 +320,9 @@ def test_tokens_are_verified_against_an_https_identity_provider(service: str) ->
 
 def test_no_workload_holds_a_token_signing_secret() -> None:
     for path in (K8S / "secrets").glob("*.env.example"):
-        assert "JWT" not in path.read_text() and "SIGNING" not in path.read_text(), path
+        # The aggregator's checkpoint key signs tree heads, not tokens (docs/provable.md).
+        text = path.read_text().replace("OPSLEDGER_TLOG_SIGNING_KEY", "")
+        assert "JWT" not in text and "SIGNING" not in text, path
     for doc in DOCS:
         text = yaml.safe_dump(doc)
         assert "JWT" not in text, doc["metadata"]["name"]

@@ -37,6 +37,11 @@ WRITE = dict(zip(VALID, [202, 403, 403, 403, 403, 403], strict=True))
 LIST = dict(zip(VALID, [403, 403, 200, 200, 200, 200], strict=True))
 READ = dict(zip(VALID, [403, 403, 200, 403, 200, 200], strict=True))
 AUDIT = dict(zip(VALID, [403, 403, 403, 403, 200, 200], strict=True))
+# Transparency log: the world's operation has a tree (2 events) but no signed checkpoint yet,
+# and the inclusion proof asks for an event it does not have: allowed callers get a 404.
+READ_404 = dict(zip(VALID, [403, 403, 404, 403, 404, 404], strict=True))
+AUDIT_404 = dict(zip(VALID, [403, 403, 403, 403, 404, 404], strict=True))
+PUBLIC = dict.fromkeys(VALID + BROKEN, 200)  # the ledger's public keys
 # Every refusal, wrong role or wrong operation, ingest or query: one problem type.
 FORBIDDEN_TYPE = "https://opsledger.dev/problems/forbidden"
 # Allowed stream cells never end (text/event-stream); tests/integration/query covers them.
@@ -58,6 +63,16 @@ def _endpoints(w: World) -> list[tuple[str, str, str, Callable[[], Any] | None, 
         ("query", "GET", f"/v1/operations/{op}/verify", None, AUDIT),
         ("query", "GET", f"/v1/operations/{op}/export", None, AUDIT),
         ("query", "GET", "/v1/audit/access-log", None, AUDIT),
+        ("query", "GET", "/v1/keys", None, PUBLIC),
+        ("query", "GET", f"/v1/operations/{op}/checkpoint", None, READ_404),
+        ("query", "GET", f"/v1/operations/{op}/proof/consistency?from=1", None, READ),
+        (
+            "query",
+            "GET",
+            f"/v1/operations/{op}/proof/inclusion?event_id=00000000-0000-4000-8000-000000000000",
+            None,
+            AUDIT_404,
+        ),
     ]
 
 

@@ -22,6 +22,7 @@ def test_every_service_settings_class_is_documented() -> None:
         "Ingest",
         "Aggregator",
         "Query",
+        "Transparency log",
         "Local stack",
     ]
 
