@@ -31,12 +31,12 @@ import httpx
 from bench.common import new_run_id, percentile, say
 from schemas.canonical import canonical_json
 from schemas.examples import fresh_event
-from services.common.auth import issue_token
 from services.common.db import create_pool
 from services.common.settings import CommonSettings
 from services.common.wire import Submission, encode_submission
 from services.devtools.procs import ServiceProcess
 from services.ledger.writer import BatchWriter
+from services.stack.devissuer.tokens import dev_token
 from services.tlog import checkpoints, merkle, tree
 from services.tlog.keys import Signer
 
@@ -206,7 +206,7 @@ async def _run() -> dict[str, Any]:
         say(f"tlog: proofs over an operation of {PROOF_EVENTS:,} events")
         ids = await _prepare_proofs(pool, ops[4])
         env = {"DATABASE_URL": settings.database_url}
-        token = issue_token(settings, role="auditor", operations=[], subject="bench", ttl_s=3600)
+        token = dev_token("auditor", subject="bench", ttl_s=3600)
         with (
             tempfile.TemporaryDirectory() as work,
             ServiceProcess("query", env, Path(work), health_path="/readyz") as server,

@@ -27,6 +27,9 @@ from services.common.auth import Principal, Role
 from services.common.db import connect
 from services.common.settings import CommonSettings
 from services.common.topics import TopicError
+from services.tlog import checkpoints
+from services.tlog.keys import ledger_signer
+from services.tlog.settings import TlogSettings
 
 T = TypeVar("T")
 ADMIN: tuple[Role, ...] = ("admin",)
@@ -107,8 +110,8 @@ async def _close(settings: CommonSettings, operation_id: str, by: str) -> ops.Op
             closed = record.close(by, datetime.now(UTC))
             await ops.store(conn, closed)
             await ops.publish(settings, closed)
-            # Issue 16 items 3 and 8: the signed checkpoint "on close" is issued here, once the
-            # provable branch's checkpoint hook is on main (this transaction is its seam).
+            # The final signed checkpoint, in the closing transaction: it covers the closed tally.
+            await checkpoints.on_close(conn, operation_id, ledger_signer(TlogSettings()))
     finally:
         await conn.close()
     return closed

@@ -150,15 +150,14 @@ def opsledger(target: Target, *args: str) -> Any:
     import subprocess
     import sys
 
-    from services.common.auth import issue_token
-    from services.common.settings import CommonSettings
+    from services.stack.devissuer.tokens import dev_token
 
     env = {
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": target.kafka,
         "DATABASE_URL": target.database_url,
         "OPSLEDGER_TOPIC": target.topic,
-        "OPSLEDGER_TOKEN": issue_token(CommonSettings(), role="admin", subject="dlq-operator"),
+        "OPSLEDGER_TOKEN": dev_token("admin", subject="dlq-operator"),
     }
     done = subprocess.run(  # noqa: S603 - our own console script
         [sys.executable, "-m", "services.cli.main", "dlq", *args, "--json"],

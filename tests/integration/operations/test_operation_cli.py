@@ -11,6 +11,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.common.settings import CommonSettings
+from services.stack.devissuer.tokens import dev_token
 from tests.integration.audit.test_verify_db import cli, cli_token
 
 pytestmark = pytest.mark.integration
@@ -99,6 +100,4 @@ async def test_admin_creates_and_closes_supervisor_reads_its_own(
 
 
 def _scoped(role: str, operations: list[str]) -> str:
-    from services.common.auth import issue_token
-
-    return issue_token(CommonSettings(), role=role, operations=operations, subject=f"{role}-t")  # type: ignore[arg-type]
+    return dev_token(role, operations, subject=f"{role}-t")

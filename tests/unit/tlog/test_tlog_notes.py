@@ -88,9 +88,8 @@ def test_production_needs_the_signing_key_as_a_secret() -> None:
     from services.tlog.keys import ledger_signer
     from services.tlog.settings import TlogSettings
 
-    secret = "x" * 40
     with pytest.raises(ValidationError, match="OPSLEDGER_TLOG_SIGNING_KEY"):
-        TlogSettings(env="production", jwt_secret=secret)
+        TlogSettings(env="production")
     key = Signer.generate("ledger.force.example")
-    settings = TlogSettings(env="production", jwt_secret=secret, signing_key=key.secret())
+    settings = TlogSettings(env="production", signing_key=key.secret())
     assert ledger_signer(settings).public == key.public
