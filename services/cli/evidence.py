@@ -42,6 +42,7 @@ from services.audit.service import (
     verify_operation,
 )
 from services.audit.verify import VerifyReport
+from services.cli.params import instant
 from services.common import access_log
 from services.common.auth import Principal
 from services.common.db import connect, create_pool
@@ -59,17 +60,7 @@ out = Console()
 
 
 def _instant(value: str | None, name: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(
-            f"{value!r} is not an RFC 3339 timestamp", param_hint=name
-        ) from None
-    if parsed.tzinfo is None:
-        raise typer.BadParameter("needs a UTC offset, e.g. 2026-11-23T09:00:00Z", param_hint=name)
-    return parsed
+    return None if value is None else instant(value, name)
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:

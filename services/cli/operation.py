@@ -20,6 +20,7 @@ import typer
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
+from services.cli.params import instant
 from services.common import access_log
 from services.common import operations as ops
 from services.common.access import covers
@@ -48,18 +49,6 @@ def _principal(roles: tuple[Role, ...]) -> Principal:
         return access_log.cli_principal(roles)
     except access_log.CliAuthError as exc:
         raise _fail(str(exc), 2) from exc
-
-
-def _instant(value: str, name: str) -> datetime:
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(
-            f"{value!r} is not an RFC 3339 timestamp", param_hint=name
-        ) from None
-    if parsed.tzinfo is None:
-        raise typer.BadParameter("needs a UTC offset, e.g. 2026-11-23T09:00:00Z", param_hint=name)
-    return parsed
 
 
 def _run(coro: Awaitable[T]) -> T:
@@ -146,7 +135,7 @@ def create(
     principal = _principal(ADMIN)
     try:
         record = ops.new_record(
-            operation, title, area or [], _instant(start, "--start"), _instant(end, "--end"),
+            operation, title, area or [], instant(start, "--start"), instant(end, "--end"),
             by=principal.subject,
         )  # fmt: skip
     except ValidationError as exc:
