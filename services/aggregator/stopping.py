@@ -6,8 +6,10 @@ agent is acked (``Consumer.wait_empty``), and only then stops the agent. A batch
 
 * `LedgerApp` waits for the batch in flight at most `STOP_WAIT_EMPTY_S` when the app is
   stopping (a rebalance still waits for it in full: the partition must not move mid-batch);
-  after that faust cancels the agent, the batch's transaction is abandoned (rolled back) and
-  its records stay unacked, so they are delivered again after the restart;
+  after that the process ends at once, as a crash would (the transaction rolls back, no
+  offset is committed to Kafka), so the records are delivered again to the partition's next
+  owner; a graceful shutdown past that point let faust commit offsets beyond the abandoned
+  batch, which the cluster leader-kill test caught as acknowledged events never counted;
 * `LedgerWorker` arms a watchdog on SIGTERM/SIGINT that ends the process at
   `STOP_DEADLINE_S` whatever still hangs (a broker that does not answer the final commit, a
   pool that does not close). That is a crash, and a crash at any instant is safe here: the
@@ -69,11 +71,17 @@ class LedgerApp(faust.App):
         done, _ = await asyncio.wait({waiting}, timeout=STOP_WAIT_EMPTY_S)
         if not done:
             waiting.cancel()
-            log.warning(
-                "stopping: the batch in flight did not commit within %.0f s; it is abandoned"
-                " (not acked) and will be applied after the restart",
+            # End here, as a crash would: going on with faust's graceful shutdown lets it commit
+            # Kafka offsets past the abandoned batch (its streams ack what they were handed when
+            # they are torn down), and the partition's next owner would then start after records
+            # that were never applied. A crash is safe: offsets live in PostgreSQL.
+            log.error(
+                "stopping: the batch in flight did not commit within %.0f s; exiting now without"
+                " committing offsets (not acked: it is applied by the partition's next owner)",
                 STOP_WAIT_EMPTY_S,
             )
+            logging.shutdown()
+            os._exit(FORCED_EXIT_STATUS)
 
 
 def _force_exit() -> None:
