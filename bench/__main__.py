@@ -33,6 +33,7 @@ COMPONENTS = [
     ("aggregator", "bench.bench_aggregator"),
     ("query", "bench.bench_query"),
     ("rebuild", "bench.bench_rebuild"),
+    ("tlog", "bench.bench_tlog"),
     ("brokers", "bench.bench_brokers"),
     ("e2e", "bench.bench_e2e"),
     ("scale", "bench.bench_scale"),

@@ -55,9 +55,9 @@ from bench.e2e_load import (
     templates,
 )
 from schemas.parsing import event_to_dict, parse_event
-from services.common.auth import issue_token
 from services.common.settings import CommonSettings
 from services.common.wire import Submission, encode_submission
+from services.stack.devissuer.tokens import dev_token
 
 BATCH = 500
 RSS_SAMPLE_S = 0.5
@@ -85,8 +85,8 @@ QUERY_ENV = {"OPSLEDGER_QUERY_STREAM_MIN_INTERVAL_S": "0"}
 
 
 def _tokens(settings: CommonSettings, ops: list[str]) -> tuple[str, str]:
-    field = issue_token(settings, role="field", operations=ops, ttl_s=7200, subject="bench")
-    reader = issue_token(settings, role="supervisor", operations=ops, ttl_s=7200, subject="bench")
+    field = dev_token(role="field", operations=ops, ttl_s=7200, subject="bench")
+    reader = dev_token(role="supervisor", operations=ops, ttl_s=7200, subject="bench")
     return field, reader
 
 

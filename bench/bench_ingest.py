@@ -30,10 +30,10 @@ import uvloop
 from bench.common import producer_perf
 from schemas.examples import example_events
 from schemas.parsing import event_to_dict, parse_event
-from services.common.auth import issue_token
 from services.common.wire import Submission, encode_submission
 from services.devtools.procs import ServiceProcess
 from services.ingest.settings import IngestSettings
+from services.stack.devissuer.tokens import dev_token
 
 DURATION_S = 8.0
 WARMUP_S = 1.5
@@ -226,7 +226,7 @@ def run() -> dict[str, Any]:
         "OPSLEDGER_LOG_LEVEL": "WARNING",
         "OPSLEDGER_INGEST_WORKERS": str(WORKERS),
     }
-    token = issue_token(settings, role="field", operations=_ops(run_id), ttl_s=3600)
+    token = dev_token(role="field", operations=_ops(run_id), ttl_s=3600)
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as work:
         with ServiceProcess("ingest", env, Path(work), health_path="/readyz") as server:
             single = _drive(server.url, "single", token, run_id, server.pid)

@@ -33,9 +33,9 @@ import asyncpg
 import orjson
 
 from services.common import rollup
-from services.common.auth import issue_token
 from services.common.settings import CommonSettings
 from services.devtools.procs import ServiceProcess
+from services.stack.devissuer.tokens import dev_token
 
 EVENTS = 1_000_000
 READERS = 50
@@ -254,7 +254,7 @@ def run() -> dict[str, Any]:
     run_id = secrets.token_hex(4)
     op, group, topic = f"bench-query-{run_id}", f"bench-query-{run_id}", f"bench-query-{run_id}"
     dsn = settings.database_url
-    token = issue_token(settings, role="supervisor", operations=[op], ttl_s=3600)
+    token = dev_token(role="supervisor", operations=[op], ttl_s=3600)
     env = {
         **os.environ,
         "OPSLEDGER_CONSUMER_GROUP": group,

@@ -135,8 +135,7 @@ SQL = {
         f" SELECT {_EV_SELECT} FROM {_unnest(EVENT_COLUMNS, 1)}),"
         f" cx AS (SELECT {_CO} FROM {_CX_UNNEST}),"
         f" co AS (INSERT INTO ledger.contributions ({_CO}) SELECT {_CO} FROM cx),"
-        f" ru AS ({rollup.upsert_sql('ledger', 'cx')}),"
-        + _tail(_WIDTH_EV + _WIDTH_CO + 1)
+        f" ru AS ({rollup.upsert_sql('ledger', 'cx')})," + _tail(_WIDTH_EV + _WIDTH_CO + 1)
     ),
     "copy": (
         "WITH ru AS ("  # noqa: S608
@@ -151,8 +150,7 @@ SQL = {
         " SELECT (r).* FROM unnest($1::ceiling_event[]) AS r),"
         " cx AS (SELECT (r).* FROM unnest($2::ceiling_contribution[]) AS r),"
         f" co AS (INSERT INTO ledger.contributions ({_CO}) SELECT {_CO} FROM cx),"
-        f" ru AS ({rollup.upsert_sql('ledger', 'cx')}),"
-        + _tail(3)
+        f" ru AS ({rollup.upsert_sql('ledger', 'cx')})," + _tail(3)
     ),
 }
 

@@ -163,6 +163,21 @@ def rows(results: dict[str, Any]) -> list[Row]:
                         f"{_num(f.get('per_s'))} req/s", "",
                         _verdict(ok, _get(q, "targets_ms", target))))  # fmt: skip
     missing("query", "query")
+    t = results.get("tlog", {})
+    f = t.get("tree")
+    if isinstance(f, dict) and "tree_us_per_event" in f:
+        out.append(("tlog tree per event (1,000/batch)", f"{_num(f['tree_us_per_event'])} µs",
+                    "writer per event", f"{_num(f['writer_us_per_event_with_tree'])} µs",
+                    f"{f['tree_share_of_writer']:.0%}", ""))  # fmt: skip
+    for kind in ("inclusion", "consistency"):
+        f = _get(t, "proofs", kind)
+        if isinstance(f, dict) and "p99_ms" in f:
+            out.append((f"tlog {kind} proof ({f.get('readers')} readers)",
+                        f"p50 {_num(f['p50_ms'])} ms", f"p99 {_num(f['p99_ms'])} ms",
+                        f"{_num(f.get('per_s'))} req/s", "",
+                        _verdict(_get(t, "proofs", "meets_target"),
+                                 _get(t, "proofs", "target_p99_ms"))))  # fmt: skip
+    missing("tlog", "tlog")
     f = _get(results, "contract", "validate_event")
     if isinstance(f, dict):
         out.append(("contract parse_event", f"{f['parse_event_us']:.1f} µs", "json.loads",

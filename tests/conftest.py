@@ -15,6 +15,7 @@ import pytest
 
 from services import stack as local_stack
 from services.devtools.kafka import PrivateKafka
+from services.stack.keycloak import RunningKeycloak, ensure_keycloak, stop_keycloak
 
 # ---- local stack: real Kafka + PostgreSQL ------------------------------------------------
 
@@ -57,6 +58,25 @@ def unique_id() -> str:
 
 
 # ---- add fixtures for other areas below this line ---------------------------------------
+
+
+# ---- a real OpenID Connect provider: Keycloak (services/stack/keycloak.py) ----------------
+
+
+@pytest.fixture(scope="session")
+def keycloak() -> Iterator[RunningKeycloak]:
+    """Keycloak with the trusted and the untrusted realm: started once per session, or reused
+    when one is already running; stopped at the end only when this session started it."""
+    problem = ""
+    try:
+        running = ensure_keycloak(say=lambda message: print(message, flush=True))
+    except local_stack.StackError as exc:
+        problem = str(exc)
+    if problem:
+        pytest.fail(f"Keycloak (the tests' identity provider) is not ready: {problem}", False)
+    yield running
+    if running.started:
+        stop_keycloak()
 
 
 @pytest.fixture

@@ -28,3 +28,18 @@ GRANT UPDATE (applied) ON ledger.voids TO opsledger_aggregator;
 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA ledger TO opsledger_aggregator;
 REVOKE ALL ON ALL TABLES IN SCHEMA audit FROM opsledger_aggregator;
 REVOKE ALL ON FUNCTION audit.access_log_lock_head() FROM opsledger_aggregator;
+
+-- dead letters: the aggregator records them (in its batch transaction); query and auditor read.
+-- `opsledger dlq replay | discard` run as the owner (like `opsledger rebuild`).
+GRANT USAGE ON SCHEMA dlq TO opsledger_aggregator, opsledger_query, opsledger_auditor;
+GRANT SELECT, INSERT ON dlq.dead_letters TO opsledger_aggregator;
+GRANT SELECT ON dlq.dead_letters TO opsledger_query, opsledger_auditor;
+-- transparency log: the aggregator grows the trees (never rewrites a node) and signs
+-- checkpoints (append-only); query and auditor read both (proofs, verify --checkpoint).
+GRANT USAGE ON SCHEMA tlog TO opsledger_aggregator, opsledger_query, opsledger_auditor;
+REVOKE UPDATE ON ledger.merkle_nodes FROM opsledger_aggregator;
+GRANT SELECT, INSERT ON tlog.checkpoints, tlog.keys TO opsledger_aggregator;
+REVOKE UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA tlog FROM opsledger_aggregator;
+GRANT SELECT ON ALL TABLES IN SCHEMA tlog TO opsledger_query, opsledger_auditor;
+REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA tlog
+    FROM opsledger_query, opsledger_auditor;

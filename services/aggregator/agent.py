@@ -4,7 +4,8 @@ Why the ack ordering is safe (faust-streaming 0.15):
 
 * ``Stream.take()`` acks every buffered event in a ``finally`` after its ``yield``; that block
   also runs when the agent's body raises or is cancelled, so a failed or interrupted batch would
-  be acked and its offset committed: the event would be skipped. We use ``noack_take()``, which
+  be acked and its offset committed: the event would be skipped. We take like ``noack_take()``
+  (`take.bounded_take`, which also bounds a batch in bytes), which
   never acks, and ack each event ourselves with ``stream.ack(event)`` only after the
   transaction holding its effects and its offset has committed.
 * The consumer commits, per partition, the end of the first run of consecutive acked offsets
@@ -29,6 +30,7 @@ import signal
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 import asyncpg
@@ -39,10 +41,16 @@ from services.aggregator import metrics
 from services.aggregator.dlq import dead_letter
 from services.aggregator.health import HealthState, start_health_server
 from services.aggregator.settings import AggregatorSettings
+from services.aggregator.take import bounded_take
 from services.common.broker_probe import BrokerProbe
 from services.common.db import create_pool
+from services.ledger.apply import apply_batch
+from services.ledger.dead_letters import depth
 from services.ledger.records import Poison, PreparedBatch, prepare_record
 from services.ledger.writer import BatchResult, BatchWriter
+from services.tlog import checkpoints
+from services.tlog.keys import Signer, ledger_signer
+from services.tlog.settings import TlogSettings
 
 log = logging.getLogger("opsledger.aggregator")
 # Decoding time between two turns of the event loop: short enough for the transaction in flight
@@ -52,6 +60,10 @@ YIELD_EVERY_S = 0.002
 # trusted for this: a consumer stalled after a broker restart (aio-libs/aiokafka#1154) stops
 # fetching, its highwater freezes, and lag would read 0 while records pile up.
 LAG_PROBE_S = 3.0
+# How often the open dead letters are counted.
+DLQ_DEPTH_EVERY_S = 2.0
+# Longest graceful close of the PostgreSQL pool when stopping; then its connections are cut.
+POOL_CLOSE_S = 2.0
 
 
 class Broker(Protocol):
@@ -72,6 +84,7 @@ class Chunk:
     events: list[Any] = field(default_factory=list)  # faust events, acked after commit
     keys: dict[tuple[int, int], bytes | None] = field(default_factory=dict)
     size: int = 0
+    nbytes: int = 0  # the records' bytes (values as read from the log)
 
 
 async def chunks(events: Sequence[Any], max_events: int) -> AsyncIterator[Chunk]:
@@ -93,6 +106,7 @@ async def chunks(events: Sequence[Any], max_events: int) -> AsyncIterator[Chunk]
             current.batch.records.append(item)
             current.size += len(item.events)
         current.events.append(event)
+        current.nbytes += len(message.value or b"")
         if current.size >= max_events:
             yield current
             current = Chunk()
@@ -109,24 +123,36 @@ class GroupCommit:
     The agent adds decoded pieces in log order; the committer takes everything gathered so far
     whenever it is free. So a transaction holds what arrived while the previous one committed
     (group commit): one record alone when the stream is quiet (latency), up to ``max_events``
-    under load (fewer commits per event). The agent waits only when the gathered chunk is full.
+    under load (fewer commits per event). The agent waits when the gathered chunk is full in
+    events, or when the gathered chunk and the one committing together would pass ``max_bytes``
+    (the byte bound of `services.aggregator.take`: a piece is always admitted when nothing is
+    held, so a record bigger than the bound still goes through, alone).
     """
 
-    def __init__(self, max_events: int) -> None:
+    def __init__(self, max_events: int, max_bytes: int) -> None:
         self.max_events = max_events
+        self.max_bytes = max_bytes
         self.gathered = Chunk()
+        self.committing_bytes = 0  # bytes of the chunk the committer has taken, until done
         self._work = asyncio.Event()  # something is gathered
-        self._taken = asyncio.Event()  # the committer took the gathered chunk
+        self._room = asyncio.Event()  # the committer took a chunk or finished one
+
+    def _full(self, piece: Chunk) -> bool:
+        g = self.gathered
+        if g.size and g.size + piece.size > self.max_events:
+            return True
+        held = g.nbytes + self.committing_bytes
+        return bool(held) and held + piece.nbytes > self.max_bytes
 
     async def add(self, piece: Chunk, committer: asyncio.Future[None]) -> None:
-        """Gather ``piece``; first wait for the committer if it would overflow the chunk."""
-        while self.gathered.size and self.gathered.size + piece.size > self.max_events:
-            self._taken.clear()
-            taken: asyncio.Future[Any] = asyncio.ensure_future(self._taken.wait())
-            waits: set[asyncio.Future[Any]] = {taken, committer}
+        """Gather ``piece``; first wait for the committer while it would overflow a bound."""
+        while self._full(piece):
+            self._room.clear()
+            room: asyncio.Future[Any] = asyncio.ensure_future(self._room.wait())
+            waits: set[asyncio.Future[Any]] = {room, committer}
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            if not taken.done():
-                taken.cancel()
+            if not room.done():
+                room.cancel()
                 committer.result()  # raises the committer's error (or CancelledError)
                 raise RuntimeError("the committer stopped")
         g = self.gathered
@@ -135,15 +161,22 @@ class GroupCommit:
         g.events.extend(piece.events)
         g.keys.update(piece.keys)
         g.size += piece.size
+        g.nbytes += piece.nbytes
         self._work.set()
 
     async def take(self) -> Chunk:
-        """Everything gathered, once there is something."""
+        """Everything gathered, once there is something; held (in bytes) until `done`."""
         await self._work.wait()
         chunk, self.gathered = self.gathered, Chunk()
+        self.committing_bytes = chunk.nbytes
         self._work.clear()
-        self._taken.set()
+        self._room.set()
         return chunk
+
+    def done(self) -> None:
+        """The chunk taken last is committed and acked: its bytes are no longer held."""
+        self.committing_bytes = 0
+        self._room.set()
 
 
 class Aggregator:
@@ -177,18 +210,27 @@ class Aggregator:
         )
         app.agent(self.topic, name="opsledger-aggregate", concurrency=1)(self._agent)
         app.timer(1.0)(self._refresh_lag)
+        app.timer(DLQ_DEPTH_EVERY_S)(self._refresh_dlq_depth)
+        # Signed checkpoints of every tree that grew, at most one per operation per interval.
+        self.tlog = TlogSettings()
+        self._signer: Signer | None = None
+        self._grown: set[str] = set()  # operations this process wrote since it last signed them
+        app.timer(self.tlog.checkpoint_interval_s / 2)(self._issue_checkpoints)
 
     # -- the agent ---------------------------------------------------------------------------
 
     async def _agent(self, stream: faust.StreamT[bytes]) -> None:
         self.health.started = True
         within = self.settings.batch_max_ms / 1000
-        # noack_take is missing from faust's StreamT protocol, present on Stream.
-        take = stream.noack_take  # type: ignore[attr-defined]
+        # noack_take's way (nothing acked until commit), but bounded in bytes too. The half of
+        # inflight_max_bytes that is not the stream buffer's is split between the take being
+        # decoded and what the group commit holds (gathered + committing).
+        agent_bytes = self.settings.inflight_max_bytes // 2
+        take = partial(bounded_take, stream, max_bytes=agent_bytes // 2)
         # One committer task commits, one transaction at a time in log order, whatever has been
         # decoded meanwhile, and acks each chunk only after its commit returned. This loop keeps
         # taking and decoding (of this take or the next) while a transaction is in flight.
-        pending = GroupCommit(self.settings.batch_max_events)
+        pending = GroupCommit(self.settings.batch_max_events, agent_bytes - agent_bytes // 2)
         committer = asyncio.ensure_future(self._commit_in_order(stream, pending))
         committer.add_done_callback(self._committer_done)
         try:
@@ -223,6 +265,7 @@ class Aggregator:
             chunk = await pending.take()
             await self.commit(chunk)
             await self._ack(stream, chunk)
+            pending.done()
 
     @staticmethod
     async def _ack(stream: faust.StreamT[bytes], chunk: Chunk) -> None:
@@ -248,7 +291,9 @@ class Aggregator:
                     )  # fmt: skip
                     sent.add(position)
                     log.warning("dead-lettered %s:%s: %s", *position, poison.reason)
-                result = await writer.write(chunk.batch, highwater=highwater)
+                result = await apply_batch(
+                    writer, chunk.batch, highwater=highwater, dead_letter=self._dead_letter
+                )
                 break
             except asyncio.CancelledError:
                 raise
@@ -259,6 +304,7 @@ class Aggregator:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.settings.retry_max_s)
         self._record(result, chunk, time.monotonic() - started)
+        self._grown.update(r.operation_id for r in chunk.batch.records)
         return result
 
     def _record(self, result: BatchResult, chunk: Chunk, seconds: float) -> None:
@@ -295,6 +341,11 @@ class Aggregator:
                 self._writer = writer
             return self._writer
 
+    async def _dead_letter(self, poison: Poison, key: bytes | None) -> None:
+        """Put a record the database refused on the DLQ topic (`services.ledger.apply`)."""
+        await dead_letter(self._send, self.settings.dlq_topic, self.settings.topic, poison, key)
+        log.warning("dead-lettered %s:%s: %s", poison.partition, poison.offset, poison.reason)
+
     async def _send(
         self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
     ) -> object:
@@ -328,12 +379,50 @@ class Aggregator:
                 log.debug("positions not loaded yet: %r", exc)
                 return
         assigned = self._assigned()
+        self.health.keep_lag({tp.partition for tp in assigned})
         ends = await self._end_offsets(assigned)
         for tp in assigned:
             end = ends.get(tp.partition)
             if end is not None:
                 lag = max(0, end - self.applied.get(tp.partition, -1) - 1)
                 self.health.set_lag(tp.partition, lag)
+
+    async def _refresh_dlq_depth(self) -> None:
+        """Open dead letters, for /metrics and the readiness detail (not a readiness problem)."""
+        if self._writer is not None:
+            try:
+                self.health.set_dlq_depth(await depth(self._writer.pool, self.settings.topic))
+            except Exception as exc:  # noqa: BLE001 - the next tick tries again
+                log.debug("dlq depth not read: %r", exc)
+
+    async def _issue_checkpoints(self) -> None:
+        # Only trees this process grew: it signs what it wrote, not rows that appeared otherwise.
+        if self._pool is None or not self._grown:
+            return
+        if self._signer is None:
+            self._signer = ledger_signer(self.tlog)
+        grown = set(self._grown)
+        try:
+            _, waiting = await checkpoints.issue_due(
+                self._pool, self._signer, self.tlog.checkpoint_interval_s, sorted(grown)
+            )
+            self._grown -= grown - set(waiting)  # keep what grew meanwhile, and what must wait
+        except (OSError, asyncpg.PostgresError) as exc:  # the next tick tries again
+            log.warning("checkpoints not issued: %r", exc)
+
+    async def _sign_before_stop(self) -> None:
+        """Sign what this process grew and has not signed yet, without waiting for the interval
+        (bounded: a stop must not hang on the database)."""
+        if not self._grown:
+            return
+        try:
+            self._signer = self._signer or ledger_signer(self.tlog)
+            await asyncio.wait_for(
+                checkpoints.issue_due(self._pool, self._signer, 0.0, sorted(self._grown)),
+                timeout=self.settings.ready_timeout_s,
+            )
+        except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+            log.warning("last checkpoints not issued at stop: %r", exc)
 
     def _assigned(self) -> list[Any]:
         """This instance's partitions of the topic (none before the first assignment)."""
@@ -361,9 +450,12 @@ class Aggregator:
 
     async def close(self) -> None:
         if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
-            self._writer = None
+            await self._sign_before_stop()
+            pool, self._pool, self._writer = self._pool, None, None
+            try:  # a connection stuck in a query (a lock wait) must not hold the stop up
+                await asyncio.wait_for(pool.close(), POOL_CLOSE_S)
+            except TimeoutError:
+                pool.terminate()
 
 
 class HealthService(Service):

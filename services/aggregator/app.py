@@ -11,6 +11,7 @@ from typing import Any
 import faust
 
 from services.aggregator.settings import AggregatorSettings
+from services.aggregator.stopping import LedgerApp
 from services.common.kafka import ssl_context
 from services.common.settings import CommonSettings
 
@@ -38,10 +39,10 @@ def broker_credentials(settings: CommonSettings) -> Any:
 
 
 def create_app(settings: AggregatorSettings) -> faust.App:
-    """The faust app; its id is the consumer group."""
+    """The faust app; its id is the consumer group; stopping it is bounded (`stopping`)."""
     data_dir = settings.data_dir / settings.consumer_group
     data_dir.mkdir(parents=True, exist_ok=True)
-    return faust.App(
+    return LedgerApp(
         settings.consumer_group,
         broker=broker_urls(settings.kafka_bootstrap_servers),
         broker_credentials=broker_credentials(settings),
@@ -68,4 +69,7 @@ def create_app(settings: AggregatorSettings) -> faust.App:
         # On rebalance, wait for the batch in flight to commit and be acked before giving the
         # partition away.
         stream_wait_empty=True,
+        # The stream buffer stays 4,096 records, but also holds at most half of
+        # inflight_max_bytes (`take.ByteBoundedQueue`); the other half is the batch in hand.
+        buffer_max_bytes=settings.inflight_max_bytes // 2,
     )

@@ -30,6 +30,11 @@ class HealthState:
     last_error: str = ""
     last_progress: float = field(default_factory=time.monotonic)
     lag: dict[int, int] = field(default_factory=dict)
+    dlq_depth: int | None = None  # open dead letters; None until first read
+
+    def set_dlq_depth(self, depth: int) -> None:
+        self.dlq_depth = depth
+        metrics.DLQ_DEPTH.set(depth)
 
     def failed(self, error: BaseException) -> None:
         if self.retrying_since is None:
@@ -49,6 +54,13 @@ class HealthState:
             self.last_progress = max(self.last_progress, time.monotonic())
         self.lag[partition] = lag
         metrics.LAG.labels(partition=str(partition)).set(lag)
+
+    def keep_lag(self, partitions: set[int]) -> None:
+        """Forget the lag of partitions this instance no longer owns (a rebalance moved them):
+        their last value would otherwise count as a stall here forever."""
+        for partition in set(self.lag) - partitions:
+            del self.lag[partition]
+            metrics.LAG.labels(partition=str(partition)).set(0)
 
     def problems(self) -> list[str]:
         """Why the aggregator is not ready; empty when it is."""
@@ -92,7 +104,8 @@ def health_app(state: HealthState, broker: BrokerCheck | None = None) -> web.App
     async def readyz(_: web.Request) -> web.Response:
         problems = await readiness(state, broker)
         body = {"status": "ready" if not problems else "not ready", "problems": problems,
-                "lag": {str(p): v for p, v in sorted(state.lag.items())}}  # fmt: skip
+                "lag": {str(p): v for p, v in sorted(state.lag.items())},
+                "dlq_depth": state.dlq_depth}  # fmt: skip
         return web.json_response(body, status=200 if not problems else 503)
 
     async def metrics_view(_: web.Request) -> web.Response:

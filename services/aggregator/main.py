@@ -11,6 +11,7 @@ import faust
 from services.aggregator.agent import Aggregator, HealthService
 from services.aggregator.app import create_app
 from services.aggregator.settings import AggregatorSettings, aggregator_settings
+from services.aggregator.stopping import LedgerWorker
 from services.common.logging import configure
 
 log = logging.getLogger("opsledger.aggregator")
@@ -49,7 +50,7 @@ def run(host: str | None = None, port: int | None = None) -> None:
     # start-up loaded keeps the rarer full collections short.
     gc.freeze()
     gc.set_threshold(GC_GEN0_THRESHOLD, 20, 20)
-    worker = faust.Worker(
+    worker = LedgerWorker(
         app,
         HealthService(aggregator, loop=loop),
         loop=loop,

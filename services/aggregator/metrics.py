@@ -43,3 +43,7 @@ LAG = Gauge(
 RETRYING = Gauge(
     "opsledger_aggregator_retrying", "1 while a batch is failing and being retried, else 0."
 )
+DLQ_DEPTH = Gauge(
+    "opsledger_aggregator_dlq_depth",
+    "Open dead letters of the topic (dlq.dead_letters, neither replayed nor discarded).",
+)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import tempfile
 from functools import lru_cache
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic import Field, model_validator
 
@@ -16,6 +17,8 @@ _alias = service_env("AGGREGATOR")
 class AggregatorSettings(CommonSettings):
     """The aggregator's own settings; environment names ``OPSLEDGER_AGGREGATOR_*``."""
 
+    uses_kafka: ClassVar[bool] = True
+    uses_database: ClassVar[bool] = True
     batch_max_events: int = Field(
         1000,
         ge=1,
@@ -32,6 +35,14 @@ class AggregatorSettings(CommonSettings):
         le=60_000,
         validation_alias=_alias("BATCH_MAX_MS"),
         description="Longest wait for a batch to fill before it is written anyway.",
+    )
+    inflight_max_bytes: int = Field(
+        128 << 20,
+        ge=4 << 20,
+        le=16 << 30,
+        validation_alias=_alias("INFLIGHT_MAX_BYTES"),
+        description="Bound on the record bytes held in flight: half for the batch being taken and"
+        " written, half for faust's stream buffer (sized for maximum-size records).",
     )
     host: str = Field(
         "127.0.0.1",

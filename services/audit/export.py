@@ -25,6 +25,7 @@ from schemas.canonical import canonical_json
 from schemas.tally import METRICS, RowKey
 from services.audit import spreadsheet
 from services.audit.verify import Projection, Row, VerifyReport, verify_rows
+from services.tlog.verifier import VerificationError, VerifierKey, verify_bundle_tree
 
 BUNDLE_FORMAT = "opsledger-evidence/1"
 SPREADSHEET = "events.csv"  # beside events.jsonl in a csv bundle
@@ -231,10 +232,19 @@ def build_manifest(
     }
 
 
+def leaves_file(rows: Sequence[Mapping[str, Any]]) -> bytes:
+    """The tree's leaves of ``rows``: each body's canonical JSON on its own line."""
+    return b"".join(canonical_json(r["body"]) + b"\n" for r in rows)
+
+
 def write_bundle(
-    path: Path, manifest: Mapping[str, Any], events_bytes: bytes, sheet: bytes | None = None
+    path: Path,
+    manifest: Mapping[str, Any],
+    events_bytes: bytes,
+    sheet: bytes | None = None,
+    extra: Mapping[str, bytes] | None = None,
 ) -> None:
-    """Write the tar atomically (a reader never sees half a bundle)."""
+    """Write the tar atomically (a reader never sees half a bundle); ``extra``: more members."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     manifest_bytes = orjson.dumps(manifest, option=orjson.OPT_INDENT_2) + b"\n"
@@ -247,7 +257,7 @@ def write_bundle(
             files = [(MANIFEST, manifest_bytes), (manifest["events_file"], events_bytes)]
             if sheet is not None:
                 files.append((SPREADSHEET, sheet))
-            for name, data in files:
+            for name, data in [*files, *(extra or {}).items()]:
                 info = tarfile.TarInfo(name)
                 info.size = len(data)
                 info.mtime = int(datetime.fromisoformat(manifest["created_at"]).timestamp())
@@ -266,6 +276,7 @@ class BundleReport:
     path: str
     problems: list[str] = field(default_factory=list)
     verify: VerifyReport | None = None
+    tree: dict[str, Any] | None = None  # the checked checkpoint, when a public key was given
 
     @property
     def ok(self) -> bool:
@@ -276,6 +287,7 @@ class BundleReport:
             "bundle": self.path,
             "ok": self.ok,
             "problems": self.problems,
+            "tree": self.tree,
             "verify": self.verify.to_dict() if self.verify else None,
         }
 
@@ -302,8 +314,12 @@ def _claimed(manifest: Mapping[str, Any]) -> dict[RowKey, int]:
     }
 
 
-def verify_bundle(path: str | Path) -> BundleReport:
-    """Check a bundle with no database: file hash, counts, chain, totals recomputed by the tally."""
+def verify_bundle(path: str | Path, public_key: VerifierKey | None = None) -> BundleReport:
+    """Check a bundle with no database: file hash, counts, chain, totals recomputed by the tally.
+
+    With the ledger's ``public_key``, also its signed checkpoint and that its events are
+    exactly that tree's leaves (`services.tlog.verifier`, the standalone check).
+    """
     path = Path(path)
     report = BundleReport(str(path))
     try:
@@ -335,6 +351,12 @@ def verify_bundle(path: str | Path) -> BundleReport:
         report.problems.append(f"unreadable contents: {exc}")
         return report
     report.problems.extend(_sheet_problems(manifest, members, rows))
+    if public_key is not None:
+        try:
+            cp = verify_bundle_tree(members, public_key)
+            report.tree = {"origin": cp.origin, "size": cp.size, "signed_by": str(public_key)}
+        except (VerificationError, KeyError, ValueError) as exc:
+            report.problems.append(f"tree: {exc}")
     counts = manifest.get("counts", {})
     if counts.get("events") != len(rows):
         report.problems.append(

@@ -38,6 +38,8 @@ from services.ledger.shadow import (
     drop_schema,
     drop_secondary_indexes,
     finish_bulk_load,
+    losses,
+    refuse_losses,
     shadow_name,
     swap_in,
 )
@@ -140,6 +142,7 @@ async def rebuild(
     progress: Progress | None = None,
     dsn: str | None = None,
     workers: int = 1,
+    force: frozenset[str] = frozenset(),
 ) -> RebuildReport:
     """Replay ``topic`` into a new shadow schema, compare with the live projection, maybe swap.
 
@@ -147,7 +150,9 @@ async def rebuild(
     name (so a swapped-in ledger resumes where the log was read to) and the comparison aligns
     with the live offsets. ``only_seen`` limits the comparison to operations found in the
     topic (a database shared by several topics); otherwise a live operation missing from the
-    log is a difference too.
+    log is a difference too. A swap is refused (`SwapRefused`) when the rebuilt ledger lacks an
+    operation, an event or chain positions the live one has, unless ``force`` names each such
+    operation; the replaced ledger is kept until `drop_previous`.
     """
     if swap and until is not None:
         raise ValueError("--swap replaces the live projection with the whole log; not with --until")
@@ -159,6 +164,7 @@ async def rebuild(
         "swap": swap,
         "shadow": shadow,
         "only_seen": only_seen,
+        "force": sorted(force),
     }
     await access_log.record(pool, principal, "rebuild", None, params)
     async with pool.acquire() as conn:
@@ -177,7 +183,7 @@ async def rebuild(
         )
         report.seconds = time.monotonic() - started
         if swap:
-            await _compare_and_swap(pool, replayer, report, consumer_group, only_seen)
+            await _compare_and_swap(pool, replayer, report, consumer_group, only_seen, force)
         else:
             await _compare(pool, replayer, report, consumer_group, only_seen)
     finally:
@@ -249,8 +255,9 @@ async def _compare_and_swap(
     report: RebuildReport,
     group: str,
     only_seen: bool,
+    force: frozenset[str],
 ) -> None:
-    """Catch up, then under the swap locks: catch up the last tail, compare, swap."""
+    """Catch up, then under the swap locks: catch up the last tail, compare, refuse a loss, swap."""
     await replayer.read_to(await replayer.end_offsets())  # keeps the locked tail short
     async with pool.acquire() as conn:
 
@@ -264,7 +271,7 @@ async def _compare_and_swap(
                     " the swapped-in ledger includes those records"
                 )
             await _differences(conn, report, only_seen)
+            refuse_losses(await losses(conn, report.shadow), set(force))
 
         report.replaced_schema = await swap_in(conn, report.shadow, locked_tail)
         report.swapped = True
-        await drop_schema(conn, report.replaced_schema)

@@ -122,6 +122,32 @@ async def totals(
     )
 
 
+async def contribution_rows(
+    conn: asyncpg.Connection, operation_id: str, *, schema: str = LEDGER_SCHEMA
+) -> list[asyncpg.Record]:
+    """Every stored contribution row of the operation (what verify recomputes one by one)."""
+    return list(
+        await conn.fetch(
+            f"""SELECT event_id, metric, detail, area, unit, day, delta, occurred_at, recorded_at
+                FROM {ident(schema)}.contributions WHERE operation_id = $1""",  # noqa: S608
+            operation_id,
+        )
+    )
+
+
+async def void_rows(
+    conn: asyncpg.Connection, operation_id: str, *, schema: str = LEDGER_SCHEMA
+) -> list[asyncpg.Record]:
+    """Every stored void row sent under the operation, with its status."""
+    return list(
+        await conn.fetch(
+            f"""SELECT void_event_id, target_event_id, applied
+                FROM {ident(schema)}.voids WHERE operation_id = $1""",  # noqa: S608
+            operation_id,
+        )
+    )
+
+
 async def contribution_sums(
     conn: asyncpg.Connection,
     operation_id: str,

@@ -16,11 +16,20 @@ import asyncpg
 import orjson
 
 from services.audit import repository as repo
-from services.audit.export import Format, View, build_manifest, bundle_files, select_rows
+from services.audit.export import (
+    Format,
+    View,
+    build_manifest,
+    bundle_files,
+    leaves_file,
+    select_rows,
+)
 from services.audit.export import write_bundle as _write
 from services.audit.repository import HistoryFilter
 from services.audit.verify import Projection, VerifyReport, verify_rows
 from services.common.db import LEDGER_SCHEMA
+from services.tlog import checkpoints
+from services.tlog.keys import Signer
 
 __all__ = [
     "HistoryFilter",
@@ -54,9 +63,16 @@ async def verify_operation(
         head = await repo.chain_head(conn, operation_id, schema=schema)
         totals = await repo.totals(conn, operation_id, schema=schema)
         contributions = await repo.contribution_sums(conn, operation_id, schema=schema)
-    return verify_rows(
-        operation_id, [_row(r) for r in rows], Projection(totals, head, contributions)
+        contribution_rows = await repo.contribution_rows(conn, operation_id, schema=schema)
+        void_rows = await repo.void_rows(conn, operation_id, schema=schema)
+    projection = Projection(
+        totals,
+        head,
+        contributions,
+        contribution_rows=[dict(r) for r in contribution_rows],
+        void_rows=[dict(r) for r in void_rows],
     )
+    return verify_rows(operation_id, [_row(r) for r in rows], projection)
 
 
 async def export_operation(
@@ -67,8 +83,14 @@ async def export_operation(
     fmt: Format,
     view: View,
     created_by: str,
+    signer: Signer | None = None,
 ) -> dict[str, Any]:
-    """Write the operation's evidence bundle to ``path``; return its manifest."""
+    """Write the operation's evidence bundle to ``path``; return its manifest.
+
+    The bundle carries the signed checkpoint of exactly its events (``checkpoint``) and their
+    leaves (``leaves.jsonl``) when the ledger signed that size, or when ``signer`` is given
+    (then it signs it now); otherwise the manifest's ``tree`` is null.
+    """
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         rows = await repo.chain_rows(conn, operation_id)
         head = await repo.chain_head(conn, operation_id)
@@ -95,7 +117,22 @@ async def export_operation(
         created_by=created_by,
         sheet=sheet,
     )
-    _write(path, manifest, data, sheet)
+    extra: dict[str, bytes] = {}
+    manifest["tree"] = None
+    if selected:
+        size = len(selected)
+        stored = await checkpoints.at_size(conn, operation_id, size)
+        if stored is None and signer is not None:
+            stored = await checkpoints.issue(conn, operation_id, signer, "demand", size=size)
+        if stored is not None:
+            extra = {"checkpoint": stored.note.encode(), "leaves.jsonl": leaves_file(selected)}
+            manifest["tree"] = {
+                "size": size,
+                "checkpoint_file": "checkpoint",
+                "leaves_file": "leaves.jsonl",
+                "leaf": "canonical JSON of each event's body, one per line, in chain order",
+            }
+    _write(path, manifest, data, sheet, extra)
     return manifest
 
 

@@ -25,7 +25,19 @@ from schemas.canonical import (
 from schemas.errors import ContractError
 from schemas.events import FieldEvent
 from schemas.parsing import parse_event
-from schemas.tally import METRICS, RowKey, Totals, fold
+from schemas.tally import (
+    METRICS,
+    Contribution,
+    Counted,
+    FoldState,
+    Removal,
+    RowKey,
+    Totals,
+    VoidApplied,
+    VoidHeld,
+    fact_of,
+    fold,
+)
 
 Row = Mapping[str, Any]
 #: Keep reports readable when a whole chain was rewritten.
@@ -63,12 +75,29 @@ class RowDiff:
 
 
 @dataclass(frozen=True, slots=True)
+class DerivedDiff:
+    """One stored derived row (``contributions`` or ``voids``) that the chain does not explain.
+
+    ``event_id`` is the row's key (for a removal row, the void's id); ``seq`` the chain position
+    of that event when it is in this operation's chain.
+    """
+
+    table: str
+    event_id: str
+    seq: int | None
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
 class Projection:
-    """What the ledger claims: totals rows, the chain head, optionally summed contributions."""
+    """What the ledger claims: totals rows, the chain head, optionally summed contributions,
+    and optionally the stored derived rows themselves (each checked against the chain)."""
 
     totals: Mapping[RowKey, int]
     head: tuple[int, str] | None
     contributions: Mapping[RowKey, int] | None = None
+    contribution_rows: Sequence[Row] | None = None
+    void_rows: Sequence[Row] | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +111,7 @@ class VerifyReport:
     row_diffs: list[RowDiff]
     contribution_diffs: list[RowDiff] = field(default_factory=list)
     recomputed: dict[str, int] = field(default_factory=dict)
+    derived_diffs: list[DerivedDiff] = field(default_factory=list)
 
     @property
     def first_broken_seq(self) -> int | None:
@@ -96,8 +126,13 @@ class VerifyReport:
         return not (self.metric_diffs or self.row_diffs or self.contribution_diffs)
 
     @property
+    def derived_match(self) -> bool:
+        """Every stored contribution row and void status is what the chain's fold produces."""
+        return not self.derived_diffs
+
+    @property
     def ok(self) -> bool:
-        return self.chain_intact and self.totals_match
+        return self.chain_intact and self.totals_match and self.derived_match
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (dates as ISO strings)."""
@@ -120,6 +155,10 @@ class VerifyReport:
                 "metric_diffs": [asdict(d) for d in self.metric_diffs],
                 "row_diffs": rows(self.row_diffs),
                 "contribution_diffs": rows(self.contribution_diffs),
+            },
+            "derived": {
+                "match": self.derived_match,
+                "diffs": [asdict(d) for d in self.derived_diffs],
             },
         }
 
@@ -274,6 +313,7 @@ def verify_rows(
     ``counted`` selects which rows enter the fold (a view such as as_of); default: all.
     """
     chain = verify_chain(rows, projection.head)
+    derived = verify_derived(rows, projection.contribution_rows, projection.void_rows)
     events, invalid = parse_bodies(r for r in rows if counted is None or counted(r))
     recomputed = fold(events)
     metric_diffs, row_diffs = compare_totals(recomputed, projection.totals)
@@ -290,4 +330,154 @@ def verify_rows(
         row_diffs=row_diffs,
         contribution_diffs=contribution_diffs,
         recomputed=recomputed.metrics,
+        derived_diffs=derived,
     )
+
+
+# --- Derived rows: every contribution row and void status, recomputed from the chain --------
+
+
+@dataclass(frozen=True, slots=True)
+class _Expected:
+    """A contribution row as the fold rule writes it."""
+
+    c: Contribution
+    occurred_at: datetime
+    recorded_at: datetime | None
+
+
+def _fields(c: Contribution, occurred_at: Any, recorded_at: Any) -> dict[str, Any]:
+    return {
+        "metric": c.metric,
+        "detail": c.detail,
+        "area": c.area,
+        "unit": c.unit,
+        "day": c.day,
+        "delta": c.delta,
+        "occurred_at": _when(occurred_at),
+        "recorded_at": _when(recorded_at),
+    }
+
+
+def _stored(row: Row) -> dict[str, Any]:
+    day = row["day"]
+    return {
+        "metric": row["metric"],
+        "detail": row["detail"],
+        "area": row["area"],
+        "unit": row["unit"],
+        "day": day if isinstance(day, date) else date.fromisoformat(str(day)),
+        "delta": int(row["delta"]),
+        "occurred_at": _when(row["occurred_at"]),
+        "recorded_at": _when(row["recorded_at"]),
+    }
+
+
+def replay_derived(
+    rows: Sequence[Row],
+) -> tuple[dict[str, _Expected], dict[str, tuple[str, bool]]]:
+    """The contribution rows (by the event id they are stored under) and the void rows (void id
+    -> (target id, applied)) that the fold rule writes for these chain rows, in chain order.
+
+    The aggregator applied `FoldState.add` in exactly this order (duplicates and conflicts never
+    enter the chain), so replaying the chain reproduces each of its decisions. A void whose
+    target is not in this chain is left out of the void map (see `verify_derived`).
+    """
+    state = FoldState()
+    contributions: dict[str, _Expected] = {}
+    voids: dict[str, tuple[str, bool]] = {}
+    targets_here = {str(r["event_id"]) for r in rows}
+
+    def removal(r: Removal) -> None:
+        if r.contribution is not None:
+            contributions[str(r.void.void_event_id)] = _Expected(
+                r.contribution, r.occurred_at, r.recorded_at
+            )
+        voids[str(r.void.void_event_id)] = (str(r.target_id), True)
+
+    for row in sorted(rows, key=lambda r: int(r["seq"])):
+        body = _body_of(row)
+        try:
+            event = parse_event(client_fields(body))
+        except ContractError:
+            continue  # already named by the chain check
+        recorded_at = _when(body.get("recorded_at")) or _when(row.get("recorded_at"))
+        decision = state.add(fact_of(event, recorded_at))
+        eid = str(event.event_id)
+        if isinstance(decision, Counted):
+            if decision.contribution is not None:
+                contributions[eid] = _Expected(
+                    decision.contribution, event.occurred_at, recorded_at
+                )
+            if decision.cancelled_by is not None:
+                removal(decision.cancelled_by)
+        elif isinstance(decision, VoidApplied):
+            removal(decision.removal)
+        elif isinstance(decision, VoidHeld) and str(decision.target_id) in targets_here:
+            voids[eid] = (str(decision.target_id), False)
+    return contributions, voids
+
+
+def verify_derived(
+    rows: Sequence[Row],
+    contribution_rows: Sequence[Row] | None,
+    void_rows: Sequence[Row] | None,
+) -> list[DerivedDiff]:
+    """Each stored contribution row and void status compared with the chain's replay.
+
+    A void whose target is outside this operation's chain depends on another operation's
+    arrival order, so only an ``applied`` status is wrong for it (it can never apply).
+    """
+    if contribution_rows is None and void_rows is None:
+        return []
+    expected, voids = replay_derived(rows)
+    seq_of = {str(r["event_id"]): int(r["seq"]) for r in rows}
+    diffs: list[DerivedDiff] = []
+
+    def name(table: str, eid: str, detail: str) -> None:
+        diffs.append(DerivedDiff(table, eid, seq_of.get(eid), detail))
+
+    if contribution_rows is not None:
+        stored = {str(r["event_id"]): _stored(r) for r in contribution_rows}
+        for eid in sorted(set(expected) | set(stored), key=lambda e: (seq_of.get(e, 0), e)):
+            want = expected.get(eid)
+            have = stored.get(eid)
+            if want is None:
+                name("contributions", eid, "row has no event in the chain that produces it")
+            elif have is None:
+                name("contributions", eid, "row missing (the chain's event counts)")
+            else:
+                fields = _fields(want.c, want.occurred_at, want.recorded_at)
+                bad = [f"{k} {have[k]} (chain says {v})" for k, v in fields.items() if have[k] != v]
+                if bad:
+                    name("contributions", eid, "; ".join(bad))
+    if void_rows is not None:
+        chain_voids = {
+            str(r["event_id"]) for r in rows if _body_of(r).get("type") == "event_voided"
+        }
+        stored_voids = {
+            str(r["void_event_id"]): (str(r["target_event_id"]), bool(r["applied"]))
+            for r in void_rows
+        }
+        for vid in sorted(set(voids) | set(stored_voids), key=lambda e: (seq_of.get(e, 0), e)):
+            want_v = voids.get(vid)
+            have_v = stored_voids.get(vid)
+            if want_v is None:
+                if have_v is None:
+                    continue
+                if vid not in chain_voids:
+                    name("voids", vid, "row has no void in the chain")
+                elif have_v[1] or have_v[0] in seq_of:
+                    held = "applied" if have_v[1] else "held"
+                    name("voids", vid, f"stored {held}, but the chain's fold ignores this void")
+            elif have_v is None:
+                name("voids", vid, "row missing")
+            elif have_v != want_v:
+                status = {True: "applied", False: "held"}
+                name(
+                    "voids",
+                    vid,
+                    f"stored {status[have_v[1]]} on {have_v[0]},"
+                    f" chain says {status[want_v[1]]} on {want_v[0]}",
+                )
+    return diffs[:MAX_PROBLEMS]

@@ -41,7 +41,6 @@ def demo(
     # Imported here so that `opsledger --help` stays fast.
     from services import stack
     from services.aggregator.settings import AggregatorSettings
-    from services.common.settings import CommonSettings
     from services.demo.run import DemoError, play, progress_bar
     from services.demo.services import Service, Services
     from services.ingest.settings import IngestSettings
@@ -69,9 +68,7 @@ def demo(
                 _say(f"{service.name}: connects to PostgreSQL as {user}")
             running.ensure(service, _say, env=env)
         with progress_bar() as progress:
-            outcome = asyncio.run(
-                play(seed, ingest.url, query.url, CommonSettings(), progress, timeout)
-            )
+            outcome = asyncio.run(play(seed, ingest.url, query.url, _demo_token, progress, timeout))
     except (DemoError, RuntimeError) as exc:
         err.print(f"[bold red]demo failed:[/] {exc}", highlight=False)
         raise typer.Exit(1) from None
@@ -96,6 +93,12 @@ def demo(
     if not outcome.exact:
         err.print("[bold red]the totals do not match the reference tally[/]")
         raise typer.Exit(1)
+
+
+def _demo_token(role: str, operations: list[str]) -> str:
+    from services.stack.devissuer.tokens import dev_token
+
+    return dev_token(role, operations, subject="demo")
 
 
 def register(app: typer.Typer) -> None:

@@ -42,10 +42,17 @@ from services.audit.service import (
     verify_operation,
 )
 from services.audit.verify import VerifyReport
+from services.cli.params import instant
 from services.common import access_log
 from services.common.auth import Principal
 from services.common.db import connect, create_pool
 from services.common.settings import CommonSettings
+from services.ledger.shadow import SwapRefused, drop_previous, undo_swap
+from services.tlog import kept
+from services.tlog.kept import KeptReport
+from services.tlog.keys import ledger_signer
+from services.tlog.settings import TlogSettings
+from services.tlog.verifier import VerificationError, VerifierKey
 
 T = TypeVar("T")
 console = Console(stderr=True)
@@ -53,17 +60,7 @@ out = Console()
 
 
 def _instant(value: str | None, name: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(
-            f"{value!r} is not an RFC 3339 timestamp", param_hint=name
-        ) from None
-    if parsed.tzinfo is None:
-        raise typer.BadParameter("needs a UTC offset, e.g. 2026-11-23T09:00:00Z", param_hint=name)
-    return parsed
+    return None if value is None else instant(value, name)
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
@@ -97,7 +94,7 @@ def _print_json(doc: Any) -> None:
 
 def _verify_table(reports: list[VerifyReport]) -> Table:
     table = Table(title="opsledger verify")
-    for column in ("operation", "events", "chain", "totals"):
+    for column in ("operation", "events", "chain", "totals", "derived rows"):
         table.add_column(column)
     for r in reports:
         chain = (
@@ -119,7 +116,18 @@ def _verify_table(reports: list[VerifyReport]) -> Table:
                 else ""
             )
         )
-        table.add_row(r.operation_id, str(r.events), chain, totals)
+        derived = (
+            "[green]match[/]"
+            if r.derived_match
+            else f"[red]{len(r.derived_diffs)} differ[/]: "
+            + "; ".join(
+                f"{d.table} row of {d.event_id}"
+                + (f" (seq {d.seq})" if d.seq is not None else "")
+                + f": {d.detail}"
+                for d in r.derived_diffs[:3]
+            )
+        )
+        table.add_row(r.operation_id, str(r.events), chain, totals, derived)
     return table
 
 
@@ -154,18 +162,48 @@ def verify(
         bool,
         typer.Option("--access-log", help="Check the access log's hash chain instead."),
     ] = False,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(
+            "--checkpoint",
+            help="Also check the database against this kept checkpoint (needs --operation).",
+        ),
+    ] = None,
+    public_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--public-key",
+            help="The ledger's verifier key file (default: this ledger's own key).",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the full report as JSON.")] = False,
 ) -> None:
-    """Recompute hash chains and totals from events; exit 0 only when everything is intact."""
+    """Recompute hash chains and totals from events; exit 0 only when everything is intact.
+
+    With --checkpoint, also recompute the operation's Merkle tree from today's events and check
+    it against a checkpoint kept earlier (this catches a rewrite that recomputed every hash).
+    With --export and --public-key, also check the bundle's signed checkpoint and leaves.
+    """
     if access:
         _verify_access_log(as_json)
+    kept_report: KeptReport | None = None
+    if checkpoint is not None:
+        if operation is None or export is not None:
+            raise typer.BadParameter("--checkpoint needs --operation (and no --export)")
+        kept_report = _verify_kept(operation, checkpoint, public_key, as_json)
     if export is not None:
-        bundle = verify_bundle(export)
+        key = _verifier_key(public_key) if public_key is not None else None
+        bundle = verify_bundle(export, key)
         if as_json:
             _print_json(bundle.to_dict())
         else:
             for problem in bundle.problems:
                 out.print(f"[red]✗[/] {problem}")
+            if bundle.tree is not None:
+                out.print(
+                    f"[green]✓[/] its {bundle.tree['size']} events are exactly the leaves of"
+                    f" {bundle.tree['origin']}, signed by {bundle.tree['signed_by']}"
+                )
             if bundle.verify is not None:
                 out.print(_verify_table([bundle.verify]))
             out.print("[green]bundle intact[/]" if bundle.ok else "[red]bundle NOT intact[/]")
@@ -177,10 +215,12 @@ def verify(
             f" (database {_where(CommonSettings())})"
         )
         raise typer.Exit(2)
+    ok = all(r.ok for r in reports) and (kept_report is None or kept_report.ok)
     if as_json:
-        _print_json(
-            {"ok": all(r.ok for r in reports), "operations": [r.to_dict() for r in reports]}
-        )
+        doc: dict[str, Any] = {"ok": ok, "operations": [r.to_dict() for r in reports]}
+        if kept_report is not None:
+            doc["checkpoint"] = kept_report.to_dict()
+        _print_json(doc)
     else:
         out.print(_verify_table(reports))
         bad = [r.operation_id for r in reports if not r.ok]
@@ -189,7 +229,59 @@ def verify(
             if bad
             else f"[green]{len(reports)} operation(s) intact[/]"
         )
-    raise typer.Exit(0 if all(r.ok for r in reports) else 1)
+        if kept_report is not None and not kept_report.ok:
+            out.print("[red]NOT consistent with the kept checkpoint[/] (see above)")
+    raise typer.Exit(0 if ok else 1)
+
+
+def _verifier_key(path: Path) -> VerifierKey:
+    try:
+        return VerifierKey.parse(path.read_text())
+    except (OSError, VerificationError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--public-key") from None
+
+
+async def _kept_report(
+    settings: TlogSettings, operation: str, note: str, key: VerifierKey
+) -> KeptReport:
+    pool = await create_pool(settings.database_url, max_size=2)
+    try:
+        async with pool.acquire() as conn:
+            await access_log.record(
+                conn, access_log.cli_principal(), "verify", operation, {"checkpoint": True}
+            )
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                rows, leaves, notes = await kept.load(conn, operation)
+    finally:
+        await pool.close()
+    origin = f"{key.name}/{operation}"
+    return kept.check(operation, origin, key, note, rows, leaves, notes)
+
+
+def _verify_kept(operation: str, path: Path, public_key: Path | None, as_json: bool) -> KeptReport:
+    """verify --checkpoint: the database's tree against the kept checkpoint (printed, or JSON)."""
+    settings = TlogSettings()
+    key = _verifier_key(public_key) if public_key else ledger_signer(settings).public
+    try:
+        note = path.read_text()
+    except OSError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--checkpoint") from None
+    report = _run(_kept_report(settings, operation, note, key))
+    if not as_json:
+        size = report.kept.size if report.kept else "?"
+        if report.ok:
+            out.print(
+                f"[green]consistent[/]: the database's {report.leaves} events reproduce the kept"
+                f" checkpoint (size {size}) and {report.references} signed by the ledger"
+            )
+        for problem in report.problems:
+            out.print(f"[red]✗[/] {problem}")
+        if report.first_differing_seq is not None:
+            out.print(
+                f"[red]first differing leaf: seq {report.first_differing_seq}"
+                f" (event {report.first_differing_event})[/]"
+            )
+    return report
 
 
 async def _access_chain(settings: CommonSettings, principal: Principal) -> access_log.ChainReport:
@@ -232,8 +324,9 @@ async def _export(
         async with pool.acquire() as conn:
             try:
                 manifest = await export_operation(
-                    conn, operation, path, fmt=fmt, view=view, created_by=principal.subject
-                )
+                    conn, operation, path, fmt=fmt, view=view, created_by=principal.subject,
+                    signer=ledger_signer(TlogSettings()),
+                )  # fmt: skip
             except UnknownOperation:  # a consultation all the same: logged, nothing disclosed
                 await access_log.record(
                     conn, principal, "export", operation, {"format": fmt, **view.to_dict()}
@@ -341,7 +434,10 @@ def _rebuild_summary(report: RebuildReport) -> None:
                 f"[red]chain head differs[/] {h.operation_id}: live {h.live} rebuilt {h.rebuilt}"
             )
     if report.swapped:
-        out.print(f"[green]swapped in[/]; replaced schema {report.replaced_schema} dropped")
+        out.print(
+            f"[green]swapped in[/]; the replaced ledger is kept as {report.replaced_schema}"
+            " (`opsledger rebuild --undo` swaps it back, `--drop-previous` drops it)"
+        )
 
 
 def rebuild_cmd(
@@ -367,11 +463,42 @@ def rebuild_cmd(
             "--workers", min=1, max=32, help="Processes for the first pass (partitions split)."
         ),
     ] = DEFAULT_WORKERS,
+    force: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--force",
+            metavar="OPERATION",
+            help="With --swap: accept that OPERATION loses events or chain positions (repeat for"
+            " each); without it a swap that loses anything the live ledger holds is refused.",
+        ),
+    ] = None,
+    undo: Annotated[
+        bool,
+        typer.Option(
+            "--undo",
+            help="Swap the ledger replaced by the last --swap back in (kept until"
+            " --drop-previous); refused like a swap if that loses events, unless --force.",
+        ),
+    ] = False,
+    drop_previous: Annotated[
+        bool,
+        typer.Option("--drop-previous", help="Drop the ledgers replaced by earlier swaps."),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Recompute the projection from the log in a shadow schema; exit 1 if it differs from live."""
+    """Recompute the projection from the log in a shadow schema; exit 1 if it differs from live.
+
+    --swap replaces the live ledger with the rebuilt one, but refuses (exit 4) when the rebuilt
+    one lacks an operation, an event or chain positions that the live one has (a mistyped
+    --topic, a log lost with a cleared volume) unless --force names each such operation. The
+    replaced ledger is kept: --undo swaps it back, --drop-previous removes it.
+    """
     settings = AggregatorSettings()
     when = _instant(until, "--until")
+    accepted = frozenset(force or [])
+    if undo or drop_previous:
+        _previous(settings, undo=undo, drop=drop_previous, accepted=accepted, as_json=as_json)
+        return
     principal = _signed_in()
 
     async def run(progress: Progress | None) -> RebuildReport:
@@ -390,6 +517,7 @@ def rebuild_cmd(
                 progress=None if progress is None else _Bar(progress),
                 dsn=settings.database_url,
                 workers=workers,
+                force=accepted,
             )
         finally:
             await pool.close()
@@ -406,6 +534,9 @@ def rebuild_cmd(
             transient=as_json,
         ) as progress:
             report = _run(run(progress))
+    except SwapRefused as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(4) from None
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     if as_json:
@@ -415,6 +546,44 @@ def rebuild_cmd(
         if report.shadow and not report.swapped and keep_shadow:
             out.print(f"shadow schema kept: {report.shadow}")
     raise typer.Exit(0 if report.matches else 1)
+
+
+def _previous(
+    settings: AggregatorSettings, *, undo: bool, drop: bool, accepted: frozenset[str], as_json: bool
+) -> None:
+    """`rebuild --undo` / `rebuild --drop-previous`, each written to the access log."""
+
+    async def run() -> dict[str, Any]:
+        conn = await asyncpg.connect(settings.database_url, timeout=10)
+        try:
+            principal = _signed_in()
+            doc: dict[str, Any] = {}
+            if undo:
+                await access_log.record(
+                    conn, principal, "rebuild", None, {"undo": True, "force": sorted(accepted)}
+                )
+                doc["restored"], doc["replaced"] = await undo_swap(conn, set(accepted))
+            if drop:
+                await access_log.record(conn, principal, "rebuild", None, {"drop_previous": True})
+                doc["dropped"] = await drop_previous(conn)
+            return doc
+        finally:
+            await conn.close()
+
+    try:
+        doc = _run(run())
+    except SwapRefused as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(4) from None
+    if as_json:
+        _print_json(doc)
+        return
+    if "restored" in doc:
+        out.print(
+            f"swapped {doc['restored']} back in; the replaced ledger is kept as {doc['replaced']}"
+        )
+    if "dropped" in doc:
+        out.print(f"dropped {len(doc['dropped'])} replaced ledger(s): {', '.join(doc['dropped'])}")
 
 
 def register(app: typer.Typer) -> None:

@@ -27,7 +27,10 @@ def import_events(
         list[Path],
         typer.Argument(
             help="JSONL (one event per line) or CSV (one kind per file, docs/import.md).",
-            exists=True, dir_okay=False, readable=True, metavar="FILE...",
+            exists=True,
+            dir_okay=False,
+            readable=True,
+            metavar="FILE...",
         ),
     ],
     token: Annotated[
@@ -51,7 +54,8 @@ def import_events(
         Path | None,
         typer.Option(
             help="Where refused rows are written [default: beside each file, FILE.refused.csv].",
-            dir_okay=False, show_default=False,
+            dir_okay=False,
+            show_default=False,
         ),
     ] = None,
     dry_run: Annotated[
@@ -130,7 +134,10 @@ def _progress() -> Progress:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
         console=err,
     )
 

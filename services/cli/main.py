@@ -13,14 +13,18 @@ import typer
 
 from services.cli import (
     demo,
+    dlq,
     evidence,
     import_cmd,
     migrate,
+    operation,
     schemas_cmd,
     serve,
     stack,
     summary,
+    tlog,
     token,
+    witness,
 )
 from services.common import access_log
 
@@ -65,7 +69,21 @@ def _main(
 
 
 # Command groups, in the order `--help` lists them.
-for _module in (stack, serve, token, demo, summary, evidence, migrate, schemas_cmd, import_cmd):
+for _module in (
+    stack,
+    serve,
+    token,
+    demo,
+    summary,
+    evidence,
+    operation,
+    dlq,
+    tlog,
+    witness,
+    migrate,
+    schemas_cmd,
+    import_cmd,
+):
     _module.register(app)
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import typer
 
 from services.common.migrate import upgrade
-from services.common.settings import CommonSettings
+from services.common.settings import DatabaseSettings
 
 
 def migrate() -> None:
     """Bring the database (DATABASE_URL) up to the newest schema; safe to run again."""
-    settings = CommonSettings()
+    settings = DatabaseSettings()
     upgrade(settings.database_url)
     typer.echo("database is at the newest revision")
 

@@ -47,6 +47,7 @@ def up(
     err.print(f"[green]stack ready[/]: started {started}", highlight=False)
     err.print(f"  KAFKA_BOOTSTRAP_SERVERS={info.kafka_bootstrap}", highlight=False)
     err.print(f"  DATABASE_URL={info.database_url}", highlight=False)
+    err.print(f"  OPSLEDGER_OIDC_ISSUER={info.issuer}", highlight=False)
 
 
 @stack_app.command()
@@ -97,7 +98,9 @@ def status(
 def logs(
     part: Annotated[
         str | None,
-        typer.Argument(help="kafka (every broker), kafka-N (one node), or postgres; default all"),
+        typer.Argument(
+            help="kafka (every broker), kafka-N (one node), postgres or issuer; default all"
+        ),
     ] = None,
     lines: Annotated[int, typer.Option("-n", "--lines", help="How many lines.")] = 50,
 ) -> None:
@@ -122,6 +125,8 @@ def env() -> None:
     database = stack.external_database(s) or s.database_url
     typer.echo(f"export KAFKA_BOOTSTRAP_SERVERS={shlex.quote(kafka)}")
     typer.echo(f"export DATABASE_URL={shlex.quote(database)}")
+    issuer = stack.external_issuer(s) or s.issuer_url
+    typer.echo(f"export OPSLEDGER_OIDC_ISSUER={shlex.quote(issuer)}")
     if stack.external_kafka(s) is None and s.kafka_nodes > 1:
         # The services create the topics they use: on a cluster, with three copies.
         typer.echo(f"export OPSLEDGER_TOPIC_REPLICATION={min(3, s.kafka_nodes)}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated
 
+import orjson
 import typer
 
 from services.common import access_log
@@ -21,21 +22,37 @@ from services.query.params import parse_totals_query
 from services.query.reads import query_params
 from services.query.repository import TotalsQuery
 from services.query.settings import QuerySettings
-from services.query.summary import details_from_groups, format_summary
+from services.query.summary import (
+    details_from_groups,
+    format_summary,
+    provenance,
+    summary_document,
+)
+from services.tlog import checkpoints, tree
 
 READ_ROLES: tuple[Role, ...] = ("supervisor", "auditor", "admin")
 
 
-async def _summary(dsn: str, q: TotalsQuery, principal: Principal) -> str | None:
+async def _summary(dsn: str, q: TotalsQuery, principal: Principal, as_json: bool) -> str | None:
     conn = await connect(dsn, timeout=10)
     try:
         await access_log.record(conn, principal, "summary", q.operation_id, query_params(q))
         result = await repository.read_totals(conn, q)
+        stored = await checkpoints.latest(conn, q.operation_id)
+        events = await tree.size(conn, q.operation_id)
     finally:
         await conn.close()
     if result is None:
         return None
-    return format_summary(result.metrics, details_from_groups(result.groups))
+    details = details_from_groups(result.groups)
+    if as_json:
+        cp = None if stored is None else stored.to_dict()
+        doc = summary_document(q.operation_id, result.metrics, details, cp, events)
+        return orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n"
+    text = format_summary(result.metrics, details)
+    if stored is not None:
+        text += provenance(q.operation_id, stored.note, stored.size, events, result.metrics)
+    return text
 
 
 def summary(
@@ -48,8 +65,15 @@ def summary(
         str | None,
         typer.Option(help="Only what the ledger knew at this RFC 3339 instant (recorded_at)."),
     ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="The JSON document (figures, checkpoint, proofs).")
+    ] = False,
 ) -> None:
-    """Print the operation's tally as the press-release bullet list (Markdown)."""
+    """Print the operation's tally as the press-release bullet list (Markdown).
+
+    When the ledger has signed a checkpoint of the operation, the list ends with it and with
+    how to obtain the inclusion proofs behind each figure.
+    """
     try:
         q = parse_totals_query(operation, ["item"], as_of, known_at)
     except ProblemError as exc:
@@ -66,7 +90,7 @@ def summary(
         raise typer.Exit(2)
     settings = QuerySettings()
     try:
-        text = asyncio.run(_summary(settings.database_url, q, principal))
+        text = asyncio.run(_summary(settings.database_url, q, principal, as_json))
     except OSError as exc:
         typer.echo(f"cannot reach PostgreSQL at {settings.database_url}: {exc}", err=True)
         raise typer.Exit(1) from exc

@@ -18,7 +18,9 @@ writers can never fork the chain. ``opsledger verify --access-log`` runs :func:`
 
 from __future__ import annotations
 
+import asyncio
 import os
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,8 +31,8 @@ import orjson
 
 from schemas.canonical import GENESIS_HASH, chain_hash
 from services.common.access import ALL_OPERATIONS
-from services.common.auth import AuthError, Principal, Role, decode_token
-from services.common.settings import CommonSettings
+from services.common.auth import AuthError, Principal, Role
+from services.common.oidc import OidcVerifier
 
 #: The roles whose every consultation is logged: those that see every operation.
 LOGGED_ROLES: tuple[Role, ...] = ALL_OPERATIONS
@@ -78,7 +80,7 @@ def cli_principal(roles: tuple[Role, ...] = LOGGED_ROLES) -> Principal:
     principal = _cli_verified.get(token)
     if principal is None:
         try:
-            principal = decode_token(CommonSettings(), token)
+            principal = _verify(token)
         except AuthError as exc:
             raise CliAuthError(f"the CLI token was refused: {exc}") from exc
         _cli_verified[token] = principal
@@ -86,6 +88,37 @@ def cli_principal(roles: tuple[Role, ...] = LOGGED_ROLES) -> Principal:
         raise CliAuthError(
             f"role {principal.role!r} may not do this; needs one of {', '.join(roles)}"
         )
+    return principal
+
+
+def _verifier() -> OidcVerifier:
+    """The services' verifier: the configured issuer's keys (tests put a fake here)."""
+    from services.common.issuer_settings import IssuerSettings
+
+    return IssuerSettings().verifier()
+
+
+def _verify(token: str) -> Principal:
+    """The token checked against the configured issuer's keys, as the services check it."""
+    verifier = _verifier()
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(verifier.verify(token))
+    box: dict[str, Any] = {}
+
+    def worker() -> None:  # called from inside an event loop: verify on a loop of its own
+        try:
+            box["value"] = asyncio.run(verifier.verify(token))
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=worker, name="opsledger-cli-token")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    principal: Principal = box["value"]
     return principal
 
 

@@ -18,6 +18,13 @@ from pydantic_settings import BaseSettings
 # only the fields a class adds are listed under it.
 SECTIONS: tuple[tuple[str, str, str, str], ...] = (
     ("Every service", "services.common.settings", "CommonSettings", "read by every process"),
+    (
+        "Token issuer",
+        "services.common.issuer_settings",
+        "IssuerSettings",
+        "read by ingest and query, which verify bearer tokens (docs/deployment.md: Entra ID, "
+        "Keycloak)",
+    ),
     ("Ingest", "services.ingest.settings", "IngestSettings", "`opsledger serve ingest`"),
     (
         "Aggregator",
@@ -26,6 +33,12 @@ SECTIONS: tuple[tuple[str, str, str, str], ...] = (
         "`opsledger serve aggregator`",
     ),
     ("Query", "services.query.settings", "QuerySettings", "`opsledger serve query`"),
+    (
+        "Transparency log",
+        "services.tlog.settings",
+        "TlogSettings",
+        "the aggregator (checkpoints) and `opsledger checkpoint | prove | export | verify`",
+    ),
     ("Local stack", "services.stack.settings", "StackSettings", "`opsledger stack ...`"),
 )
 
@@ -93,8 +106,8 @@ def render() -> str:
     base_fields: set[str] = set()
     for title, cls, what in settings_classes():
         own = {n: f for n, f in cls.model_fields.items() if n not in base_fields}
-        if cls.__name__ == "CommonSettings":
-            base_fields = set(cls.model_fields)
+        if cls.__name__ in ("CommonSettings", "IssuerSettings"):
+            base_fields |= set(cls.model_fields)
         lines += [f"## {title}", "", f"`{cls.__module__}.{cls.__name__}`, {what}.", ""]
         lines += ["| variable | default | meaning |", "| --- | --- | --- |"]
         for name, info in own.items():

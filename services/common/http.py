@@ -1,6 +1,7 @@
 """What both HTTP services (ingest, query) share: error shape, body limit, bearer auth.
 
-Wired once per app by `install(app)`; every route checks its caller with `authorize(...)`.
+Wired once per app by `install(app)`; every route checks its caller with `authorize(...)`,
+which verifies the bearer token against the identity provider (services/common/oidc.py).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common.access import require_role
-from services.common.auth import AuthError, Principal, Role, TokenCache
+from services.common.auth import AuthError, Principal, Role
+from services.common.oidc import OidcVerifier, VerifierUnavailable
 from services.common.problems import ProblemError, problem_response
 
 
@@ -123,15 +125,24 @@ def bearer_token(request: Request) -> str:
     return token.strip()
 
 
-def authorize(
-    request: Request, tokens: TokenCache, roles: Sequence[Role], token: str | None = None
+async def authorize(
+    request: Request, verifier: OidcVerifier, roles: Sequence[Role], token: str | None = None
 ) -> Principal:
     """Authenticate the caller (401) and check their role (403); the one check every route uses.
 
-    ``token`` defaults to the bearer token of the Authorization header.
+    ``token`` defaults to the bearer token of the Authorization header. A provider whose keys
+    cannot be had answers 503 (retry), never a pass.
     """
     try:
-        principal = tokens.decode(token if token is not None else bearer_token(request))
+        principal = await verifier.verify(token if token is not None else bearer_token(request))
+    except VerifierUnavailable as exc:
+        raise ProblemError(
+            503,
+            "Token issuer unavailable",
+            detail=str(exc),
+            kind="issuer-unavailable",
+            headers={"Retry-After": "5"},
+        ) from exc
     except AuthError as exc:
         raise ProblemError(
             401,

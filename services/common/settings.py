@@ -9,7 +9,8 @@ Every setting is documented in docs/configuration.md.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import ClassVar, Literal
+from urllib.parse import parse_qs, urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -18,7 +19,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # every command works with no environment at all.
 LOCAL_KAFKA = "127.0.0.1:39092"
 LOCAL_DATABASE_URL = "postgresql://opsledger@127.0.0.1:35432/opsledger"
-DEV_JWT_SECRET = "opsledger-development-secret-do-not-use-in-production"  # noqa: S105
 
 
 def service_env(service: str) -> Callable[..., AliasChoices]:
@@ -34,16 +34,22 @@ def service_env(service: str) -> Callable[..., AliasChoices]:
 
 
 class CommonSettings(BaseSettings):
-    """What every opsledger process needs: where Kafka and PostgreSQL are, and how tokens look."""
+    """What every opsledger process needs: where Kafka and PostgreSQL are, and how to reach them."""
 
     # populate_by_name: services' own fields are read from OPSLEDGER_<SERVICE>_* (aliases) and
     # may still be passed by field name (tests, benchmarks).
     model_config = SettingsConfigDict(
         env_prefix="OPSLEDGER_", extra="ignore", frozen=True, populate_by_name=True
     )
+    # The connections this process opens, which production refuses to open unencrypted
+    # (each service's settings opt in to what it uses).
+    uses_kafka: ClassVar[bool] = False
+    uses_database: ClassVar[bool] = False
 
     env: Literal["development", "test", "production"] = Field(
-        "development", description="Deployment mode; `production` refuses placeholder secrets."
+        "development",
+        description="Deployment mode; `production` refuses the development issuer and "
+        "unencrypted connections.",
     )
     kafka_bootstrap_servers: str = Field(
         LOCAL_KAFKA,
@@ -59,6 +65,11 @@ class CommonSettings(BaseSettings):
     )
     topic: str = Field("field-events", description="The log of record.")
     dlq_topic: str = Field("field-events.dlq", description="Where poison messages go.")
+    operations_topic: str = Field(
+        "operations",
+        description="Compacted topic of operation records (key = operation_id): title, window, "
+        "status; the latest record of each operation wins.",
+    )
     # Common: the aggregator consumes as this group and records its offsets under it; query
     # (freshness) and rebuild (the live offsets to compare with) read them back by it.
     consumer_group: str = Field(
@@ -83,19 +94,21 @@ class CommonSettings(BaseSettings):
     kafka_ssl_cafile: str | None = Field(
         None, description="CA bundle that signed the brokers' certificates (SSL, SASL_SSL)."
     )
-    jwt_secret: SecretStr = Field(
-        SecretStr(DEV_JWT_SECRET), description="HMAC key for HS256 tokens (>= 32 bytes)."
+    insecure_kafka_plaintext: bool = Field(
+        False,
+        description="INSECURE: let production talk to Kafka without TLS (PLAINTEXT or "
+        "SASL_PLAINTEXT).",
     )
-    jwt_issuer: str = Field("opsledger", description="Required `iss` claim.")
-    jwt_audience: str = Field("opsledger", description="Required `aud` claim.")
+    insecure_database_without_tls: bool = Field(
+        False,
+        description="INSECURE: let production connect to PostgreSQL without "
+        "sslmode=require/verify-ca/verify-full in the DSN.",
+    )
     log_level: str = Field("INFO", description="Python log level name.")
     log_json: bool = Field(False, description="Log as JSON lines instead of console text.")
 
     @model_validator(mode="after")
     def _refuse_placeholders_in_production(self) -> CommonSettings:
-        secret = self.jwt_secret.get_secret_value()
-        if self.env == "production" and secret == DEV_JWT_SECRET:
-            raise ValueError("OPSLEDGER_JWT_SECRET must be set to a real secret in production")
         if self.kafka_security_protocol.startswith("SASL_") and not (
             self.kafka_sasl_mechanism and self.kafka_sasl_username and self.kafka_sasl_password
         ):
@@ -103,6 +116,37 @@ class CommonSettings(BaseSettings):
                 "OPSLEDGER_KAFKA_SECURITY_PROTOCOL=SASL_* needs OPSLEDGER_KAFKA_SASL_MECHANISM, "
                 "OPSLEDGER_KAFKA_SASL_USERNAME and OPSLEDGER_KAFKA_SASL_PASSWORD"
             )
-        if len(secret.encode()) < 32:
-            raise ValueError("OPSLEDGER_JWT_SECRET must be at least 32 bytes")
+        if self.env == "production":
+            _refuse_insecure_transport(self)
         return self
+
+
+class DatabaseSettings(CommonSettings):
+    """Settings of a one-shot database command (migrate): PostgreSQL only."""
+
+    uses_database: ClassVar[bool] = True
+
+
+_TLS_SSLMODES = ("require", "verify-ca", "verify-full")
+
+
+def _refuse_insecure_transport(s: CommonSettings) -> None:
+    """Production talks TLS to Kafka and PostgreSQL unless an INSECURE setting says otherwise."""
+    if (
+        s.uses_kafka
+        and s.kafka_security_protocol in ("PLAINTEXT", "SASL_PLAINTEXT")
+        and not s.insecure_kafka_plaintext
+    ):
+        raise ValueError(
+            f"OPSLEDGER_KAFKA_SECURITY_PROTOCOL={s.kafka_security_protocol} sends the ledger "
+            "unencrypted; use SSL or SASL_SSL in production (or set "
+            "OPSLEDGER_INSECURE_KAFKA_PLAINTEXT=true)"
+        )
+    query = parse_qs(urlsplit(s.database_url).query)
+    sslmode = (query.get("sslmode") or query.get("ssl") or [""])[-1]
+    if s.uses_database and sslmode not in _TLS_SSLMODES and not s.insecure_database_without_tls:
+        raise ValueError(
+            "OPSLEDGER_DATABASE_URL must require TLS in production "
+            f"(sslmode={'|'.join(_TLS_SSLMODES)}; or set "
+            "OPSLEDGER_INSECURE_DATABASE_WITHOUT_TLS=true)"
+        )

@@ -1,4 +1,5 @@
-"""The log (`field-events`) and its dead-letter topic, created at start-up when they are absent."""
+"""The log (`field-events`), its dead-letter topic and the compacted `operations` topic,
+created at start-up when they are absent."""
 
 from __future__ import annotations
 
@@ -28,20 +29,29 @@ class TopicError(Exception):
 
 
 def wanted_topics(settings: CommonSettings) -> list[NewTopic]:
-    """The log and its dead-letter topic, as configured."""
+    """The log, its dead-letter topic and the compacted topic of operation records."""
+    operations = NewTopic(
+        settings.operations_topic,
+        num_partitions=1,  # one partition: a reader learns every operation from one stream
+        replication_factor=settings.topic_replication,
+        topic_configs={"cleanup.policy": "compact", "retention.ms": "-1"},
+    )
     return [
-        NewTopic(
-            name,
-            num_partitions=settings.topic_partitions,
-            replication_factor=settings.topic_replication,
-            topic_configs=dict(_TOPIC_CONFIGS),
-        )
-        for name in (settings.topic, settings.dlq_topic)
+        *(
+            NewTopic(
+                name,
+                num_partitions=settings.topic_partitions,
+                replication_factor=settings.topic_replication,
+                topic_configs=dict(_TOPIC_CONFIGS),
+            )
+            for name in (settings.topic, settings.dlq_topic)
+        ),
+        operations,
     ]
 
 
 async def ensure_topics(settings: CommonSettings, timeout_s: float | None = None) -> None:
-    """Create any of the two topics that does not exist yet; an existing topic is left as is."""
+    """Create any of the topics that does not exist yet; an existing topic is left as is."""
     bound = timeout_s if timeout_s is not None else settings.kafka_timeout_s
     admin = AIOKafkaAdminClient(**client_kwargs(settings), request_timeout_ms=int(bound * 1000))
     try:

@@ -16,12 +16,11 @@ from typing import Any
 import httpx
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from services.common.auth import issue_token
-from services.common.settings import CommonSettings
 from services.demo.data import REFERENCE, WeekOfAction, week_of_action
 from services.query.summary import details_from_groups, format_summary
 
 Say = Callable[[str], None]
+TokenFor = Callable[[str, list[str]], str]  # (role, operations) -> a bearer token
 
 
 class DemoError(Exception):
@@ -63,10 +62,10 @@ async def _post(client: httpx.AsyncClient, events: list[dict[str, Any]], batch: 
 
 
 async def send_week(
-    week: WeekOfAction, ingest_url: str, settings: CommonSettings, progress: Progress
+    week: WeekOfAction, ingest_url: str, tokens: TokenFor, progress: Progress
 ) -> None:
     """POST every request of the week in order, advancing the progress bar per event."""
-    token = issue_token(settings, role="field", operations=[week.operation_id], subject="demo")
+    token = tokens("field", [week.operation_id])
     task = progress.add_task("sending field events", total=week.event_count)
     headers = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(base_url=ingest_url, headers=headers, timeout=30) as client:
@@ -76,10 +75,10 @@ async def send_week(
 
 
 async def wait_for_tally(
-    week: WeekOfAction, query_url: str, settings: CommonSettings, timeout_s: float
+    week: WeekOfAction, query_url: str, tokens: TokenFor, timeout_s: float
 ) -> tuple[dict[str, int], list[dict[str, Any]]]:
     """Poll the query service until the totals equal the reference (or the time is up)."""
-    token = issue_token(settings, role="supervisor", operations=[week.operation_id], subject="demo")
+    token = tokens("supervisor", [week.operation_id])
     headers = {"Authorization": f"Bearer {token}"}
     url = f"/v1/operations/{week.operation_id}/totals"
     deadline = time.monotonic() + timeout_s
@@ -103,16 +102,16 @@ async def play(
     seed: int,
     ingest_url: str,
     query_url: str,
-    settings: CommonSettings,
+    tokens: TokenFor,
     progress: Progress,
     timeout_s: float = 60.0,
 ) -> Outcome:
-    """Send the week for a fresh operation and wait for its tally."""
+    """Send the week for a fresh operation and wait for its tally (``tokens(role, ops)``)."""
     started = time.monotonic()
     week = week_of_action(seed, new_operation_id(seed))
-    await send_week(week, ingest_url, settings, progress)
+    await send_week(week, ingest_url, tokens, progress)
     task = progress.add_task("waiting for the ledger", total=None)
-    metrics, groups = await wait_for_tally(week, query_url, settings, timeout_s)
+    metrics, groups = await wait_for_tally(week, query_url, tokens, timeout_s)
     progress.update(task, total=1, completed=1)
     return Outcome(week, metrics, groups, time.monotonic() - started)
 

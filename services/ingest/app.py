@@ -7,8 +7,10 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from prometheus_client import generate_latest
 
 from services.common.http import BodyLimitMiddleware, install
+from services.common.metrics_server import MetricsServer
 from services.ingest import capture_routes, docs
 from services.ingest.fastlane import FastLane
 from services.ingest.metrics import IngestMetrics, RequestMetricsMiddleware
@@ -25,12 +27,24 @@ def create_app(
     producer = producer or KafkaEventProducer(settings)
     metrics = IngestMetrics()
 
+    metrics_server = (
+        None
+        if settings.metrics_port is None
+        else MetricsServer(
+            lambda: generate_latest(metrics.registry), settings.metrics_host, settings.metrics_port
+        )
+    )
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await producer.start()
+        if metrics_server is not None:
+            await metrics_server.start()
         try:
             yield
         finally:
+            if metrics_server is not None:
+                await metrics_server.stop()
             await producer.stop()
 
     app = FastAPI(

@@ -15,7 +15,7 @@ from starlette.responses import Response
 from schemas.errors import ContractError
 from schemas.parsing import event_to_dict, parse_event
 from services.common.access import FORBIDDEN, covers, forbidden, out_of_scope
-from services.common.auth import Principal, TokenCache
+from services.common.auth import Principal
 from services.common.http import authorize
 from services.common.problems import ProblemError, problem_response
 from services.common.wire import Submission, encode_submission
@@ -53,11 +53,11 @@ class Ingest:
         self.producer = producer
         self.metrics = metrics
         self.max_future = timedelta(seconds=settings.max_future_s)
-        self.tokens = TokenCache(settings)
+        self.verifier = settings.verifier()
 
-    def authenticate(self, request: Request) -> Principal:
+    async def authenticate(self, request: Request) -> Principal:
         """The caller, who must hold the field role (the only one that writes events)."""
-        return authorize(request, self.tokens, ("field",))
+        return await authorize(request, self.verifier, ("field",))
 
     async def produce(self, key: bytes, value: bytes) -> Acked:
         """Write one record and time the acknowledgement; BrokerUnavailable passes through."""
@@ -124,7 +124,7 @@ def _json(status: int, body: Any) -> Response:
 async def post_event(request: Request) -> Response:
     """Validate one event, stamp it, and answer 202 once the broker acknowledged it."""
     ingest = _ingest(request)
-    principal = ingest.authenticate(request)
+    principal = await ingest.authenticate(request)
     check_content_type(request.headers.get("content-type"))
     body = await request.body()
     now = server_now()
@@ -168,7 +168,7 @@ async def post_event(request: Request) -> Response:
 async def post_batch(request: Request) -> Response:
     """Validate each item on its own; write each operation's accepted events as one record."""
     ingest = _ingest(request)
-    principal = ingest.authenticate(request)
+    principal = await ingest.authenticate(request)
     check_content_type(request.headers.get("content-type"))
     items = read_batch(load_json(await request.body()), ingest.settings.max_batch_events)
     now = server_now()
@@ -256,7 +256,7 @@ async def principal(request: Request) -> Response:
 
     The capture app signs in with it; it checks the token exactly as the write endpoints do.
     """
-    who = _ingest(request).authenticate(request)
+    who = await _ingest(request).authenticate(request)
     return _json(
         200, {"subject": who.subject, "role": who.role, "operations": sorted(who.operations)}
     )
@@ -292,5 +292,7 @@ async def readyz(request: Request) -> Response:
 )
 async def metrics(request: Request) -> Response:
     """Requests by route and status, accepted and rejected events, produce latency."""
-    registry = _ingest(request).metrics.registry
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    ingest = _ingest(request)
+    if ingest.settings.metrics_port is not None:
+        raise ProblemError(404, "Not Found", detail="metrics are served on the metrics port")
+    return Response(generate_latest(ingest.metrics.registry), media_type=CONTENT_TYPE_LATEST)

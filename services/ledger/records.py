@@ -61,6 +61,7 @@ class PreparedRecord:
     offset: int
     operation_id: str
     events: tuple[PreparedEvent, ...]
+    value: bytes | None = None  # the record's bytes, for the DLQ should the database refuse it
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +123,7 @@ def prepare_record(partition: int, offset: int, value: bytes | None) -> Prepared
             return Poison(partition, offset, f"event {index}: {exc}", value)
         if events[-1].operation_id != sub.operation_id:
             return Poison(partition, offset, f"event {index} belongs to another operation", value)
-    return PreparedRecord(partition, offset, sub.operation_id, tuple(events))
+    return PreparedRecord(partition, offset, sub.operation_id, tuple(events), value)
 
 
 def _prepare_event(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import asyncpg
@@ -71,11 +72,25 @@ _GRANTS = """
 """
 
 
+#: Column grants (e.g. the aggregator's UPDATE (applied) ON ledger.voids): in pg_attribute.
+_COLUMN_GRANTS = """
+    SELECT c.relname AS name, att.attname AS column_name, a.privilege_type AS privilege,
+           CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END
+               AS grantee
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    JOIN pg_attribute att ON att.attrelid = c.oid, aclexplode(att.attacl) a
+    WHERE n.nspname = $1 AND c.relkind = 'r' AND att.attnum > 0 AND NOT att.attisdropped
+      AND a.grantee <> c.relowner
+"""
+
+
 async def copy_privileges(conn: asyncpg.Connection, source: str, target: str) -> None:
-    """Give ``target``'s schema, tables and sequences exactly the grants ``source``'s have.
+    """Give ``target``'s schema, tables, columns and sequences exactly the grants ``source``'s
+    have.
 
     A swapped-in ledger must keep what the deployment granted and revoked table by table
-    (e.g. no UPDATE on events for the aggregator), not only what default privileges give.
+    (e.g. no UPDATE on events for the aggregator) and column by column (UPDATE of a void's
+    ``applied`` only), not only what default privileges give.
     """
     s = ident(target)
 
@@ -99,6 +114,18 @@ async def copy_privileges(conn: asyncpg.Connection, source: str, target: str) ->
         kind = kinds.get(r["name"], "TABLE") if r["name"] else "SCHEMA"
         privilege = r["privilege"]
         await conn.execute(f"GRANT {privilege} ON {on(r['name'], kind)} TO {r['grantee']}")
+    for r in await conn.fetch(_COLUMN_GRANTS, target):  # none on new tables; for completeness
+        await conn.execute(
+            f"REVOKE {r['privilege']} ({ident(r['column_name'])}) ON {on(r['name'], 'TABLE')}"
+            f" FROM {r['grantee']}"
+        )
+    for r in await conn.fetch(_COLUMN_GRANTS, source):
+        if r["name"] not in kinds:
+            continue
+        await conn.execute(
+            f"GRANT {r['privilege']} ({ident(r['column_name'])}) ON {on(r['name'], 'TABLE')}"
+            f" TO {r['grantee']}"
+        )
 
 
 async def drop_schema(conn: asyncpg.Connection, schema: str) -> None:
@@ -115,25 +142,35 @@ async def swap_in(
 ) -> str:
     """Make ``shadow`` the live ledger in one transaction; return the replaced schema's name.
 
+    The replaced ledger is kept (`PREVIOUS_PREFIX`), so a swap can be undone (`undo_swap`)
+    until `drop_previous`. ``catch_up`` may raise (`SwapRefused`): nothing is swapped then.
+
     Readers keep reading throughout (a rename takes no lock on the tables). Live batches are
     held off by the swap lock and by an EXCLUSIVE lock on consumer_offsets, which every batch
     writes; ``catch_up`` runs while they wait, so nothing applied live is missing after the swap.
     """
     s = ident(shadow)
-    old = ident(f"ledger_old_{datetime.now(UTC):%Y%m%d%H%M%S}")
+    now = datetime.now(UTC)
+    old = ident(f"{PREVIOUS_PREFIX}{now:%Y%m%d%H%M%S}_{now.microsecond:06d}")
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", LEDGER_SWAP_LOCK)
         await conn.execute(f"LOCK TABLE {LEDGER_SCHEMA}.consumer_offsets IN EXCLUSIVE MODE")
         await catch_up()
         # Triggers are not copied by LIKE: carry every user trigger over by its definition.
+        # A schema that was live before (`undo_swap`) still has its own: skip those.
         triggers = [
             r["def"]
             for r in await conn.fetch(
                 """SELECT pg_get_triggerdef(t.oid) AS def FROM pg_trigger t
                    JOIN pg_class c ON c.oid = t.tgrelid
                    JOIN pg_namespace n ON n.oid = c.relnamespace
-                   WHERE n.nspname = $1 AND NOT t.tgisinternal""",
+                   WHERE n.nspname = $1 AND NOT t.tgisinternal AND NOT EXISTS (
+                       SELECT 1 FROM pg_trigger t2 JOIN pg_class c2 ON c2.oid = t2.tgrelid
+                       JOIN pg_namespace n2 ON n2.oid = c2.relnamespace
+                       WHERE n2.nspname = $2 AND c2.relname = c.relname
+                         AND t2.tgname = t.tgname)""",
                 LEDGER_SCHEMA,
+                shadow,
             )
         ]
         await conn.execute(f"ALTER SCHEMA {LEDGER_SCHEMA} RENAME TO {old}")
@@ -238,3 +275,106 @@ async def finish_bulk_load(
     await asyncio.gather(*(build(t, v) for t, v in statements.items()))
     timings["indexes"] = time.perf_counter() - t0
     return {k: round(v, 3) for k, v in timings.items()}
+
+
+# -- swap guard, undo, kept ledgers --------------------------------------------------------------
+
+#: Replaced ledgers are kept under this prefix until `opsledger rebuild --drop-previous`.
+PREVIOUS_PREFIX = "ledger_old_"
+
+
+@dataclass(frozen=True, slots=True)
+class Loss:
+    """What an operation of the live ledger would lose if ``candidate`` replaced it."""
+
+    operation_id: str
+    live_seq: int  # chain positions live
+    candidate_seq: int  # chain positions in the candidate (0: the operation is missing)
+    missing_events: int  # live events (by event_id) the candidate does not have
+
+    def describe(self) -> str:
+        if self.candidate_seq == 0:
+            return f"{self.operation_id}: missing ({self.live_seq} events live)"
+        return (
+            f"{self.operation_id}: {self.missing_events} live events missing,"
+            f" chain {self.live_seq} -> {self.candidate_seq}"
+        )
+
+
+async def losses(conn: asyncpg.Connection, candidate: str) -> list[Loss]:
+    """Each live operation the candidate lacks, or has fewer chain positions or events of."""
+    c = ident(candidate)
+    # One anti-join (hashed) rather than a lookup per event: it runs under the swap locks.
+    rows = await conn.fetch(
+        f"""WITH missing AS (
+                SELECT e.operation_id, count(*) AS n FROM {LEDGER_SCHEMA}.events e
+                WHERE NOT EXISTS (SELECT 1 FROM {c}.events x WHERE x.event_id = e.event_id)
+                GROUP BY e.operation_id)
+            SELECT l.operation_id, l.seq AS live_seq, coalesce(s.seq, 0) AS candidate_seq,
+                   coalesce(m.n, 0) AS missing
+            FROM {LEDGER_SCHEMA}.chain_heads l
+            LEFT JOIN {c}.chain_heads s USING (operation_id)
+            LEFT JOIN missing m USING (operation_id)
+            ORDER BY l.operation_id"""  # noqa: S608 - validated identifiers
+    )
+    return [
+        Loss(r["operation_id"], r["live_seq"], r["candidate_seq"], r["missing"])
+        for r in rows
+        if r["candidate_seq"] < r["live_seq"] or r["missing"]
+    ]
+
+
+class SwapRefused(Exception):
+    """A swap would throw away what the live ledger holds, and --force did not name it."""
+
+    def __init__(self, lost: list[Loss]) -> None:
+        self.lost = lost
+        super().__init__(
+            "refusing to swap: the rebuilt ledger lacks what the live one holds ("
+            + "; ".join(x.describe() for x in lost[:20])
+            + (f"; and {len(lost) - 20} more" if len(lost) > 20 else "")
+            + "). A mistyped --topic or a lost log? If the loss is intended, name each"
+            " operation with --force OPERATION."
+        )
+
+
+def refuse_losses(lost: list[Loss], accepted: set[str]) -> None:
+    """Raise SwapRefused unless every operation that would lose something is accepted."""
+    unnamed = [x for x in lost if x.operation_id not in accepted]
+    if unnamed:
+        raise SwapRefused(unnamed)
+
+
+async def previous_schemas(conn: asyncpg.Connection) -> list[str]:
+    """Replaced ledgers still kept, newest first."""
+    rows = await conn.fetch(
+        "SELECT nspname FROM pg_namespace WHERE nspname LIKE $1 ORDER BY nspname DESC",
+        PREVIOUS_PREFIX + "%",
+    )
+    return [r["nspname"] for r in rows]
+
+
+async def undo_swap(conn: asyncpg.Connection, accepted: set[str]) -> tuple[str, str]:
+    """Swap the newest kept ledger back in; return (restored, replaced-and-kept).
+
+    Refused like a rebuild's swap when the restored ledger lacks what the live one holds now
+    (events applied since the swap), unless ``accepted`` names those operations.
+    """
+    kept = await previous_schemas(conn)
+    if not kept:
+        raise LookupError("no replaced ledger is kept: nothing to undo")
+    restored = kept[0]
+
+    async def guard() -> None:
+        refuse_losses(await losses(conn, restored), accepted)
+
+    replaced = await swap_in(conn, restored, guard)
+    return restored, replaced
+
+
+async def drop_previous(conn: asyncpg.Connection) -> list[str]:
+    """Drop every kept replaced ledger; return their names."""
+    names = await previous_schemas(conn)
+    for name in names:
+        await drop_schema(conn, name)
+    return names

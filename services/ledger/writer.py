@@ -1,7 +1,7 @@
 """The batch writer: one PostgreSQL transaction per batch of records, independent of faust.
 
 Order inside the transaction (locks are always taken in this order, each set sorted, so two
-writers never deadlock); the SQL is in `services.ledger.sql`, four round trips in all:
+writers never deadlock); the SQL is in `services.ledger.sql`:
 
 0. on the live schema, take the rebuild swap lock shared (`LEDGER_SWAP_LOCK`);
 1. lock this consumer's offset rows of the batch's partitions; drop records at or below the
@@ -11,8 +11,10 @@ writers never deadlock); the SQL is in `services.ledger.sql`, four round trips i
 4. plan in memory (`services.ledger.plan`, which asks `schemas.tally` what each event does),
    then write every row in `write_rows`: events and contributions by binary COPY, then one
    statement for the contributions' rollups, voids, conflicts, totals, chain heads, offsets,
-   and ``pg_notify`` of each changed operation
-   (delivered on commit).
+   and ``pg_notify`` of each changed operation (delivered on commit);
+5. record the batch's poison in ``dlq.dead_letters`` (exactly when the offset moves past it);
+6. grow each operation's Merkle tree by the new events (`services.tlog.tree.grow`: its
+   frontier read and its new nodes written, two more round trips).
 
 Every effect of a record and the record's offset commit together or not at all, so applying
 the same records again is harmless. The schema is a parameter so that `opsledger rebuild` can
@@ -30,7 +32,7 @@ import asyncpg
 
 from schemas.canonical import GENESIS_HASH
 from services.common.db import LEDGER_SCHEMA, TOTALS_CHANNEL, JsonText
-from services.ledger import sql
+from services.ledger import dead_letters, sql
 from services.ledger.plan import Head, Plan, fold_state, plan_batch
 from services.ledger.records import (
     Poison,
@@ -41,6 +43,7 @@ from services.ledger.records import (
 )
 from services.ledger.schema import LEDGER_SWAP_LOCK, ident
 from services.ledger.sql import statements
+from services.tlog import tree
 
 
 @dataclass(slots=True)
@@ -100,7 +103,8 @@ class BatchWriter:
     async def write(
         self, batch: PreparedBatch, *, highwater: Mapping[int, int] | None = None
     ) -> BatchResult:
-        """Apply a prepared batch in one transaction; poison records only advance the offset."""
+        """Apply a prepared batch in one transaction; poison only advances the offset and is
+        recorded in ``dlq.dead_letters``."""
         last = batch.last_offsets
         result = BatchResult(poison=list(batch.poison), last_offsets=dict(last))
         if not last:
@@ -120,6 +124,11 @@ class BatchWriter:
                 [plan.last_event_at.get(p) for p in partitions],
             )
             await self.write_rows(conn, plan, offsets)
+            if result.poison:  # recorded exactly when the offset moves past them
+                await conn.execute(
+                    dead_letters.INSERT, *dead_letters.insert_args(self.topic, result.poison)
+                )
+            await tree.grow(conn, plan.events, self.schema)
         result.applied = len(plan.events)
         result.duplicates = plan.duplicates
         result.conflicts = len(plan.conflicts)

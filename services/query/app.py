@@ -11,9 +11,9 @@ import asyncpg
 from fastapi import APIRouter, FastAPI, Request
 from starlette.responses import Response
 
-from services.common.auth import TokenCache
 from services.common.db import create_pool
 from services.common.http import install
+from services.common.metrics_server import MetricsServer
 from services.common.problems import problem_response
 from services.query.cache import ReadCache
 from services.query.hub import ChangeHub
@@ -21,6 +21,7 @@ from services.query.metrics import MetricsMiddleware
 from services.query.openapi import forbid_nul_in_text_parameters, tidy_optional_parameters
 from services.query.reads import Reads
 from services.query.routes import routers
+from services.query.routes.health import render_metrics
 from services.query.settings import QuerySettings
 
 log = logging.getLogger(__name__)
@@ -49,9 +50,17 @@ def create_app(
         )
         app.state.pool, app.state.hub = pool, hub
         app.state.reads = Reads(pool, cache, settings)
+        metrics_server = None
+        if settings.metrics_port is not None:
+            metrics_server = MetricsServer(
+                lambda: render_metrics(hub), settings.metrics_host, settings.metrics_port
+            )
+            await metrics_server.start()
         try:
             yield
         finally:
+            if metrics_server is not None:
+                await metrics_server.stop()
             await hub.stop()
             await pool.close()
 
@@ -62,7 +71,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.tokens = TokenCache(settings)
+    app.state.verifier = settings.verifier()
     install(app)
     _answer_503_when_database_is_down(app)
     _answer_422_when_a_parameter_does_not_fit(app)

@@ -12,8 +12,9 @@ from typing import Annotated
 import asyncpg
 from fastapi import Depends, Request
 
-from services.common.auth import Principal, Role, TokenCache
-from services.common.http import authorize, bearer_token
+from services.common.auth import Principal, Role
+from services.common.http import authorize
+from services.common.oidc import OidcVerifier
 from services.query.hub import ChangeHub
 from services.query.reads import Reads
 from services.query.settings import QuerySettings
@@ -27,7 +28,6 @@ __all__ = [
     "ReadsDep",
     "Reader",
     "Settings",
-    "StreamReader",
 ]
 
 READ_ROLES: tuple[Role, ...] = ("supervisor", "auditor", "admin")
@@ -64,26 +64,20 @@ async def get_reads(request: Request) -> Reads:
     return reads
 
 
-def _principal(request: Request, token: str | None, roles: tuple[Role, ...]) -> Principal:
-    tokens: TokenCache = request.app.state.tokens
-    return authorize(request, tokens, roles, token)
+async def _principal(request: Request, roles: tuple[Role, ...]) -> Principal:
+    verifier: OidcVerifier = request.app.state.verifier
+    return await authorize(request, verifier, roles)
 
 
-# 401 from services.common.http.authorize, 403 from services.common.access (as in ingest).
+# 401 (and 503 when the issuer's keys cannot be had) from services.common.http.authorize,
+# 403 from services.common.access (as in ingest). The stream takes its token from the
+# Authorization header like every route: never from a URL.
 async def _require_reader(request: Request) -> Principal:
-    return _principal(request, None, READ_ROLES)
+    return await _principal(request, READ_ROLES)
 
 
 async def _require_auditor(request: Request) -> Principal:
-    return _principal(request, None, AUDIT_ROLES)
-
-
-async def stream_reader(request: Request) -> Principal:
-    """Like the reader check, but also accepts ``?access_token=`` (EventSource sets no headers)."""
-    token = request.query_params.get("access_token")
-    if request.headers.get("authorization") or not token:
-        token = bearer_token(request)
-    return _principal(request, token, READ_ROLES)
+    return await _principal(request, AUDIT_ROLES)
 
 
 Settings = Annotated[QuerySettings, Depends(get_settings)]
@@ -92,6 +86,5 @@ Hub = Annotated[ChangeHub, Depends(get_hub)]
 ReadsDep = Annotated[Reads, Depends(get_reads)]
 # supervisor (its operations), auditor and admin (all operations)
 Reader = Annotated[Principal, Depends(_require_reader)]
-StreamReader = Annotated[Principal, Depends(stream_reader)]
 # auditor and admin only: history, verify, export
 Auditor = Annotated[Principal, Depends(_require_auditor)]

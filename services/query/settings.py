@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import Field
 
-from services.common.settings import CommonSettings, service_env
+from services.common.issuer_settings import IssuerSettings
+from services.common.settings import service_env
 
 _alias = service_env("QUERY")
 
 
-class QuerySettings(CommonSettings):
+class QuerySettings(IssuerSettings):
     """The read side: HTTP address, pool bounds, freshness source, stream limits.
 
     Environment names: ``OPSLEDGER_QUERY_<FIELD>`` (e.g. ``OPSLEDGER_QUERY_PORT``); the consumer
     group is ``OPSLEDGER_CONSUMER_GROUP``, shared with the aggregator.
     """
+
+    uses_database: ClassVar[bool] = True
 
     host: str = Field(
         "127.0.0.1",
@@ -27,6 +32,19 @@ class QuerySettings(CommonSettings):
         ge=1,
         le=65535,
         description="Port the query HTTP server binds.",
+    )
+    metrics_port: int | None = Field(
+        None,
+        validation_alias=_alias("METRICS_PORT"),
+        ge=1,
+        le=65535,
+        description="Serve /metrics on this port only, never on the public port; unset: "
+        "/metrics on the public port (development).",
+    )
+    metrics_host: str = Field(
+        "0.0.0.0",  # noqa: S104 - the scraper runs elsewhere; the port is not in the Service
+        validation_alias=_alias("METRICS_HOST"),
+        description="Interface of the metrics port (when one is set).",
     )
     workers: int = Field(
         1,

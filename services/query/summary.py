@@ -1,9 +1,9 @@
 """The press-release bullet list of a tally, as a pure function of its metrics and details.
 
-    - 52 warrants executed
-    - 56 adults arrested
-    - 3,586 wraps of crack, heroin and cocaine seized
-    - £79,245.60 in cash seized
+- 52 warrants executed
+- 56 adults arrested
+- 3,586 wraps of crack, heroin and cocaine seized
+- £79,245.60 in cash seized
 """
 
 from __future__ import annotations
@@ -97,3 +97,57 @@ def details_from_groups(groups: Iterable[Mapping[str, object]]) -> dict[str, dic
             if value:
                 out.setdefault(metric, {})[str(item)] = int(value)
     return out
+
+
+def provenance(
+    operation_id: str, note: str | None, size: int, events: int, metrics: Mapping[str, int]
+) -> str:
+    """The markdown that lets a reader check the figures: the signed checkpoint, the proofs.
+
+    Empty when the ledger has not signed a checkpoint of the operation yet.
+    """
+    if note is None:
+        return ""
+    covered = (
+        f"its Merkle tree of all {size:,} events"
+        if size >= events
+        else f"its Merkle tree of the first {size:,} of {events:,} events (the next checkpoint"
+        " follows within seconds)"
+    )
+    quoted = "".join(f"    {line}\n" for line in note.splitlines())
+    proofs = "".join(
+        f"- {metric}: `opsledger prove --operation {operation_id} --metric {metric}`\n"
+        for metric, _, _ in _PHRASES
+        if metrics.get(metric)
+    )
+    return (
+        f"\nThese figures are the fold of the ledger's events; the ledger signed {covered}"
+        " (C2SP checkpoint, Ed25519):\n\n"
+        f"{quoted}\n"
+        "The events behind each figure, with their inclusion proofs (each file checks offline"
+        " with `python verifier.py FILE --public-key KEY`, the key from `GET /v1/keys`):\n\n"
+        f"{proofs}"
+    )
+
+
+def summary_document(
+    operation_id: str,
+    metrics: Mapping[str, int],
+    details: Details,
+    checkpoint: Mapping[str, object] | None,
+    events: int,
+) -> dict[str, object]:
+    """The JSON summary: figures, the bullets, the signed checkpoint and how to prove each."""
+    return {
+        "operation_id": operation_id,
+        "metrics": dict(metrics),
+        "details": {k: dict(v) for k, v in details.items()},
+        "markdown": format_summary(metrics, details),
+        "events": events,
+        "checkpoint": checkpoint,
+        "prove": {
+            metric: f"opsledger prove --operation {operation_id} --metric {metric}"
+            for metric, value in metrics.items()
+            if value
+        },
+    }

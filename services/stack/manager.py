@@ -2,7 +2,8 @@
 
 A part named by ``KAFKA_BOOTSTRAP_SERVERS`` / ``DATABASE_URL`` (or their ``OPSLEDGER_`` forms)
 with an address other than the local one is *external*: nothing is started for it, it is
-only checked.
+only checked. Likewise the token issuer: ``OPSLEDGER_OIDC_ISSUER`` naming another issuer than
+the local development one means none is started.
 """
 
 from __future__ import annotations
@@ -19,13 +20,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from services.stack.issuer import IssuerPart
 from services.stack.kafka import KafkaPart
 from services.stack.postgres import PostgresPart, _select_one
 from services.stack.procs import StackError, locked, port_in_use, read_pid, stop, tail
 from services.stack.settings import StackSettings
 
-# "kafka" (the single broker), "kafka-1".."kafka-N" (the nodes of a cluster), or "postgres".
+# "kafka" (the single broker), "kafka-1".."kafka-N" (the nodes of a cluster), "postgres", or
+# "issuer" (the development token issuer).
 PartName = str
+Part = KafkaPart | PostgresPart | IssuerPart
 Say = Callable[[str], None]
 T = TypeVar("T")
 LOG_TAIL_LINES = 40
@@ -42,9 +46,13 @@ class StackInfo:
     kafka_bootstrap: str
     database_url: str
     started: set[str] = field(default_factory=set)
+    issuer: str | None = None  # the token issuer the services trust (None: not configured)
 
     def env(self) -> dict[str, str]:
-        return {"KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap, "DATABASE_URL": self.database_url}
+        env = {"KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap, "DATABASE_URL": self.database_url}
+        if self.issuer is not None:
+            env["OPSLEDGER_OIDC_ISSUER"] = self.issuer
+        return env
 
 
 @dataclass(frozen=True)
@@ -112,13 +120,21 @@ def kafka_names(s: StackSettings) -> list[PartName]:
     return ["kafka"] if nodes == 1 else [f"kafka-{n}" for n in range(1, nodes + 1)]
 
 
+def external_issuer(s: StackSettings | None = None) -> str | None:
+    """The identity provider named by ``OPSLEDGER_OIDC_ISSUER``, unless it is the local one."""
+    s = s or settings()
+    return _external(s.issuer_url, "OPSLEDGER_OIDC_ISSUER")
+
+
 def part_names(s: StackSettings) -> list[PartName]:
-    return [*kafka_names(s), "postgres"]
+    return [*kafka_names(s), "postgres", "issuer"]
 
 
-def _part(name: PartName, s: StackSettings) -> KafkaPart | PostgresPart:
+def _part(name: PartName, s: StackSettings) -> Part:
     if name == "postgres":
         return PostgresPart(s)
+    if name == "issuer":
+        return IssuerPart(s)
     if name == "kafka":
         return KafkaPart(s)
     prefix, _, node = name.partition("-")
@@ -177,18 +193,18 @@ def _choose_brokers(s: StackSettings, brokers: int, say: Say) -> StackSettings:
     return s.model_copy(update={"brokers": brokers})
 
 
-def _alive(part: KafkaPart | PostgresPart) -> bool:
+def _alive(part: Part) -> bool:
     record = read_pid(part.pid_file)
     return record is not None and record.alive()
 
 
-async def _ready(part: KafkaPart | PostgresPart, timeout_s: float) -> None:
+async def _ready(part: Part, timeout_s: float) -> None:
     if isinstance(part, PostgresPart):
         await part.ensure_database(timeout_s)
     await part.probe(timeout_s)
 
 
-def _wait_ready(part: KafkaPart | PostgresPart, s: StackSettings, started: float) -> None:
+def _wait_ready(part: Part, s: StackSettings, started: float) -> None:
     """Poll until the part answers; fail with its log tail if it exits or the bound passes."""
     deadline = started + s.ready_timeout_s
     last_error = "no answer yet"
@@ -235,7 +251,7 @@ def _start_parts(names: list[PartName], s: StackSettings, say: Say) -> set[str]:
                 )
     for part in to_start:
         part.prepare(say)
-    launched: list[tuple[KafkaPart | PostgresPart, float]] = []
+    launched: list[tuple[Part, float]] = []
     for part in to_start:
         say(f"{part.name}: starting at {part.address}")
         part.launch()
@@ -293,17 +309,25 @@ def ensure_up(
         if brokers is not None and external_kafka(s) is None:
             s = _choose_brokers(s, brokers, say)
         ext_kafka, ext_db = external_kafka(s), external_database(s)
+        ext_issuer = external_issuer(s)
         local: list[PartName] = []
         if ext_kafka is None:
             local.extend(kafka_names(s))
         if ext_db is None:
             local.append("postgres")
+        if ext_issuer is None:
+            local.append("issuer")
         started = _start_parts(local, s, say)
         if ext_kafka is not None:
             _check_external("kafka", ext_kafka, lambda t: _probe_kafka(ext_kafka, t), say)
         if ext_db is not None:
             _check_external("postgres", ext_db, lambda t: _select_one(ext_db, t), say)
-        info = StackInfo(ext_kafka or s.kafka_bootstrap, ext_db or s.database_url, started)
+        info = StackInfo(
+            ext_kafka or s.kafka_bootstrap,
+            ext_db or s.database_url,
+            started,
+            issuer=ext_issuer or s.issuer_url,
+        )
         if s.migrate if migrate is None else migrate:
             _migrate(info.database_url, say)
             if ext_db is None:  # an external database's roles are its administrator's
@@ -321,7 +345,7 @@ def _check_external(
     say(f"{name}: external server at {address} answers (nothing started for it)")
 
 
-def _stop_part(part: KafkaPart | PostgresPart, s: StackSettings, *, kill: bool = False) -> bool:
+def _stop_part(part: Part, s: StackSettings, *, kill: bool = False) -> bool:
     """Stop the process our pid file names; True when one was running."""
     import signal
 
@@ -359,7 +383,7 @@ def down(only: set[str] | None = None, say: Say = _stderr) -> set[str]:
     return stopped
 
 
-def _stop_together(parts: list[KafkaPart | PostgresPart], s: StackSettings, say: Say) -> set[str]:
+def _stop_together(parts: list[Part], s: StackSettings, say: Say) -> set[str]:
     import signal
 
     running = []
@@ -383,10 +407,13 @@ def status() -> list[PartStatus]:
     s = settings()
     result = []
     ext_kafka = external_kafka(s)
-    names = (["kafka"] if ext_kafka is not None else kafka_names(s)) + ["postgres"]
+    names = (["kafka"] if ext_kafka is not None else kafka_names(s)) + ["postgres", "issuer"]
     for name in names:
         is_kafka = name.startswith("kafka")
-        ext = ext_kafka if is_kafka else external_database(s)
+        if is_kafka:
+            ext = ext_kafka
+        else:
+            ext = external_issuer(s) if name == "issuer" else external_database(s)
         part = _part(name, s)
         pid = None
         if ext is None:
@@ -398,6 +425,9 @@ def status() -> list[PartStatus]:
                 _run(asyncio.wait_for(_probe_kafka(ext, 3.0), 5.0))
             elif is_kafka:
                 _run(asyncio.wait_for(part.probe(3.0), 5.0))  # this node, by its own address
+            elif isinstance(part, IssuerPart):
+                part.address = ext or part.address
+                _run(asyncio.wait_for(part.probe(3.0), 5.0))
             else:
                 _run(_select_one(ext or s.database_url, 3.0))
             healthy, detail = True, ""

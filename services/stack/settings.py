@@ -67,6 +67,9 @@ class StackSettings(BaseSettings):
         "(default 127.0.0.11, 127.0.0.12, ...): one each, so a fault test can cut one off.",
     )
     pg_port: int = Field(35432, ge=1, le=65535, description="PostgreSQL port.")
+    issuer_port: int = Field(
+        39480, ge=1, le=65535, description="Development token issuer (OIDC discovery + JWKS)."
+    )
     pg_user: str = Field("opsledger", description="Database role (superuser, trust on loopback).")
     pg_database: str = Field("opsledger", description="Database created on first start.")
     pg_system_user: str = Field(
@@ -119,6 +122,16 @@ class StackSettings(BaseSettings):
     @property
     def database_url(self) -> str:
         return f"postgresql://{self.pg_user}@{self.host}:{self.pg_port}/{self.pg_database}"
+
+    @property
+    def issuer_url(self) -> str:
+        """The `iss` of development tokens; the services' default issuer in development."""
+        return f"http://{self.host}:{self.issuer_port}"
+
+    @property
+    def issuer_dir(self) -> Path:
+        """The development issuer's key pair (the private key never leaves this directory)."""
+        return self.dir / "issuer"
 
     @property
     def kafka_pom(self) -> Path:

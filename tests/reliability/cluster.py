@@ -45,6 +45,8 @@ class PrivateCluster:
             "OPSLEDGER_STACK_KAFKA_CONTROLLER_PORT": str(base + 1),
             "OPSLEDGER_STACK_PG_PORT": str(free_port()),
             "OPSLEDGER_STACK_KAFKA_HEAP": "-Xms128m -Xmx384m",
+            # A restarted node took 40-56 s to rejoin with the box's load average at 20-29.
+            "OPSLEDGER_STACK_READY_TIMEOUT_S": "180",
         }
         with self._scoped():
             s = StackSettings()
@@ -127,7 +129,7 @@ class PrivateCluster:
                     await admin.close()
         return sorted(topics[0]["partitions"], key=lambda p: p["partition"])
 
-    async def wait_in_sync(self, topic: str, timeout_s: float = 60.0) -> float:
+    async def wait_in_sync(self, topic: str, timeout_s: float = 120.0) -> float:
         """Wait until every partition has all three replicas in sync; seconds it took."""
         started = time.monotonic()
         last: Any = None

@@ -48,11 +48,19 @@ async def run_fault(
         fates, dsn=cluster.dsn, bootstrap=cluster.bootstrap, topic=cluster.topic,
         groups=[cluster.group], timeout_s=180,
     )  # fmt: skip
+    # Ready again once caught up (readiness answers are cached about a second): bounded poll.
     async with httpx.AsyncClient(timeout=5) as client:
-        ingest_ready = (await client.get(f"{ingest.url}/readyz")).status_code
-        aggregators_ready = [
-            (await client.get(f"{a.url}/readyz")).status_code for a in run.aggregators
-        ]
+        deadline = time.monotonic() + 15
+        while True:
+            ingest_ready = (await client.get(f"{ingest.url}/readyz")).status_code
+            answers = [await client.get(f"{a.url}/readyz") for a in run.aggregators]
+            aggregators_ready = [r.status_code for r in answers]
+            if (ingest_ready, aggregators_ready) == (200, [200, 200]):
+                break
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not ready after catching up: ingest {ingest_ready}, "
+                                     f"aggregators {[r.text[:300] for r in answers]}")  # fmt: skip
+            await asyncio.sleep(1.0)
     record_result(
         report,
         fault=run.notes,

@@ -19,9 +19,8 @@ from typing import Any
 import pytest
 
 from services import stack as local_stack
-from services.common.auth import issue_token
-from services.common.settings import CommonSettings
 from services.devtools.procs import ServiceProcess
+from services.stack.devissuer.tokens import dev_token
 
 from .checker import Report
 from .cluster import PrivateCluster
@@ -80,11 +79,10 @@ class Cluster:
 
     def operations(self, n: int) -> dict[str, str]:
         """``n`` fresh operation ids, each with a field token scoped to it."""
-        settings = CommonSettings()
         out = {}
         for i in range(n):
             op = f"{self.name}-op{i}"
-            out[op] = issue_token(settings, role="field", operations=[op], subject=f"pc-{op}")
+            out[op] = dev_token(role="field", operations=[op], subject=f"pc-{op}")
         return out
 
     def stop_all(self) -> None:

@@ -9,8 +9,7 @@ import time
 
 import httpx
 
-from services.common.auth import issue_token
-from services.common.settings import CommonSettings
+from services.stack.devissuer.tokens import dev_token
 
 from .cluster import FaultRun, PrivateCluster
 from .cluster_driver import run_fault
@@ -25,7 +24,7 @@ async def test_two_of_three_brokers_down_for_30s(
 ) -> None:
     # Probes go to an operation of their own, outside the oracle's (none may land anyway).
     probe_op = f"{cluster3.name}-probe"
-    token = issue_token(CommonSettings(), role="field", operations=[probe_op], subject="probe")
+    token = dev_token(role="field", operations=[probe_op], subject="probe")
     probe = Device("probe", probe_op, token, seed=77)
     probes: list[tuple[int, str | None]] = []
 

@@ -19,7 +19,6 @@ from typing import Any
 import asyncpg
 import httpx
 import orjson
-import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from schemas.events import KINDS
@@ -198,11 +197,6 @@ async def test_every_hostile_value_is_refused_or_counted_and_nothing_stalls(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14 item 2 (poison isolation): a batch PostgreSQL refuses is retried forever;"
-    " the one record must go to the DLQ and everything else keep moving",
-)
 async def test_a_record_the_database_refuses_is_dead_lettered_and_others_keep_moving(
     cluster: Cluster,
 ) -> None:

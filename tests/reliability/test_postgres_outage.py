@@ -12,8 +12,7 @@ import time
 
 import httpx
 
-from services.common.auth import issue_token
-from services.common.settings import CommonSettings
+from services.stack.devissuer.tokens import dev_token
 
 from .checker import check
 from .conftest import Cluster
@@ -31,7 +30,7 @@ async def test_postgres_down_30s_under_load(
     aggregator = cluster.spawn("aggregator")
     query = cluster.spawn("query")
     ops = cluster.operations(2)
-    reader = {"Authorization": f"Bearer {issue_token(CommonSettings(), role='auditor')}"}
+    reader = {"Authorization": f"Bearer {dev_token(role='auditor')}"}
     totals_url = f"{query.url}/v1/operations/{sorted(ops)[0]}/totals"
     oracle = Oracle([ingest.url])
     load = asyncio.create_task(oracle.run(devices_for(ops, 3), pause_s=0.05))

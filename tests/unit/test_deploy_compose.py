@@ -317,3 +317,35 @@ def test_images_are_pinned_and_mounted_files_exist() -> None:
             source = volume.split(":")[0]
             if source.startswith("./"):
                 assert (ROOT / source).is_file(), f"{name} mounts missing {source}"
+
+
+def test_ingest_and_query_need_an_identity_provider_and_hold_no_token_secret() -> None:
+    raw = COMPOSE_FILE.read_text()
+    assert "JWT" not in raw
+    services = load_compose("one-broker")["services"]
+    for name in ("ingest", "query"):
+        env = env_of(services[name])
+        assert env["OPSLEDGER_OIDC_ISSUER"] == fake_secrets()["OPSLEDGER_OIDC_ISSUER"]
+    assert re.search(r"OPSLEDGER_OIDC_ISSUER: \$\{OPSLEDGER_OIDC_ISSUER:\?", raw)
+
+
+def test_metrics_are_served_on_a_port_that_is_not_published() -> None:
+    services = load_compose("three-brokers")["services"]
+    for name, public in (("ingest", "8080"), ("query", "8081")):
+        metrics = env_of(services[name])[f"OPSLEDGER_{name.upper()}_METRICS_PORT"]
+        assert metrics != public
+        published = [str(p).split(":")[-1] for p in services[name].get("ports", [])]
+        assert metrics not in published
+
+
+def test_unencrypted_links_are_allowed_only_by_name_and_only_inside_one_host() -> None:
+    """Production refuses PLAINTEXT Kafka and PostgreSQL without TLS unless told by an INSECURE
+    setting; compose says so for its private network, and publishes neither beyond loopback."""
+    services = load_compose("three-brokers")["services"]
+    for name in ("ingest", "aggregator", "query", "migrate"):
+        env = env_of(services[name])
+        assert env["OPSLEDGER_INSECURE_KAFKA_PLAINTEXT"] == "true"
+        assert env["OPSLEDGER_INSECURE_DATABASE_WITHOUT_TLS"] == "true"
+    for name in ("kafka", "postgres"):
+        for port in services[name].get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), (name, port)

@@ -17,6 +17,7 @@ import yaml
 from pydantic_settings import BaseSettings
 
 from services.common.settings import CommonSettings
+from services.tlog.settings import TlogSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
@@ -24,6 +25,8 @@ K8S = ROOT / "deploy" / "k8s"
 SERVICES = ("ingest", "aggregator", "query")
 # Not settings, and allowed in an opsledger container: the image's own healthcheck port.
 IMAGE_ENV = {"HEALTHCHECK_PORT"}
+# Settings a service's process reads besides its own class: the aggregator signs checkpoints.
+ALSO_READS: dict[str, tuple[type[BaseSettings], ...]] = {"aggregator": (TlogSettings,)}
 
 
 # --- discovery ----------------------------------------------------------------------------------
@@ -227,6 +230,8 @@ def test_every_variable_is_a_real_setting(
     where: str, service: str | None, env: dict[str, str]
 ) -> None:
     known = env_names(settings_class(service)) | IMAGE_ENV
+    for also in ALSO_READS.get(service or "", ()):
+        known |= env_names(also)
     unknown = sorted(name for name in env if name.upper() not in known)
     assert unknown == [], f"{where} sets variables no settings class reads"
 
@@ -250,6 +255,7 @@ def test_the_deployed_settings_load(
                 "OPSLEDGER_TOPIC_PARTITIONS": "12",
                 "OPSLEDGER_TOPIC_REPLICATION": "3",
                 "OPSLEDGER_LOG_LEVEL": "INFO",
+                "OPSLEDGER_OIDC_ISSUER": "https://login.microsoftonline.com/tenant-id/v2.0",
             }.get(name, "s" * 48 if "SECRET" in name else "kafka:19092")
         monkeypatch.setenv(name, value)
     settings = settings_class(service)()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from services.query.routes import audit, dashboard, health, operations, stream, summary
+from services.query.routes import audit, dashboard, health, operations, stream, summary, tlog
 
 
 def routers() -> list[APIRouter]:
     """Every route module's ``router``, in the order the app includes them."""
-    return [m.router for m in (health, operations, summary, stream, audit, dashboard)]
+    return [m.router for m in (health, operations, summary, stream, audit, tlog, dashboard)]

@@ -11,6 +11,7 @@ from starlette.responses import Response
 from services.common.problems import ProblemError
 from services.query import repository
 from services.query.deps import Hub, Pool, Settings
+from services.query.hub import ChangeHub
 from services.query.metrics import LISTENER_UP, STREAM_CLIENTS
 from services.query.openapi import problem
 
@@ -37,9 +38,16 @@ async def readyz(pool: Pool, hub: Hub, settings: Settings) -> dict[str, object]:
     return {"status": "ready", "database": "ok", "live_updates": hub.connected}
 
 
-@router.get("/metrics", include_in_schema=False)
-async def metrics(hub: Hub) -> Response:
-    """Prometheus text exposition."""
+def render_metrics(hub: ChangeHub) -> bytes:
+    """Prometheus text exposition, with the live gauges read now."""
     STREAM_CLIENTS.set(hub.subscribers)
     LISTENER_UP.set(1 if hub.connected else 0)
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    return generate_latest()
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(hub: Hub, settings: Settings) -> Response:
+    """Prometheus text exposition (404 here when a metrics port of its own is configured)."""
+    if settings.metrics_port is not None:
+        raise ProblemError(404, "Not Found", detail="metrics are served on the metrics port")
+    return Response(render_metrics(hub), media_type=CONTENT_TYPE_LATEST)

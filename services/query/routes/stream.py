@@ -1,14 +1,18 @@
 """Server-Sent Events: an operation's totals now, then again each time they change.
 
-Auth: ``Authorization: Bearer`` or, because EventSource cannot set headers, ``?access_token=``.
-Each message's ``id`` is the operation's chain position (``version``); a client reconnecting with
-``Last-Event-ID`` equal to the current version is not sent the totals it already has.
+Auth: ``Authorization: Bearer`` only (no token in any URL: proxies log URLs). The stream ends
+when the token does: at its ``exp`` the server sends ``event: token-expired`` and closes; the
+client renews its token and reconnects with ``Last-Event-ID``. Each message's ``id`` is the
+operation's chain position (``version``); a client reconnecting with ``Last-Event-ID`` equal to
+the current version is not sent the totals it already has, and otherwise gets the current
+totals at once, so nothing committed while it was away is missed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -18,7 +22,7 @@ from starlette.responses import StreamingResponse
 
 from services.common.access import require_operation
 from services.common.problems import ProblemError
-from services.query.deps import Hub, ReadsDep, Settings, StreamReader
+from services.query.deps import Hub, Reader, ReadsDep, Settings
 from services.query.hub import ChangeHub
 from services.query.openapi import READ_ERRORS, body, problem
 from services.query.params import totals_query
@@ -43,7 +47,7 @@ async def stream(
     reads: ReadsDep,
     hub: Hub,
     settings: Settings,
-    principal: StreamReader,
+    principal: Reader,
     q: Annotated[TotalsQuery, Depends(totals_query)],
 ) -> StreamingResponse:
     """text/event-stream of totals answers (same shape as /totals), driven by LISTEN/NOTIFY."""
@@ -60,30 +64,53 @@ async def stream(
     await reads.log_read(principal, "stream", q.operation_id, {"group_by": list(q.group_by)})
     last_id = request.headers.get("last-event-id")
     return StreamingResponse(
-        _events(reads, hub, settings, q, last_id),
+        _events(reads, hub, settings, q, last_id, principal.expires_at),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
+def token_expired_event(expires_at: float) -> bytes:
+    """The last message of a stream whose token ran out."""
+    data = orjson.dumps(
+        {
+            "reason": "token-expired",
+            "expired_at": int(expires_at),
+            "detail": "the access token expired; renew it and reconnect with Last-Event-ID",
+        }
+    )
+    return b"event: token-expired\ndata: %s\n\n" % data
+
+
 async def _events(
-    reads: Reads, hub: ChangeHub, settings: QuerySettings, q: TotalsQuery, last_id: str | None
+    reads: Reads,
+    hub: ChangeHub,
+    settings: QuerySettings,
+    q: TotalsQuery,
+    last_id: str | None,
+    expires_at: float | None,
 ) -> AsyncIterator[bytes]:
     yield f"retry: {settings.stream_retry_ms}\n\n".encode()
+    ends_at = math.inf if expires_at is None else expires_at
     # Subscribe before the first read, so no change can fall between the two.
     loop = asyncio.get_running_loop()
     with hub.subscribe(q.operation_id) as sub:
         sent_id, sent_body, sent_at = last_id, b"", -math.inf
         while True:
+            if time.time() >= ends_at:
+                yield token_expired_event(ends_at)  # nothing is read for an expired token
+                return
             result = await reads.totals(q)
             body = orjson.dumps(answer(q, result, await reads.freshness()))
             # Skip what the client already has: same version as its Last-Event-ID, or unchanged.
             if str(result.version) != sent_id and body != sent_body:
                 sent_id, sent_body, sent_at = str(result.version), body, loop.time()
                 yield b"id: %d\ndata: %s\n\n" % (result.version, body)
-            if not await sub.wait(settings.stream_heartbeat_s):
-                yield b": heartbeat\n\n"
+            wait_s = min(settings.stream_heartbeat_s, max(0.0, ends_at - time.time()))
+            if not await sub.wait(wait_s):
+                if time.time() < ends_at:
+                    yield b": heartbeat\n\n"
             elif (pause := sent_at + settings.stream_min_interval_s - loop.time()) > 0:
                 # At most one message per interval (bursts of commits coalesce), but a change
                 # after a quiet spell goes out at once instead of a full interval later.
-                await asyncio.sleep(pause)
+                await asyncio.sleep(min(pause, max(0.0, ends_at - time.time())))

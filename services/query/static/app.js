@@ -26,7 +26,8 @@
     selected: "warrants_executed",
     chosen: false, // true once someone tapped a figure
     data: null,
-    source: null,
+    source: null, // AbortController of the open stream
+    lastEventId: null, // id of the last totals message received (resumes a stream)
     receivedAt: null,
   };
 
@@ -53,19 +54,42 @@
   }
 
   // ---- token and operation -----------------------------------------------------------------
+  // The token may arrive in the page's fragment (#token=...), which browsers never send to a
+  // server, so it is in no request line or proxy log; it is moved to localStorage at once.
   function readParams() {
     const url = new URL(window.location.href);
-    const token = url.searchParams.get("token");
-    const operation = url.searchParams.get("operation");
+    const fragment = new URLSearchParams(url.hash.slice(1));
+    const token = fragment.get("token");
+    const operation = url.searchParams.get("operation") || fragment.get("operation");
     if (token) localStorage.setItem(TOKEN_KEY, token);
     if (operation) localStorage.setItem(OP_KEY, operation);
     if (token) {
       // Keep the token out of the address bar, history and any screenshot of it.
-      url.searchParams.delete("token");
       window.history.replaceState(null, "", url.pathname + url.search);
     }
     state.token = localStorage.getItem(TOKEN_KEY);
     state.operation = operation || localStorage.getItem(OP_KEY);
+  }
+
+  // Seconds until the token's `exp` (not verified here: the server does that).
+  function tokenLifetime(token) {
+    try {
+      const payload = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+      return JSON.parse(atob(payload)).exp - Date.now() / 1000;
+    } catch (_) {
+      return -1;
+    }
+  }
+
+  // A renewed token: one stored since (by another tab or a new sign-in) that is still valid.
+  // Without one the page asks for a token, keeping its place in the stream for when it comes.
+  function renewToken() {
+    const stored = localStorage.getItem(TOKEN_KEY);
+    if (stored && stored !== state.token && tokenLifetime(stored) > 5) {
+      state.token = stored;
+      return true;
+    }
+    return tokenLifetime(state.token) > 5;
   }
 
   async function api(path) {
@@ -81,7 +105,7 @@
   }
 
   function showLogin(message) {
-    if (state.source) state.source.close();
+    if (state.source) state.source.abort();
     $("board").hidden = true;
     $("login").hidden = false;
     $("login-error").textContent = message || "";
@@ -276,37 +300,101 @@
   }
 
   // ---- connecting ----------------------------------------------------------------------------
+  // fetch, not EventSource: EventSource cannot send an Authorization header, and a token must
+  // never travel in a URL. The text/event-stream format is parsed here (id, event, data, retry).
   function connect(operation) {
-    if (state.source) state.source.close();
-    state.data = null;
+    if (state.source) state.source.abort();
+    if (operation !== state.operation) {
+      state.data = null;
+      state.lastEventId = null;
+    }
     state.operation = operation;
     localStorage.setItem(OP_KEY, operation);
     $("operation-name").textContent = operation;
     document.title = `${operation} · opsledger`;
-    const query = new URLSearchParams([["group_by", "area"], ["group_by", "day"], ["access_token", state.token]]);
-    const source = new EventSource(`/v1/operations/${encodeURIComponent(operation)}/stream?${query}`);
-    state.source = source;
+    const controller = new AbortController();
+    state.source = controller;
     setLive("off", "connecting");
-    source.onopen = () => setLive("on", "live");
-    source.onmessage = (event) => {
-      setLive("on", "live");
-      render(JSON.parse(event.data));
-    };
-    source.onerror = async () => {
-      if (source.readyState === EventSource.CLOSED) {
-        // The server refused (401/403/404): find out why with a plain request.
-        try {
-          await api(`/v1/operations/${encodeURIComponent(operation)}/totals`);
-          setLive("off", "reconnecting");
-          setTimeout(() => connect(operation), 3000);
-        } catch (error) {
-          if (error.status === 401 || error.status === 403) showLogin(error.message);
-          else setLive("off", error.message);
-        }
-      } else {
-        setLive("off", "reconnecting");
+    stream(operation, controller).then((outcome) => {
+      if (controller.signal.aborted) return;
+      if (outcome.signedOut) return showLogin(outcome.message);
+      if (outcome.expired && !renewToken()) {
+        return showLogin("Your token expired: paste a new one to resume where the board left off.");
       }
-    };
+      setLive("off", outcome.expired ? "renewing" : "reconnecting");
+      setTimeout(() => connect(operation), outcome.expired ? 0 : outcome.retryMs);
+    });
+  }
+
+  async function stream(operation, controller) {
+    const query = new URLSearchParams([["group_by", "area"], ["group_by", "day"]]);
+    const headers = { Authorization: `Bearer ${state.token}`, Accept: "text/event-stream" };
+    if (state.lastEventId !== null) headers["Last-Event-ID"] = state.lastEventId;
+    const outcome = { expired: false, signedOut: false, message: "", retryMs: 3000 };
+    let response;
+    try {
+      response = await fetch(`/v1/operations/${encodeURIComponent(operation)}/stream?${query}`, {
+        headers, signal: controller.signal, cache: "no-store",
+      });
+    } catch (_) {
+      return outcome; // network: retry
+    }
+    if (!response.ok) {
+      let detail = response.statusText;
+      try { detail = (await response.json()).detail || detail; } catch (_) { /* not JSON */ }
+      if (response.status === 401 && detail === "token expired") {
+        outcome.expired = true; // renewed by the caller, or the sign-in form asks for a new one
+      } else if (response.status === 401 || response.status === 403) {
+        Object.assign(outcome, { signedOut: true, message: `${response.status}: ${detail}` });
+      } else {
+        setLive("off", `${response.status}: ${detail}`);
+      }
+      return outcome;
+    }
+    setLive("on", "live");
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    let event = { type: "message", data: [], id: null };
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += value;
+        let end;
+        while ((end = buffer.indexOf("\n")) >= 0) {
+          const line = buffer.slice(0, end).replace(/\r$/, "");
+          buffer = buffer.slice(end + 1);
+          if (line === "") {
+            dispatch(event, outcome);
+            event = { type: "message", data: [], id: null };
+            continue;
+          }
+          if (line.startsWith(":")) continue; // heartbeat
+          const colon = line.indexOf(":");
+          const field = colon < 0 ? line : line.slice(0, colon);
+          let text = colon < 0 ? "" : line.slice(colon + 1);
+          if (text.startsWith(" ")) text = text.slice(1);
+          if (field === "data") event.data.push(text);
+          else if (field === "event") event.type = text;
+          else if (field === "id") event.id = text;
+          else if (field === "retry" && /^\d+$/.test(text)) outcome.retryMs = Number(text);
+        }
+      }
+    } catch (_) {
+      /* aborted or the connection dropped: the caller reconnects */
+    }
+    return outcome;
+  }
+
+  function dispatch(event, outcome) {
+    if (event.type === "token-expired") {
+      outcome.expired = true;
+      return;
+    }
+    if (event.type !== "message" || event.data.length === 0) return;
+    if (event.id !== null) state.lastEventId = event.id;
+    setLive("on", "live");
+    render(JSON.parse(event.data.join("\n")));
   }
 
   async function start() {

@@ -9,8 +9,7 @@ from typing import Any
 import httpx
 from playwright.async_api import BrowserContext, Page, expect
 
-from services.common.auth import issue_token
-from services.common.settings import CommonSettings
+from services.stack.devissuer.tokens import dev_token
 
 TIMEOUT_MS = 30_000
 
@@ -102,7 +101,7 @@ class Device:
 
 
 def field_token(*operations: str, subject: str = "PC4101") -> str:
-    return issue_token(CommonSettings(), role="field", operations=list(operations), subject=subject)
+    return dev_token(role="field", operations=list(operations), subject=subject)
 
 
 async def settled_totals(
@@ -110,7 +109,7 @@ async def settled_totals(
 ) -> dict[str, int]:
     """The operation's metrics once they equal ``expected`` with the log fully applied (lag 0),
     or whatever they are when the time is up."""
-    token = issue_token(CommonSettings(), role="supervisor", operations=[operation])
+    token = dev_token(role="supervisor", operations=[operation])
     headers = {"Authorization": f"Bearer {token}"}
     deadline = time.monotonic() + timeout_s
     metrics: dict[str, int] = {}
@@ -127,7 +126,7 @@ async def settled_totals(
 
 
 async def totals_status(query_url: str, operation: str) -> int:
-    token = issue_token(CommonSettings(), role="supervisor", operations=[operation])
+    token = dev_token(role="supervisor", operations=[operation])
     async with httpx.AsyncClient(base_url=query_url, timeout=10) as client:
         r = await client.get(
             f"/v1/operations/{operation}/totals", headers={"Authorization": f"Bearer {token}"}

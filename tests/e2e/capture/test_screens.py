@@ -49,9 +49,9 @@ async def test_every_screen_at_phone_and_tablet_size(
         await page.screenshot(path=str(ARTIFACTS / f"capture-{size}-{name}.png"))
         found[name] = await axe_violations(page)
         # Nothing wider than the screen: no sideways scrolling on a 360-pixel phone.
-        assert await page.evaluate(
-            "document.documentElement.scrollWidth <= window.innerWidth"
-        ), f"{name} scrolls sideways at {size} size"
+        assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), (
+            f"{name} scrolls sideways at {size} size"
+        )
 
     await screen("sign-in")
     await page.get_by_label("Token", exact=True).fill(field_token(op, "capture-second-op"))
@@ -127,9 +127,7 @@ async def test_an_event_recorded_with_the_keyboard_alone(
     await keyboard.press("Enter")
     await device.expect_waiting(0)
     await device.events_view()
-    await expect(device.entry("Seized 3 mobile phones")).to_have_attribute(
-        "data-state", "accepted"
-    )
+    await expect(device.entry("Seized 3 mobile phones")).to_have_attribute("data-state", "accepted")
     await context.close()
 
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from playwright.async_api import Browser, expect
+from playwright.async_api import Browser, Request, expect
 
-from services.common.auth import issue_token
-from services.common.settings import CommonSettings
+from services.common.oidc import unverified_claims
 from services.query.summary import pounds
+from services.stack.devissuer.tokens import dev_token
 from tests.integration.query.ledger import Ledger, fold_metrics, make_event
 
 from .conftest import ARTIFACTS
@@ -31,12 +33,28 @@ def _week(op: str) -> list[dict[str, object]]:
                 events.append(make_event(op, "warrant_executed", at, area=area, unit=unit))
             events.append(make_event(op, "arrest_made", at, area=area, unit=unit, age_band="adult"))
             events.append(
-                make_event(op, "item_seized", at, area=area, unit=unit, item="drug_wrap",
-                           substance=["crack", "heroin", "cocaine"][i], quantity=20 + 7 * day)
+                make_event(
+                    op,
+                    "item_seized",
+                    at,
+                    area=area,
+                    unit=unit,
+                    item="drug_wrap",
+                    substance=["crack", "heroin", "cocaine"][i],
+                    quantity=20 + 7 * day,
+                )
             )
             events.append(
-                make_event(op, "item_seized", at, area=area, unit=unit, item="cash",
-                           amount_pence=125_050 * (day + 1) + 7 * i, currency="GBP")
+                make_event(
+                    op,
+                    "item_seized",
+                    at,
+                    area=area,
+                    unit=unit,
+                    item="cash",
+                    amount_pence=125_050 * (day + 1) + 7 * i,
+                    currency="GBP",
+                )
             )
         events.append(make_event(op, "school_visited", T0 + timedelta(days=day, hours=5)))
     events.append(make_event(op, "item_seized", T0, item="mobile_phone", quantity=4))
@@ -51,12 +69,12 @@ async def test_dashboard_shows_the_tally_and_updates_live(
     week = _week(op)
     await ledger.submit(week, T0 + timedelta(days=6))
     warrants = sum(1 for e in week if e["type"] == "warrant_executed")
-    token = issue_token(CommonSettings(), role="supervisor", operations=[op], ttl_s=600)
+    token = dev_token(role="supervisor", operations=[op], ttl_s=600)
 
     page = await browser.new_page(viewport={"width": 1600, "height": 900})
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    await page.goto(f"{served_query}/?token={token}&operation={op}")
+    await page.goto(f"{served_query}/?operation={op}#token={token}")
 
     figure = page.locator('.tile[data-metric="warrants_executed"] .figure')
     await expect(figure).to_have_text(str(warrants), timeout=10_000)
@@ -90,9 +108,7 @@ async def test_dashboard_shows_the_tally_and_updates_live(
     await page.close()
 
 
-async def test_dashboard_without_a_token_asks_for_one(
-    served_query: str, browser: Browser
-) -> None:
+async def test_dashboard_without_a_token_asks_for_one(served_query: str, browser: Browser) -> None:
     page = await browser.new_page()
     await page.goto(served_query + "/")
     await page.evaluate("localStorage.clear()")
@@ -101,4 +117,54 @@ async def test_dashboard_without_a_token_asks_for_one(
     await page.fill("#token-input", "not-a-token")
     await page.click("#login button")
     await expect(page.locator("#login-error")).to_contain_text("401")
+    await page.close()
+
+
+async def test_dashboard_renews_its_token_and_resumes_the_stream(
+    served_query: str, ledger: Ledger, browser: Browser, unique_id: str
+) -> None:
+    """The stream ends at the token's expiry; the page takes the renewed token, reconnects with
+    Last-Event-ID, and shows what was committed meanwhile. No token is ever in a URL."""
+    op = f"renew-{unique_id}"
+    await ledger.submit([make_event(op, "warrant_executed", T0)], T0 + timedelta(hours=1))
+    short = dev_token(role="supervisor", operations=[op], ttl_s=4)
+    expires = unverified_claims(short)["exp"]
+    page = await browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    streams: list[Request] = []
+    page.on("request", lambda r: streams.append(r) if "/stream" in r.url else None)
+    await page.goto(f"{served_query}/?operation={op}#token={short}")
+    figure = page.locator('.tile[data-metric="warrants_executed"] .figure')
+    await expect(figure).to_have_text("1", timeout=10_000)
+    # Meanwhile the person signs in again (another tab): a fresh token is stored.
+    renewed = dev_token(role="supervisor", operations=[op], ttl_s=600)
+    await page.evaluate("t => localStorage.setItem('opsledger.token', t)", renewed)
+    await asyncio.sleep(max(0.0, expires - time.time()) + 0.5)
+    await ledger.submit([make_event(op, "warrant_executed", T0)], T0 + timedelta(hours=2))
+    await expect(figure).to_have_text("2", timeout=10_000)
+    await expect(page.locator("#login")).to_be_hidden()
+    assert len(streams) >= 2
+    for request in streams:
+        assert "token" not in request.url, request.url
+    first, resumed = await streams[0].all_headers(), await streams[-1].all_headers()
+    assert first["authorization"] == f"Bearer {short}"
+    assert resumed["authorization"] == f"Bearer {renewed}"
+    assert resumed["last-event-id"]  # resumed from the last totals it showed
+    assert errors == []
+    await page.close()
+
+
+async def test_dashboard_asks_for_a_token_when_its_own_expires(
+    served_query: str, ledger: Ledger, browser: Browser, unique_id: str
+) -> None:
+    op = f"expire-{unique_id}"
+    await ledger.submit([make_event(op, "school_visited", T0)], T0 + timedelta(hours=1))
+    short = dev_token(role="supervisor", operations=[op], ttl_s=3)
+    page = await browser.new_page()
+    await page.goto(f"{served_query}/?operation={op}#token={short}")
+    figure = page.locator('.tile[data-metric="schools_visited"] .figure')
+    await expect(figure).to_have_text("1", timeout=10_000)
+    await expect(page.locator("#login")).to_be_visible(timeout=10_000)
+    await expect(page.locator("#login-error")).to_contain_text("expired")
     await page.close()

@@ -7,8 +7,7 @@ import pytest
 from playwright.async_api import Browser, expect
 
 from schemas.examples import fresh_event
-from services.common.auth import issue_token
-from services.common.settings import CommonSettings
+from services.stack.devissuer.tokens import dev_token
 
 from .conftest import ARTIFACTS
 
@@ -25,9 +24,8 @@ async def test_an_event_posted_to_ingest_appears_on_the_wall(
     served_pipeline: str, served_query: str, browser: Browser, unique_id: str
 ) -> None:
     op = f"wall-{unique_id}"
-    settings = CommonSettings()
-    field = {"Authorization": "Bearer " + issue_token(settings, role="field", operations=[op])}
-    supervisor = issue_token(settings, role="supervisor", operations=[op], ttl_s=600)
+    field = {"Authorization": "Bearer " + dev_token(role="field", operations=[op])}
+    supervisor = dev_token(role="supervisor", operations=[op], ttl_s=600)
 
     async with httpx.AsyncClient(base_url=served_pipeline, headers=field, timeout=10) as ingest:
         r = await ingest.post("/v1/events", json=_event(op, "school_visited"))
@@ -44,7 +42,7 @@ async def test_an_event_posted_to_ingest_appears_on_the_wall(
                     break
                 await page.wait_for_timeout(200)
             assert got.status_code == 200, got.text
-        await page.goto(f"{served_query}/?token={supervisor}&operation={op}")
+        await page.goto(f"{served_query}/?operation={op}#token={supervisor}")
         schools = page.locator('.tile[data-metric="schools_visited"] .figure')
         await expect(schools).to_have_text("1", timeout=10_000)
 

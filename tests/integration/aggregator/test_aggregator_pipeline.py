@@ -139,7 +139,7 @@ async def test_a_poison_record_goes_to_the_dlq_and_later_events_are_counted(
         await aggregator.start()
         await asyncio.sleep(4)
         assert await aggregator.readyz() == (200, {"status": "ready", "problems": [], "lag": {
-            "0": 0, "1": 0, "2": 0}})  # fmt: skip
+            "0": 0, "1": 0, "2": 0}, "dlq_depth": 2})  # fmt: skip
         assert await aggregator.metric("opsledger_aggregator_dead_lettered_total") == 0
     finally:
         aggregator.stop()

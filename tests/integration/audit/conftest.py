@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from schemas.examples import example_events
-from services.common.auth import Role, issue_token
+from services.common.auth import Role
 from services.common.db import create_pool
 from services.common.migrate import upgrade
 from services.common.wire import Submission, encode_submission
@@ -26,6 +26,7 @@ from services.devtools.procs import free_port
 from services.ledger.writer import BatchWriter
 from services.query.app import create_app
 from services.query.settings import QuerySettings
+from services.stack.devissuer.tokens import dev_token
 
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 
@@ -188,9 +189,7 @@ def auth(query_settings: QuerySettings):  # type: ignore[no-untyped-def]
     """``auth(role, *operations, subject=...)`` -> Authorization headers."""
 
     def make(role: Role, *operations: str, subject: str | None = None) -> dict[str, str]:
-        jwt = issue_token(
-            query_settings, role=role, operations=list(operations), subject=subject, ttl_s=600
-        )
+        jwt = dev_token(role=role, operations=list(operations), subject=subject, ttl_s=600)
         return {"Authorization": f"Bearer {jwt}"}
 
     return make

@@ -34,9 +34,15 @@ async def test_export_then_offline_verify_round_trips(
     assert done.returncode == 0, done.stderr
     with tarfile.open(bundle) as tar:
         names = {"manifest.json", "events.jsonl"} | ({"events.csv"} if fmt == "csv" else set())
-        assert set(tar.getnames()) == names
-    ok = await cli("verify", "--export", str(bundle), database_url="postgresql://nowhere:1/none")
+        assert set(tar.getnames()) == names | {"checkpoint", "leaves.jsonl"}
+    key = tmp_path / "ledger.vkey"
+    assert (await cli("keys", "public", "-o", str(key), database_url=database_url)).returncode == 0
+    ok = await cli(
+        "verify", "--export", str(bundle), "--public-key", str(key),
+        database_url="postgresql://nowhere:1/none",
+    )  # fmt: skip
     assert ok.returncode == 0, ok.stdout + ok.stderr  # offline: a dead DSN does not matter
+    assert "13 events are exactly the leaves of" in ok.stdout
 
     bundle_sha256 = hashlib.sha256(bundle.read_bytes()).hexdigest()
     raw = bytearray(bundle.read_bytes())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,8 +13,7 @@ import asyncpg
 import pytest
 
 from services.audit.service import verify_operation
-from services.common.auth import issue_token
-from services.common.settings import CommonSettings
+from services.stack.devissuer.tokens import dev_token
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +23,7 @@ CLI_SUBJECT = "auditor-cli-tests"
 
 
 def cli_token(role: str = "auditor", subject: str = CLI_SUBJECT) -> str:
-    return issue_token(CommonSettings(), role=role, subject=subject)  # type: ignore[arg-type]
+    return dev_token(role=role, subject=subject)  # type: ignore[arg-type]
 
 
 async def tamper(pool: asyncpg.Pool, sql: str, *args: Any) -> None:
@@ -143,3 +143,81 @@ async def test_projection_row_edited_is_named(pool: asyncpg.Pool, op_id: str, fi
 async def test_unknown_operation_exits_2(database_url: str, unique_id: str) -> None:
     done = await cli("verify", "--operation", f"nothing-{unique_id}", database_url=database_url)
     assert done.returncode == 2
+
+
+async def _contribution_of_seq(pool: asyncpg.Pool, op_id: str, seq: int) -> str:
+    return str(
+        await pool.fetchval(
+            "SELECT e.event_id FROM ledger.events e JOIN ledger.contributions c"
+            " USING (event_id) WHERE e.operation_id = $1 AND e.seq = $2",
+            op_id,
+            seq,
+        )
+    )
+
+
+async def tamper_derived(pool: asyncpg.Pool, sql: str, *args: Any) -> None:
+    """A DBA's edit of a derived table with every user trigger off around it."""
+    async with pool.acquire() as conn, conn.transaction():
+        table = "ledger.voids" if "ledger.voids" in sql else "ledger.contributions"
+        await conn.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
+        assert (await conn.execute(sql, *args)).endswith(" 1")  # exactly one row edited
+        await conn.execute(f"ALTER TABLE {table} ENABLE TRIGGER USER")
+
+
+async def test_contribution_moved_to_another_day_is_named(
+    pool: asyncpg.Pool, op_id: str, filled, database_url
+) -> None:
+    event_id = await _contribution_of_seq(pool, op_id, 7)
+    await tamper_derived(
+        pool,
+        "UPDATE ledger.contributions SET day = day + 1 WHERE event_id = $1",
+        uuid.UUID(event_id),
+    )
+    async with pool.acquire() as conn:
+        report = await verify_operation(conn, op_id)
+    assert report.chain_intact
+    assert not report.ok
+    assert [(d.table, d.event_id, d.seq) for d in report.derived_diffs] == [
+        ("contributions", event_id, 7)
+    ]
+    assert report.derived_diffs[0].detail.startswith("day 2026-")
+    done = await cli("verify", "--operation", op_id, database_url=database_url)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "(seq 7)" in done.stdout
+
+
+async def test_contribution_moved_to_another_known_at_instant_is_named(
+    pool: asyncpg.Pool, op_id: str, filled, database_url
+) -> None:
+    """Totals and the per-row sums stay equal: only the row-by-row recomputation sees it."""
+    event_id = await _contribution_of_seq(pool, op_id, 4)
+    await tamper_derived(
+        pool,
+        "UPDATE ledger.contributions SET recorded_at = recorded_at + interval '2 hours'"
+        " WHERE event_id = $1",
+        uuid.UUID(event_id),
+    )
+    async with pool.acquire() as conn:
+        report = await verify_operation(conn, op_id)
+    assert report.chain_intact and not report.metric_diffs and not report.row_diffs
+    assert not report.contribution_diffs
+    assert [(d.table, d.seq) for d in report.derived_diffs] == [("contributions", 4)]
+    assert "recorded_at" in report.derived_diffs[0].detail
+    done = await cli("verify", "--operation", op_id, "--json", database_url=database_url)
+    assert done.returncode == 1
+    assert f'"event_id": "{event_id}"' in done.stdout
+
+
+async def test_void_status_edited_is_named(pool: asyncpg.Pool, op_id: str, filled) -> None:
+    void_id = await pool.fetchval(
+        "SELECT void_event_id FROM ledger.voids WHERE operation_id = $1 AND applied", op_id
+    )
+    await tamper_derived(
+        pool, "UPDATE ledger.voids SET applied = false WHERE void_event_id = $1", void_id
+    )
+    async with pool.acquire() as conn:
+        report = await verify_operation(conn, op_id)
+    assert [(d.table, d.event_id) for d in report.derived_diffs] == [("voids", str(void_id))]
+    assert "stored held" in report.derived_diffs[0].detail
+    assert "chain says applied" in report.derived_diffs[0].detail

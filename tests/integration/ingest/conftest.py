@@ -15,9 +15,9 @@ from fastapi import FastAPI
 
 from schemas.examples import fresh_event
 from services import stack as local_stack
-from services.common.auth import issue_token
 from services.ingest.app import create_app
 from services.ingest.settings import IngestSettings
+from services.stack.devissuer.tokens import dev_token
 
 
 async def delete_topics(bootstrap: str, topics: list[str]) -> None:
@@ -110,7 +110,7 @@ async def client(live_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 def auth_for(settings: IngestSettings, *ops: str, subject: str = "pc-4101") -> dict[str, str]:
     """Authorization header of a field token for ``ops``."""
-    token = issue_token(settings, role="field", operations=list(ops), subject=subject)
+    token = dev_token(role="field", operations=list(ops), subject=subject)
     return {"Authorization": f"Bearer {token}"}
 
 

@@ -9,12 +9,13 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from services.common.auth import Role, issue_token
+from services.common.auth import Role
 from services.common.db import create_pool
 from services.devtools.asgi import serve_in_process
 from services.devtools.procs import free_port
 from services.query.app import create_app
 from services.query.settings import QuerySettings
+from services.stack.devissuer.tokens import dev_token
 
 from .ledger import Ledger
 
@@ -65,7 +66,7 @@ def token(query_settings: QuerySettings):  # type: ignore[no-untyped-def]
     """``token(role, *operations)`` -> Authorization headers."""
 
     def make(role: Role, *operations: str) -> dict[str, str]:
-        jwt = issue_token(query_settings, role=role, operations=list(operations), ttl_s=600)
+        jwt = dev_token(role=role, operations=list(operations), ttl_s=600)
         return {"Authorization": f"Bearer {jwt}"}
 
     return make

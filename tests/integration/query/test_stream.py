@@ -12,6 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
+from services.stack.devissuer.tokens import dev_token
+
 from .ledger import Ledger, make_event
 
 pytestmark = pytest.mark.integration
@@ -85,23 +87,52 @@ async def test_a_reconnecting_client_is_not_sent_what_it_has(
         assert json.loads(change["data"])["metrics"]["schools_visited"] == 2
 
 
-async def test_event_source_may_send_its_token_as_a_query_parameter(
+async def test_a_token_in_the_url_is_not_accepted(
     client: httpx.AsyncClient, ledger: Ledger, op_id: str, token
 ) -> None:
+    """Proxies log URLs: the stream takes its token from the Authorization header only."""
     await ledger.submit([make_event(op_id, "school_visited", T0)], T0)
     jwt = token("supervisor", op_id)["Authorization"].removeprefix("Bearer ")
     url = f"/v1/operations/{op_id}/stream"
-    async with client.stream("GET", url, params={"access_token": jwt}) as r:
+    r = await client.get(url, params={"access_token": jwt})
+    assert r.status_code == 401
+    async with client.stream("GET", url, headers=token("supervisor", op_id)) as r:
         assert r.status_code == 200
         assert json.loads((await next_data(sse_messages(r), 5))["data"])["operation_id"] == op_id
-    field = token("field", op_id)["Authorization"].removeprefix("Bearer ")
-    r = await client.get(url, params={"access_token": field})
-    assert r.status_code == 403
-    r = await client.get(url, params={"access_token": "garbage"})
-    assert r.status_code == 401
-    # The query parameter is only for the stream: totals still need the header.
-    r = await client.get(f"/v1/operations/{op_id}/totals", params={"access_token": jwt})
-    assert r.status_code == 401
+
+
+async def test_the_stream_ends_when_the_token_does_and_resumes_by_last_event_id(
+    client: httpx.AsyncClient, ledger: Ledger, op_id: str
+) -> None:
+    """At `exp` the server says why and closes; a renewed token resumes with nothing missed."""
+    await ledger.submit([make_event(op_id, "school_visited", T0)], T0)
+    url = f"/v1/operations/{op_id}/stream"
+    short = {"Authorization": "Bearer " + dev_token("supervisor", [op_id], ttl_s=3)}
+    started = time.monotonic()
+    async with client.stream("GET", url, headers=short) as r:
+        assert r.status_code == 200
+        messages = [m async for m in sse_messages(r)]  # the server ends the stream by itself
+    lasted = time.monotonic() - started
+    assert 1.5 < lasted < 8, lasted
+    assert messages[-1]["event"] == "token-expired", messages[-1]
+    assert json.loads(messages[-1]["data"])["reason"] == "token-expired"
+    seen = [m for m in messages if "data" in m and "event" not in m]
+    last_id = seen[-1]["id"]
+    # While the client renews its token, a change is committed: the reconnect gets it at once.
+    await ledger.submit([make_event(op_id, "school_visited", T0)], T0)
+    renewed = {
+        "Authorization": "Bearer " + dev_token("supervisor", [op_id], ttl_s=60),
+        "Last-Event-ID": last_id,
+    }
+    async with client.stream("GET", url, headers=renewed) as r:
+        first = await next_data(sse_messages(r), 5)
+    assert int(first["id"]) > int(last_id)
+    assert json.loads(first["data"])["metrics"]["schools_visited"] == 2
+    # Nothing changed since this id: the reconnect sends no stale copy, only heartbeats.
+    renewed["Last-Event-ID"] = first["id"]
+    async with client.stream("GET", url, headers=renewed) as r:
+        with pytest.raises(TimeoutError):
+            await next_data(sse_messages(r), 2.5)
 
 
 async def test_many_clients_share_one_listener(

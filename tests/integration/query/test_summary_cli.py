@@ -11,8 +11,7 @@ import asyncpg
 import httpx
 import pytest
 
-from services.common.auth import issue_token
-from services.common.settings import CommonSettings
+from services.stack.devissuer.tokens import dev_token
 
 from .ledger import Ledger, make_event
 
@@ -22,7 +21,7 @@ T0 = datetime(2026, 11, 17, 9, 0, tzinfo=UTC)
 
 
 def _token(role: str = "auditor", operations: tuple[str, ...] = (), subject: str = "cli-1") -> str:
-    return issue_token(CommonSettings(), role=role, operations=operations, subject=subject)  # type: ignore[arg-type]
+    return dev_token(role, operations, subject=subject)
 
 
 async def opsledger(

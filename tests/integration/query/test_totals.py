@@ -86,8 +86,15 @@ async def test_grouped_parts_sum_to_the_whole(
             (25, "Oxfordshire", "Stronghold A", "adult"),
         ]
     ] + [
-        make_event(op_id, "item_seized", at(2), area="Oxfordshire", item="drug_wrap",
-                   substance=s, quantity=q)
+        make_event(
+            op_id,
+            "item_seized",
+            at(2),
+            area="Oxfordshire",
+            item="drug_wrap",
+            substance=s,
+            quantity=q,
+        )
         for s, q in [("heroin", 7), ("cocaine", 5)]
     ]
     await ledger.submit(events, at(30))
@@ -130,8 +137,9 @@ async def test_grouped_parts_sum_to_the_whole(
 async def test_every_answer_states_its_freshness(
     client: httpx.AsyncClient, ledger: Ledger, op_id: str, token, query_settings
 ) -> None:
-    await ledger.submit([make_event(op_id, "school_visited", at(0))], at(0.2), partition=7,
-                        highwater_ahead=3)
+    await ledger.submit(
+        [make_event(op_id, "school_visited", at(0))], at(0.2), partition=7, highwater_ahead=3
+    )
     r = await client.get(f"/v1/operations/{op_id}/totals", headers=token("supervisor", op_id))
     fresh = r.json()["freshness"]
     assert fresh["consumer_group"] == query_settings.consumer_group
@@ -147,8 +155,9 @@ async def test_operations_list_shows_headline_totals_in_scope(
     client: httpx.AsyncClient, ledger: Ledger, op_id: str, token
 ) -> None:
     other = op_id + "-other"
-    await ledger.submit([make_event(op_id, "item_seized", at(0),
-                                    item="weapon", quantity=2)], at(0.1))
+    await ledger.submit(
+        [make_event(op_id, "item_seized", at(0), item="weapon", quantity=2)], at(0.1)
+    )
     await ledger.submit([make_event(other, "warrant_executed", at(0))], at(0.1))
 
     r = await client.get("/v1/operations", headers=token("supervisor", op_id))
@@ -173,8 +182,9 @@ async def test_summary_is_the_press_release_list(
         make_event(op_id, "arrest_made", at(1), age_band="adult"),
         make_event(op_id, "item_seized", at(1), item="drug_wrap", substance="heroin", quantity=30),
         make_event(op_id, "item_seized", at(1), item="drug_wrap", substance="crack", quantity=12),
-        make_event(op_id, "item_seized", at(1), item="cash", amount_pence=7_924_560,
-                   currency="GBP"),
+        make_event(
+            op_id, "item_seized", at(1), item="cash", amount_pence=7_924_560, currency="GBP"
+        ),
         make_event(op_id, "vulnerable_person_engaged", at(2)),
     ]
     await ledger.submit(events, at(3))
@@ -199,15 +209,15 @@ async def test_summary_is_the_press_release_list(
 async def test_a_late_event_changes_an_as_of_read_already_made(
     client: httpx.AsyncClient, ledger: Ledger, op_id: str, token
 ) -> None:
-    await ledger.submit([make_event(op_id, "item_seized", at(0),
-                                    item="weapon", quantity=1)], at(0.1))
+    await ledger.submit(
+        [make_event(op_id, "item_seized", at(0), item="weapon", quantity=1)], at(0.1)
+    )
     url = f"/v1/operations/{op_id}/totals"
     params = {"as_of": at(2).isoformat(), "known_at": at(10).isoformat()}
     headers = token("supervisor", op_id)
     first = await client.get(url, params=params, headers=headers)
     assert first.json()["metrics"]["weapons_seized"] == 1
     # Uploaded late: happened at 10:00, recorded at 14:00; the same read now includes it.
-    await ledger.submit([make_event(op_id, "item_seized", at(1), item="weapon", quantity=2)],
-                        at(5))
+    await ledger.submit([make_event(op_id, "item_seized", at(1), item="weapon", quantity=2)], at(5))
     again = await client.get(url, params=params, headers=headers)
     assert again.json()["metrics"]["weapons_seized"] == 3

@@ -1,39 +1,47 @@
 """Who may call what: every caller against every endpoint, with the exact status expected.
 
-Callers: each role with a token scoped to the operation, the same roles scoped to another
-operation, no token, and forged or broken tokens (expired, alg=none, wrong audience/issuer/key,
-tampered signature, escalated payload, other HMAC size, unknown role, garbage).
+Callers sign in to a real OpenID Connect provider (Keycloak): each role with a token scoped to
+the operation, the same roles scoped to another operation, no token, and broken or forged
+tokens (expired, alg=none, another application's audience, an untrusted issuer, an attacker's
+key, tampered signature, escalated payload, HS256 keyed with the provider's public key, a user
+with no opsledger role, garbage). Then: a rotated key, a withdrawn key, and a token that expires
+while its stream is open.
 """
 
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
 from collections.abc import Callable
 from typing import Any
 
 import asyncpg
 import httpx
+import jwt
 import pytest
 
-from services.common.auth import issue_token
-from services.common.settings import CommonSettings
+from services.common.oidc import unverified_claims
+from services.stack.keycloak import SHORT_CLIENT, KeycloakAdmin, password_token
 
-from .conftest import World, credentials, make_event
+from .conftest import JWKS_REFRESH_S, LEEWAY_S, World, credentials, make_event
 
 pytestmark = pytest.mark.integration
 
 VALID = ["field", "field-other-op", "supervisor", "supervisor-other-op", "auditor", "admin"]
 BROKEN = [
-    "none", "expired", "alg-none", "wrong-audience", "wrong-issuer", "wrong-key",
-    "tampered-signature", "escalated-payload", "hs512", "unknown-role", "garbage",
+    "none", "expired", "alg-none", "wrong-audience", "untrusted-issuer", "wrong-key",
+    "tampered-signature", "escalated-payload", "hs256-public-key", "no-role", "garbage",
 ]  # fmt: skip
 
 WRITE = dict(zip(VALID, [202, 403, 403, 403, 403, 403], strict=True))
 LIST = dict(zip(VALID, [403, 403, 200, 200, 200, 200], strict=True))
 READ = dict(zip(VALID, [403, 403, 200, 403, 200, 200], strict=True))
 AUDIT = dict(zip(VALID, [403, 403, 403, 403, 200, 200], strict=True))
+# Transparency log: the world's operation has a tree (2 events) but no signed checkpoint yet,
+# and the inclusion proof asks for an event it does not have: allowed callers get a 404.
+READ_404 = dict(zip(VALID, [403, 403, 404, 403, 404, 404], strict=True))
+AUDIT_404 = dict(zip(VALID, [403, 403, 403, 403, 404, 404], strict=True))
+PUBLIC = dict.fromkeys(VALID + BROKEN, 200)  # the ledger's public keys
 # Every refusal, wrong role or wrong operation, ingest or query: one problem type.
 FORBIDDEN_TYPE = "https://opsledger.dev/problems/forbidden"
 # Allowed stream cells never end (text/event-stream); tests/integration/query covers them.
@@ -55,6 +63,16 @@ def _endpoints(w: World) -> list[tuple[str, str, str, Callable[[], Any] | None, 
         ("query", "GET", f"/v1/operations/{op}/verify", None, AUDIT),
         ("query", "GET", f"/v1/operations/{op}/export", None, AUDIT),
         ("query", "GET", "/v1/audit/access-log", None, AUDIT),
+        ("query", "GET", "/v1/keys", None, PUBLIC),
+        ("query", "GET", f"/v1/operations/{op}/checkpoint", None, READ_404),
+        ("query", "GET", f"/v1/operations/{op}/proof/consistency?from=1", None, READ),
+        (
+            "query",
+            "GET",
+            f"/v1/operations/{op}/proof/inclusion?event_id=00000000-0000-4000-8000-000000000000",
+            None,
+            AUDIT_404,
+        ),
     ]
 
 
@@ -94,16 +112,13 @@ async def test_authorization_matrix(
     assert checked == len(_cells(world)) - 3  # three allowed stream cells are not polled here
 
 
-async def test_stream_query_token_is_checked_like_a_header(
-    world: World, query: httpx.AsyncClient
-) -> None:
-    """EventSource's ?access_token= gets the same refusals as the Authorization header."""
+async def test_a_token_in_the_stream_url_is_refused(world: World, query: httpx.AsyncClient) -> None:
+    """No token in any URL: the stream ignores ?access_token= however good the token."""
     tokens = credentials(world)
     path = f"/v1/operations/{world.op}/stream"
-    for caller, expected in [("expired", 401), ("alg-none", 401), ("tampered-signature", 401),
-                             ("field", 403), ("supervisor-other-op", 403)]:  # fmt: skip
+    for caller in ("supervisor", "admin"):
         resp = await query.get(path, params={"access_token": tokens[caller]})
-        assert resp.status_code == expected, (caller, resp.status_code, resp.text)
+        assert resp.status_code == 401, (caller, resp.status_code, resp.text)
 
 
 async def test_supervisor_lists_only_its_operations(world: World, query: httpx.AsyncClient) -> None:
@@ -141,12 +156,11 @@ async def test_access_log_rule_auditor_and_admin_reads_logged_supervisor_not(
 ) -> None:
     """One rule for whose reads are logged: every consultation by an auditor or an admin, on
     the query routes and the audit routes alike; a supervisor's reads of its own operation not."""
-    s = CommonSettings()
-    run = secrets.token_hex(4)
-    subjects = {role: f"logrule-{role}-{run}" for role in ("supervisor", "auditor", "admin")}
+    tokens = {role: credentials(world)[role] for role in ("supervisor", "auditor", "admin")}
+    # The principal is the subject Keycloak puts in each user's tokens.
+    subjects = {role: unverified_claims(token)["sub"] for role, token in tokens.items()}
     op = world.op
-    for role, subject in subjects.items():
-        token = issue_token(s, role=role, operations=[op], subject=subject)  # type: ignore[arg-type]
+    for role, token in tokens.items():
         headers = {"Authorization": f"Bearer {token}"}
         paths = [f"/v1/operations/{op}/totals", f"/v1/operations/{op}/summary", "/v1/operations"]
         if role != "supervisor":
@@ -171,13 +185,62 @@ async def test_access_log_rule_auditor_and_admin_reads_logged_supervisor_not(
 async def test_token_expiring_while_cached_is_refused(
     world: World, query: httpx.AsyncClient
 ) -> None:
-    """The query service remembers verified tokens; never past their expiry (+5 s leeway)."""
-    token = issue_token(CommonSettings(), role="auditor", ttl_s=1)
+    """The verifier remembers verified tokens; never past their expiry (+ the leeway)."""
+    token = password_token(world.keycloak, "auditor", client=SHORT_CLIENT)
     headers = {"Authorization": f"Bearer {token}"}
-    assert (
-        await query.get(f"/v1/operations/{world.op}/totals", headers=headers)
-    ).status_code == 200
-    expires = time.time() + 1
-    await asyncio.sleep(max(0.0, expires - time.time()) + 6.5)
+    resp = await query.get(f"/v1/operations/{world.op}/totals", headers=headers)
+    assert resp.status_code == 200, resp.text
+    await asyncio.sleep(unverified_claims(token)["exp"] + LEEWAY_S + 0.5 - time.time())
     resp = await query.get(f"/v1/operations/{world.op}/totals", headers=headers)
     assert resp.status_code == 401, resp.text
+    assert resp.json()["detail"] == "token expired"
+
+
+async def test_an_open_stream_ends_when_its_token_expires(
+    world: World, query: httpx.AsyncClient
+) -> None:
+    """A real provider's 5-second token: totals first, then `token-expired`, then the end."""
+    token = password_token(world.keycloak, "supervisor", client=SHORT_CLIENT)
+    exp = unverified_claims(token)["exp"]
+    path = f"/v1/operations/{world.op}/stream"
+    lines: list[str] = []
+    async with asyncio.timeout(exp - time.time() + 10):
+        async with query.stream("GET", path, headers={"Authorization": f"Bearer {token}"}) as resp:
+            assert resp.status_code == 200
+            lines = [line async for line in resp.aiter_lines()]  # ends by itself
+    ended = time.time()
+    assert any(line.startswith("data: {") for line in lines)
+    assert "event: token-expired" in lines
+    assert lines[lines.index("event: token-expired") + 1].startswith('data: {"reason":')
+    assert exp - 1 <= ended <= exp + 5, (exp, ended)
+
+
+async def test_a_rotated_key_is_trusted_without_a_restart_and_a_withdrawn_one_is_not(
+    world: World, query: httpx.AsyncClient
+) -> None:
+    """The provider rotates its signing key while the app runs: tokens signed with the new key
+    work at once; when the provider withdraws that key, its tokens stop at the next refresh."""
+    admin = KeycloakAdmin(world.keycloak)
+    url = f"/v1/operations/{world.op}/totals"
+    kid = None
+    try:
+        before = credentials(world)["auditor"]
+        assert (await query.get(url, headers={"Authorization": f"Bearer {before}"})).is_success
+        kid = admin.rotate_key("opsledger")
+        token = password_token(world.keycloak, "auditor")
+        assert jwt.get_unverified_header(token)["kid"] == kid
+        await asyncio.sleep(1.1)  # the verifier's least interval between two key reads
+        resp = await query.get(url, headers={"Authorization": f"Bearer {token}"})
+        assert resp.status_code == 200, resp.text
+        # The old key is still published: tokens signed before the rotation still work.
+        assert (await query.get(url, headers={"Authorization": f"Bearer {before}"})).is_success
+    finally:
+        if kid is not None:
+            admin.remove_key("opsledger", kid)
+        admin.close()
+    deadline = time.monotonic() + JWKS_REFRESH_S * 3
+    status = 200
+    while status == 200 and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+        status = (await query.get(url, headers={"Authorization": f"Bearer {token}"})).status_code
+    assert status == 401

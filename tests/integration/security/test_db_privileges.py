@@ -20,14 +20,14 @@ import pytest
 
 from schemas.examples import example_events
 from services.common import access_log
-from services.common.auth import Principal, issue_token
+from services.common.auth import Principal
 from services.common.db import create_pool
-from services.common.settings import CommonSettings
 from services.common.wire import Submission, encode_submission
 from services.ledger.writer import BatchWriter
 from services.query.app import create_app as create_query
 from services.query.settings import QuerySettings
 from services.stack import roles
+from services.stack.devissuer.tokens import dev_token
 
 pytestmark = pytest.mark.integration
 
@@ -217,9 +217,7 @@ async def test_the_query_service_does_every_read_as_its_role(
     )
     app = create_query(settings)
     subject = f"auditor-as-query-role-{written}"
-    headers = {
-        "Authorization": "Bearer " + issue_token(CommonSettings(), role="auditor", subject=subject)
-    }
+    headers = {"Authorization": "Bearer " + dev_token(role="auditor", subject=subject)}
     base = f"/v1/operations/{written}"
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)

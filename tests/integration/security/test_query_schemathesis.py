@@ -14,9 +14,8 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from services.common.auth import issue_token
-from services.common.settings import CommonSettings
 from services.devtools.procs import ServiceProcess
+from services.stack.devissuer.tokens import dev_token
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +33,7 @@ def query_url(
         yield query.url
 
 
-TOKEN = issue_token(CommonSettings(), role="auditor", ttl_s=3600)
+TOKEN = dev_token(role="auditor", ttl_s=3600)
 
 
 def _run(query_url: str, **checks: Any) -> list[str]:

@@ -83,11 +83,12 @@ def test_status_exits_zero_when_up(kafka_bootstrap: str) -> None:
     assert kafka_bootstrap in result.stdout
 
 
-def test_env_prints_export_lines(kafka_bootstrap: str, database_url: str) -> None:
+def test_env_prints_export_lines(stack: local_stack.StackInfo) -> None:
     result = subprocess.run([*CLI, "env"], capture_output=True, text=True, timeout=60, check=True)
     assert result.stdout.splitlines() == [
-        f"export KAFKA_BOOTSTRAP_SERVERS={kafka_bootstrap}",
-        f"export DATABASE_URL={database_url}",
+        f"export KAFKA_BOOTSTRAP_SERVERS={stack.kafka_bootstrap}",
+        f"export DATABASE_URL={stack.database_url}",
+        f"export OPSLEDGER_OIDC_ISSUER={stack.issuer}",
     ]
 
 
@@ -99,13 +100,14 @@ def private_stack(unique_id: str) -> Iterator[dict[str, str]]:
     """Env for a stack in its own directory on its own ports; torn down afterwards."""
     directory = repo_root() / ".local" / f"test-stack-{unique_id}"
     env = {k: v for k, v in os.environ.items()
-           if k not in {"KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL",
+           if k not in {"KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "OPSLEDGER_OIDC_ISSUER",
                         "OPSLEDGER_KAFKA_BOOTSTRAP_SERVERS", "OPSLEDGER_DATABASE_URL"}}  # fmt: skip
     env |= {
         "OPSLEDGER_STACK_DIR": str(directory),
         "OPSLEDGER_STACK_KAFKA_PORT": str(free_port()),
         "OPSLEDGER_STACK_KAFKA_CONTROLLER_PORT": str(free_port()),
         "OPSLEDGER_STACK_PG_PORT": str(free_port()),
+        "OPSLEDGER_STACK_ISSUER_PORT": str(free_port()),
         "OPSLEDGER_STACK_MIGRATE": "false",  # this test is about processes, not the schema
     }
     yield env
@@ -139,6 +141,7 @@ def test_down_leaves_none_of_its_processes_running(private_stack: dict[str, str]
     pids = [
         _pid_in(directory / "kafka" / "kafka.pid"),
         _pid_in(directory / "postgres" / "postgres.pid"),
+        _pid_in(directory / "issuer" / "issuer.pid"),
     ]
     assert all(psutil.pid_exists(pid) for pid in pids)
 
@@ -157,12 +160,15 @@ def test_down_leaves_none_of_its_processes_running(private_stack: dict[str, str]
 
 
 def test_external_servers_start_nothing(
-    private_stack: dict[str, str], kafka_bootstrap: str, database_url: str
+    private_stack: dict[str, str], stack: local_stack.StackInfo
 ) -> None:
-    # The shared stack, named by another spelling of its address, counts as external.
+    # The shared stack, named by another spelling of its address, counts as external; so does
+    # an identity provider named by OPSLEDGER_OIDC_ISSUER (here the shared development issuer).
+    assert stack.issuer is not None
     env = private_stack | {
-        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap.replace("127.0.0.1", "localhost"),
-        "DATABASE_URL": database_url.replace("127.0.0.1", "localhost"),
+        "KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap.replace("127.0.0.1", "localhost"),
+        "DATABASE_URL": stack.database_url.replace("127.0.0.1", "localhost"),
+        "OPSLEDGER_OIDC_ISSUER": stack.issuer,
     }
     result = subprocess.run([*CLI, "up"], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
@@ -188,25 +194,25 @@ def test_api_restarts_single_parts_in_process(
     private_stack: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # What fault-injection tests do: SIGKILL the broker, stop PostgreSQL, bring both back.
-    for name in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL"):
+    for name in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "OPSLEDGER_OIDC_ISSUER"):
         monkeypatch.delenv(name, raising=False)
     for name, value in private_stack.items():
         if name.startswith("OPSLEDGER_STACK_"):
             monkeypatch.setenv(name, value)
     info = local_stack.ensure_up(say=lambda _: None)
-    assert info.started == {"kafka", "postgres"}
+    assert info.started == {"kafka", "postgres", "issuer"}
     kafka_pid = local_stack.pid_of("kafka")
     assert kafka_pid is not None
 
     assert local_stack.kill_kafka() is True
     assert not _alive(kafka_pid)
-    assert [s.healthy for s in local_stack.status()] == [False, True]
+    assert [s.healthy for s in local_stack.status()] == [False, True, True]
     assert local_stack.start_kafka() is True
     assert local_stack.pid_of("kafka") not in (None, kafka_pid)
 
     assert local_stack.stop_postgres() is True
-    assert [s.healthy for s in local_stack.status()] == [True, False]
+    assert [s.healthy for s in local_stack.status()] == [True, False, True]
     assert local_stack.start_postgres() is True
     assert all(s.healthy for s in local_stack.status())
 
-    assert local_stack.down() == {"kafka", "postgres"}
+    assert local_stack.down() == {"kafka", "postgres", "issuer"}

@@ -33,12 +33,14 @@ def cluster_env(unique_id: str) -> Iterator[dict[str, str]]:
     base = free_port_run(6, HOSTS)
     env = {k: v for k, v in os.environ.items()
            if k not in {"KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "OPSLEDGER_TOPIC_REPLICATION",
+                        "OPSLEDGER_OIDC_ISSUER",
                         "OPSLEDGER_KAFKA_BOOTSTRAP_SERVERS", "OPSLEDGER_DATABASE_URL"}}  # fmt: skip
     env |= {
         "OPSLEDGER_STACK_DIR": str(directory),
         "OPSLEDGER_STACK_KAFKA_PORT": str(base),
         "OPSLEDGER_STACK_KAFKA_CONTROLLER_PORT": str(base + 1),
         "OPSLEDGER_STACK_PG_PORT": str(free_port()),
+        "OPSLEDGER_STACK_ISSUER_PORT": str(free_port()),
         "OPSLEDGER_STACK_CLUSTER_HOSTS": ",".join(HOSTS),
         "OPSLEDGER_STACK_KAFKA_HEAP": "-Xms128m -Xmx384m",
         "OPSLEDGER_STACK_MIGRATE": "false",
@@ -79,11 +81,11 @@ def test_three_brokers_up_status_down(cluster_env: dict[str, str]) -> None:
     doc = json.loads(status.stdout)
     parts = {p["name"]: p for p in doc["parts"]}
     assert doc["healthy"] is True
-    assert sorted(parts) == ["kafka-1", "kafka-2", "kafka-3", "postgres"]
+    assert sorted(parts) == ["issuer", "kafka-1", "kafka-2", "kafka-3", "postgres"]
     base = int(cluster_env["OPSLEDGER_STACK_KAFKA_PORT"])
     assert [parts[f"kafka-{n}"]["port"] for n in (1, 2, 3)] == [base, base + 2, base + 4]
     pids = [parts[n]["pid"] for n in sorted(parts)]
-    assert len(set(pids)) == 4 and all(psutil.pid_exists(pid) for pid in pids)
+    assert len(set(pids)) == 5 and all(psutil.pid_exists(pid) for pid in pids)
     assert all(p["healthy"] for p in parts.values())
 
     env_lines = _cli(cluster_env, "env").stdout.splitlines()
@@ -106,7 +108,7 @@ def test_three_brokers_up_status_down(cluster_env: dict[str, str]) -> None:
     assert [pid for pid in pids if _alive(pid)] == []
     after = _cli(cluster_env, "status", "--json")
     assert after.returncode == 1
-    assert [p["name"] for p in json.loads(after.stdout)["parts"]] == ["kafka", "postgres"]
+    assert [p["name"] for p in json.loads(after.stdout)["parts"]] == ["kafka", "postgres", "issuer"]
 
 
 def _alive(pid: int) -> bool:

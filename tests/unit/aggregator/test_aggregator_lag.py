@@ -101,3 +101,19 @@ async def test_the_broker_is_asked_at_most_every_lag_probe_s(aggregator: Aggrega
         await aggregator._refresh_lag()
     assert broker.asked == [[0]]
     assert aggregator.health.lag == {0: 2}  # the last answer is used between probes
+
+
+async def test_a_partition_moved_away_by_a_rebalance_no_longer_counts_as_a_stall(
+    aggregator: Aggregator,
+) -> None:
+    aggregator.broker = FakeBroker({0: 40, 1: 40})
+    aggregator._assigned = lambda: [TP(TOPIC, 0), TP(TOPIC, 1)]  # type: ignore[method-assign]
+    aggregator.applied = {0: 9, 1: 9}
+    await aggregator._refresh_lag()
+    assert (await readyz(aggregator)).json()["lag"] == {"0": 30, "1": 30}
+    # A rebalance gives both partitions to another member while they lag; nothing comes here.
+    aggregator._assigned = lambda: []  # type: ignore[method-assign]
+    await asyncio.sleep(STALL_S + 0.1)
+    await aggregator._refresh_lag()
+    r = await readyz(aggregator)
+    assert (r.status_code, r.json()["lag"]) == (200, {})

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import date
+from datetime import date, datetime, timedelta
+from typing import Any
 
 from schemas.canonical import canonical_json, chain_digest, chain_hash
-from services.audit.verify import Projection, verify_rows
+from schemas.examples import example_events
+from services.audit.verify import Projection, replay_derived, verify_rows
 
-from .conftest import Rows, totals_of
+from .conftest import Rows, stored, totals_of
 
 
 def _projection(rows: Rows) -> Projection:
@@ -155,3 +157,67 @@ def link_from(rows: Rows, start: int) -> Rows:
         out[i]["prev_hash"] = out[i - 1]["hash"]
         out[i]["hash"] = chain_digest(out[i]["body_text"].encode(), out[i]["prev_hash"])
     return out
+
+
+def _derived(rows: Rows) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Stored-like contribution and void rows of a chain (as the ledger's columns name them)."""
+    contributions, voids = replay_derived(rows)
+    return (
+        [
+            {
+                "event_id": eid,
+                "metric": x.c.metric,
+                "detail": x.c.detail,
+                "area": x.c.area,
+                "unit": x.c.unit,
+                "day": x.c.day,
+                "delta": x.c.delta,
+                "occurred_at": x.occurred_at,
+                "recorded_at": x.recorded_at,
+            }  # fmt: skip
+            for eid, x in contributions.items()
+        ],
+        [{"void_event_id": v, "target_event_id": t, "applied": a} for v, (t, a) in voids.items()],
+    )
+
+
+def test_void_arriving_before_its_target_removes_it_at_the_later_instant(linker) -> None:
+    events = stored(
+        example_events(),
+        recorded=[f"2026-11-22T12:{i:02d}:00+00:00" for i in range(13)],
+    )
+    void = next(e for e in events if e["type"] == "event_voided")
+    target = next(e for e in events if e["event_id"] == void["payload"]["voided_event_id"])
+    others = [e for e in events if e not in (void, target)]
+    target = {**target, "recorded_at": "2026-11-22T12:30:00+00:00"}  # arrives last
+    rows = linker([void, *others, target])  # the void waits for its target
+    contributions, voids = _derived(rows)
+    removal = next(c for c in contributions if c["event_id"] == void["event_id"])
+    assert removal["delta"] == -3  # the three phones, cancelled
+    assert removal["recorded_at"] == datetime.fromisoformat(target["recorded_at"])
+    assert voids == [
+        {"void_event_id": void["event_id"], "target_event_id": target["event_id"], "applied": True}
+    ]
+    totals = totals_of(rows)
+    head = (rows[-1]["seq"], rows[-1]["hash"])
+    clean = Projection(totals, head, totals, contribution_rows=contributions, void_rows=voids)
+    assert verify_rows("op", rows, clean).ok
+
+
+def test_edited_contribution_row_and_void_status_are_named(chain: Rows) -> None:
+    contributions, voids = _derived(chain)
+    moved = next(c for c in contributions if c["metric"] == "arrests")
+    moved["day"] = moved["day"] + timedelta(days=1)
+    voids[0]["applied"] = False
+    totals = totals_of(chain)
+    projection = Projection(
+        totals, (13, chain[-1]["hash"]), totals, contribution_rows=contributions, void_rows=voids
+    )
+    report = verify_rows("op", chain, projection)
+    assert not report.ok and report.chain_intact and report.totals_match
+    seq_of = {str(r["event_id"]): r["seq"] for r in chain}
+    assert [(d.table, d.seq) for d in report.derived_diffs] == [
+        ("contributions", seq_of[moved["event_id"]]),
+        ("voids", seq_of[voids[0]["void_event_id"]]),
+    ]
+    assert report.to_dict()["derived"]["match"] is False

@@ -7,9 +7,9 @@ import pytest
 
 from services.common import access_log
 from services.common.access import covers, require_operation, require_role
-from services.common.auth import Principal, Role, issue_token
+from services.common.auth import Principal, Role
 from services.common.problems import ProblemError
-from services.common.settings import CommonSettings
+from services.stack.devissuer.tokens import dev_token, dev_verifier
 
 FORBIDDEN_TYPE = "https://opsledger.dev/problems/forbidden"
 
@@ -82,13 +82,11 @@ def test_cli_runs_as_its_tokens_subject(monkeypatch: pytest.MonkeyPatch) -> None
     access_log.use_cli_token(None)
     with pytest.raises(access_log.CliAuthError, match="--token"):
         access_log.cli_principal()
-    settings = CommonSettings()
-    monkeypatch.setenv(
-        access_log.TOKEN_ENV, issue_token(settings, role="auditor", subject="officer-42")
-    )
+    monkeypatch.setattr(access_log, "_verifier", dev_verifier)  # no issuer process in unit tests
+    monkeypatch.setenv(access_log.TOKEN_ENV, dev_token(role="auditor", subject="officer-42"))
     principal = access_log.cli_principal()
     assert (principal.subject, principal.role) == ("officer-42", "auditor")
-    access_log.use_cli_token(issue_token(settings, role="supervisor", subject="sup-1"))
+    access_log.use_cli_token(dev_token(role="supervisor", subject="sup-1"))
     try:
         with pytest.raises(access_log.CliAuthError, match="supervisor"):
             access_log.cli_principal()  # --token wins over the environment, and is checked

@@ -16,9 +16,17 @@ def test_configuration_doc_is_current() -> None:
 
 def test_every_service_settings_class_is_documented() -> None:
     titles = [title for title, _, _ in config_doc.settings_classes()]
-    assert titles == ["Every service", "Ingest", "Aggregator", "Query", "Local stack"]
+    assert titles == [
+        "Every service",
+        "Token issuer",
+        "Ingest",
+        "Aggregator",
+        "Query",
+        "Transparency log",
+        "Local stack",
+    ]
 
 
 def test_env_names_include_conventional_aliases() -> None:
     names = config_doc.all_env_names()
-    assert {"KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "OPSLEDGER_JWT_SECRET"} <= names
+    assert {"KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "OPSLEDGER_OIDC_ISSUER"} <= names

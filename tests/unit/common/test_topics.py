@@ -42,10 +42,17 @@ async def test_created_existing_or_provisioned_topics_are_fine(
     admin: type[FakeAdmin], code: int
 ) -> None:
     admin.code = code
-    settings = IngestSettings(env="test", topic="log-x", dlq_topic="log-x.dlq", topic_partitions=7)
+    settings = IngestSettings(
+        env="test", topic="log-x", dlq_topic="log-x.dlq", operations_topic="ops-x",
+        topic_partitions=7,
+    )  # fmt: skip
     await topics.ensure_topics(settings)
-    assert [(t.name, t.num_partitions) for t in admin.created] == [("log-x", 7), ("log-x.dlq", 7)]
+    assert [(t.name, t.num_partitions) for t in admin.created] == [
+        ("log-x", 7), ("log-x.dlq", 7), ("ops-x", 1),
+    ]  # fmt: skip
     assert all(t.topic_configs["retention.ms"] == "-1" for t in admin.created)
+    # The operation records: compacted, so the latest record of each operation stays forever.
+    assert admin.created[2].topic_configs["cleanup.policy"] == "compact"
 
 
 async def test_any_other_refusal_is_an_error(admin: type[FakeAdmin]) -> None:

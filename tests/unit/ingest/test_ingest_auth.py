@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 
 import httpx
-import jwt
 
-from services.common.auth import issue_token
 from services.ingest.settings import IngestSettings
+from services.stack.devissuer.keys import claims_for, load_or_create
+from services.stack.settings import StackSettings
 
 from .conftest import make_event
 
@@ -16,10 +16,12 @@ from .conftest import make_event
 async def test_expired_token_is_401_with_www_authenticate(
     client: httpx.AsyncClient, settings: IngestSettings, op: str
 ) -> None:
-    token = issue_token(settings, role="field", operations=[op])
-    claims = jwt.decode(token, options={"verify_signature": False})
-    secret = settings.jwt_secret.get_secret_value()
-    expired = jwt.encode({**claims, "exp": int(time.time()) - 60}, secret, algorithm="HS256")
+    stack = StackSettings()
+    claims = claims_for(
+        issuer=stack.issuer_url, audience="opsledger", role="field", operations=[op],
+        ttl_s=60, now=time.time() - 3600,
+    )  # fmt: skip
+    expired = load_or_create(stack.issuer_dir).sign(claims)
     r = await client.post(
         "/v1/events", json=make_event(op), headers={"Authorization": f"Bearer {expired}"}
     )

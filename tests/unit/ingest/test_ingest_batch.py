@@ -5,10 +5,10 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from services.common.auth import issue_token
 from services.common.wire import decode_submission
 from services.ingest.intake import encode_records
 from services.ingest.settings import IngestSettings
+from services.stack.devissuer.tokens import dev_token
 
 from .conftest import FakeProducer, make_event
 
@@ -16,7 +16,7 @@ from .conftest import FakeProducer, make_event
 @pytest.fixture
 def two_ops(settings: IngestSettings, op: str) -> tuple[str, str, dict[str, str]]:
     other = op + "-b"
-    token = issue_token(settings, role="field", operations=[op, other], subject="pc-7")
+    token = dev_token(role="field", operations=[op, other], subject="pc-7")
     return op, other, {"Authorization": f"Bearer {token}"}
 
 

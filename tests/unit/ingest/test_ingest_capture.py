@@ -7,9 +7,9 @@ import re
 import httpx
 import orjson
 
-from services.common.auth import issue_token
 from services.ingest.capture_routes import ASSETS, STATIC
 from services.ingest.settings import IngestSettings
+from services.stack.devissuer.tokens import dev_token
 
 
 async def test_page_and_every_asset_come_with_a_strict_csp(client: httpx.AsyncClient) -> None:
@@ -52,10 +52,10 @@ async def test_the_manifest_makes_it_installable(client: httpx.AsyncClient) -> N
 async def test_principal_names_the_field_officer_and_their_operations(
     client: httpx.AsyncClient, settings: IngestSettings
 ) -> None:
-    token = issue_token(settings, role="field", operations=["op-b", "op-a"], subject="PC4101")
+    token = dev_token(role="field", operations=["op-b", "op-a"], subject="PC4101")
     r = await client.get("/v1/principal", headers={"Authorization": f"Bearer {token}"})
     assert r.json() == {"subject": "PC4101", "role": "field", "operations": ["op-a", "op-b"]}
     assert (await client.get("/v1/principal")).status_code == 401
-    supervisor = issue_token(settings, role="supervisor", operations=["op-a"])
+    supervisor = dev_token(role="supervisor", operations=["op-a"])
     r = await client.get("/v1/principal", headers={"Authorization": f"Bearer {supervisor}"})
     assert r.status_code == 403  # the capture app is for those who may write events

@@ -6,16 +6,17 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 
 from schemas.examples import OPERATION
-from services.common.auth import issue_token
 from services.ingest.app import create_app
 from services.ingest.settings import IngestSettings
+from services.stack.devissuer.tokens import dev_token, dev_verifier
 
 from .conftest import FakeProducer
 
 SETTINGS = IngestSettings(env="test")
 APP = create_app(SETTINGS, FakeProducer())
+APP.state.ingest.verifier = dev_verifier()
 # Scoped to the documented examples' operation, so the explicit examples reach the 202 path.
-TOKEN = issue_token(SETTINGS, role="field", operations=[OPERATION], ttl_s=3600)
+TOKEN = dev_token(role="field", operations=[OPERATION], ttl_s=3600)
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 
 

@@ -8,8 +8,8 @@ import httpx
 import orjson
 
 from schemas.parsing import event_to_dict, parse_event
-from services.common.auth import issue_token
 from services.ingest.settings import IngestSettings
+from services.stack.devissuer.tokens import dev_token
 
 from .conftest import FakeProducer, make_event
 
@@ -79,12 +79,12 @@ async def test_authentication_and_scope(
     assert (await client.post("/v1/events", json=event)).status_code == 401
     bad = {"Authorization": "Bearer not-a-jwt"}
     assert (await client.post("/v1/events", json=event, headers=bad)).status_code == 401
-    supervisor = issue_token(settings, role="supervisor", operations=[op])
+    supervisor = dev_token(role="supervisor", operations=[op])
     r = await client.post(
         "/v1/events", json=event, headers={"Authorization": f"Bearer {supervisor}"}
     )
     assert r.status_code == 403
-    other = issue_token(settings, role="field", operations=["some-other-op"])
+    other = dev_token(role="field", operations=["some-other-op"])
     r = await client.post("/v1/events", json=event, headers={"Authorization": f"Bearer {other}"})
     assert r.status_code == 403
     assert r.headers["content-type"] == PROBLEM

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from services.query.hub import ChangeHub
@@ -34,7 +35,7 @@ async def test_change_after_quiet_spell_is_sent_at_once_and_a_burst_waits_the_in
     )
     assert settings.stream_min_interval_s == 0.2
     reads = FakeReads()
-    stream = _events(reads, hub, settings, TotalsQuery(OP), None)  # type: ignore[arg-type]
+    stream = _events(reads, hub, settings, TotalsQuery(OP), None, None)  # type: ignore[arg-type]
     try:
         assert (await anext(stream)).startswith(b"retry:")
         assert b"id: 1\n" in await anext(stream)
@@ -53,3 +54,15 @@ async def test_change_after_quiet_spell_is_sent_at_once_and_a_burst_waits_the_in
         assert loop.time() - started >= 0.15
     finally:
         await stream.aclose()
+
+
+async def test_the_stream_ends_at_the_token_expiry_with_an_event_saying_why() -> None:
+    hub = ChangeHub("postgresql://unused")
+    settings = QuerySettings.model_validate({"OPSLEDGER_QUERY_STREAM_HEARTBEAT_S": 30})
+    expires_at = time.time() + 0.3
+    stream = _events(FakeReads(), hub, settings, TotalsQuery(OP), None, expires_at)  # type: ignore[arg-type]
+    messages = [m async for m in stream]  # ends by itself, long before the 30 s heartbeat
+    assert time.time() >= expires_at
+    assert messages[0].startswith(b"retry:") and b"id: 1\n" in messages[1]
+    assert messages[-1].startswith(b"event: token-expired\ndata: {")
+    assert len(messages) == 3

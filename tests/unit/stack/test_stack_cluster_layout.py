@@ -22,7 +22,7 @@ def test_one_broker_is_the_default(tmp_path: Path) -> None:
     s = _settings(tmp_path)
     assert s.kafka_nodes == 1
     assert s.kafka_bootstrap == "127.0.0.1:44192"
-    assert part_names(s) == ["kafka", "postgres"]
+    assert part_names(s) == ["kafka", "postgres", "issuer"]
 
 
 def test_a_recorded_cluster_gives_each_node_its_address_and_ports(tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """Time-travel rollups: contributions summed per hour and per day of both timelines.
 
 Revision ID: 0006
-Revises: 0003
+Revises: 0005
 Create Date: 2026-11-30
 """
 
@@ -9,7 +9,7 @@ from services.common.migrations.versions import run_script
 from services.common.rollup import build_sql
 
 revision = "0006"
-down_revision = "0003"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,3 @@
+from services.stack.devissuer.server import main
+
+main()
