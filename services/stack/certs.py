@@ -84,8 +84,16 @@ class Material:
         return self.dir / "secrets.env"
 
 
-def generate(directory: Path, hosts: Iterable[str] = DEFAULT_HOSTS) -> Material:
-    """Create whatever is missing under ``directory``; keep what exists."""
+def generate(
+    directory: Path, hosts: Iterable[str] = DEFAULT_HOSTS, *, for_containers: bool = False
+) -> Material:
+    """Create whatever is missing under ``directory``; keep what exists.
+
+    ``for_containers``: the brokers' keystore is made readable by the container's own account
+    (the apache/kafka image runs as uid 1000, not the file's owner); the directory stays 0700,
+    so no other account of the host can reach it. PostgreSQL's key stays 0600 (compose copies it
+    into place as root), and the CA's key is never mounted.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     directory.chmod(0o700)
     names = list(dict.fromkeys(hosts))
@@ -109,6 +117,8 @@ def generate(directory: Path, hosts: Iterable[str] = DEFAULT_HOSTS) -> Material:
         cert = _leaf_cert(key, ca_key_loaded, ca_cert, common_name, names)
         if key_path is None:  # Kafka's PEM keystore: key, then the chain, in one file
             _write(cert_path, _key_pem(key) + _cert_pem(cert) + _cert_pem(ca_cert), private=True)
+            if for_containers:
+                cert_path.chmod(0o644)
         else:
             _write(key_path, _key_pem(key), private=True)
             _write(cert_path, _cert_pem(cert) + _cert_pem(ca_cert))
