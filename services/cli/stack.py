@@ -225,5 +225,45 @@ def secure_env(
         typer.echo(f"export {name}={shlex.quote(value)}")
 
 
+issuer_app = typer.Typer(
+    help="The development token issuer of the local stack (never used in production).",
+    no_args_is_help=True,
+)
+
+
+@issuer_app.command("rotate")
+def issuer_rotate(
+    overlap: Annotated[
+        float,
+        typer.Option(
+            "--overlap",
+            min=0,
+            help="Seconds the old key stays published, so that tokens it signed keep verifying "
+            "(default one day: the longest a development token lives).",
+        ),
+    ] = 86_400.0,
+) -> None:
+    """Make a new key the signing key; keep the old one in the JWKS for --overlap seconds.
+
+    The services pick the new key up without a restart (an unknown `kid` makes them re-read the
+    JWKS), and drop the old one at their next key refresh after the overlap.
+    """
+    import os
+
+    from services.stack.devissuer.keys import rotate
+
+    if os.environ.get("OPSLEDGER_ENV", "").lower() == "production":
+        err.print("refusing: OPSLEDGER_ENV=production has no development issuer", highlight=False)
+        raise typer.Exit(1)
+    directory = stack.settings().issuer_dir
+    try:
+        old, new = rotate(directory, overlap)
+    except FileNotFoundError:
+        err.print(f"no development key in {directory}; run `opsledger stack up` first")
+        raise typer.Exit(1) from None
+    _say(f"issuer: signing with {new}; {old} stays published for {overlap:.0f} s")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(stack_app, name="stack")
+    app.add_typer(issuer_app, name="issuer")

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from services.stack.devissuer.keys import ALGORITHM, JWKS
+from services.stack.devissuer.keys import ALGORITHM, JWKS, published
 
 log = logging.getLogger("opsledger.devissuer")
 
@@ -35,16 +35,12 @@ def discovery(issuer: str) -> dict[str, Any]:
 
 
 def make_server(host: str, port: int, directory: Path, issuer: str) -> ThreadingHTTPServer:
-    jwks_path = directory / JWKS
-    cache: dict[str, Any] = {"mtime": None, "body": b""}
     meta = orjson.dumps(discovery(issuer))
 
     def jwks() -> bytes:
-        mtime = jwks_path.stat().st_mtime_ns
-        if mtime != cache["mtime"]:
-            cache["mtime"], cache["body"] = mtime, jwks_path.read_bytes()
-        body: bytes = cache["body"]
-        return body
+        # Re-read per request (two small files): a rotation is published at once, and a retired
+        # key disappears when its overlap ends.
+        return orjson.dumps(published(directory))
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "opsledger-devissuer"
