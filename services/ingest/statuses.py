@@ -164,10 +164,12 @@ class OperationsFollower:
         try:
             async with asyncio.timeout(bound):
                 await consumer.start()
-                await consumer.topics()  # fetches the cluster's metadata
-                partitions = consumer.partitions_for_topic(topic)
-            if not partitions:
+                exists = topic in await consumer.topics()  # fresh metadata from the broker
+            if not exists:
                 raise KafkaError(f"topic {topic!r} does not exist")
+            # The topic is created with one partition (services.common.topics); the consumer's
+            # cached metadata may not list a topic created after it connected.
+            partitions = consumer.partitions_for_topic(topic) or {0}
             tps = [TopicPartition(topic, p) for p in sorted(partitions)]
             consumer.assign(tps)
             async with asyncio.timeout(bound):
