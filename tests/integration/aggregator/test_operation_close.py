@@ -158,3 +158,26 @@ async def test_a_closed_operation_refuses_counts_corrections_and_records_late_ev
     assert other.status_code == 403
     missing = await query.get("/v1/operations/never-made-xyz", headers=_auth("auditor"))
     assert missing.status_code == 404 and missing.json()["operation_id"] == "never-made-xyz"
+
+    # The summary and the dashboard's listing carry the record; the correction and the late
+    # event are stated, not hidden.
+    auditor = _auth("auditor")
+    text = (await query.get(f"/v1/operations/{op}/summary", headers=auditor)).text
+    assert text.startswith(
+        "# Week of action against county lines\n\nBuckinghamshire and Oxfordshire"
+        " · planned 23 November 2026 to 29 November 2026 · events "
+    ), text
+    assert " · closed " in text.split("\n")[2]
+    assert (
+        "1 correction applied after the close; 1 event arrived after the close, not counted."
+        in text
+    )
+    assert "- 1 adult arrested" in text and "warrant" not in text
+    doc = (
+        await query.get(f"/v1/operations/{op}/summary", params={"format": "json"}, headers=auditor)
+    ).json()["operation"]
+    assert (doc["status"], doc["corrections_after_close"], doc["late_events"]) == ("closed", 1, 1)
+    assert doc["title"] == "Week of action against county lines"
+    listing = (await query.get("/v1/operations", headers=auditor)).json()["operations"]
+    entry = next(o for o in listing if o["operation_id"] == op)
+    assert (entry["title"], entry["status"]) == ("Week of action against county lines", "closed")
