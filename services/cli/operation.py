@@ -86,9 +86,13 @@ async def _close(settings: CommonSettings, operation_id: str, by: str) -> ops.Op
         await conn.close()
 
 
-async def _read(settings: CommonSettings, operation_id: str | None) -> list[ops.OperationRecord]:
+async def _read(
+    settings: CommonSettings, principal: Principal, operation_id: str | None
+) -> list[ops.OperationRecord]:
     conn = await connect(settings.database_url, timeout=10)
     try:
+        # The access log's one rule, as over HTTP: auditor and admin reads are logged.
+        await access_log.record(conn, principal, "operations", operation_id, {})
         if operation_id is None:
             return await ops.list_all(conn)
         record = await ops.get(conn, operation_id)
@@ -141,7 +145,7 @@ def show(
     principal = _principal(READERS)
     if not covers(principal, operation):
         raise _fail(f"this token is not scoped to operation {operation!r}", 2)
-    found = _run(_read(CommonSettings(), operation))
+    found = _run(_read(CommonSettings(), principal, operation))
     if not found:
         raise _fail(f"operation {operation!r} has no record (never created)", 1)
     _print(_doc(found[0]))
@@ -151,7 +155,7 @@ def show(
 def list_cmd() -> None:
     """Print the operations the token may read (JSON array), by planned start."""
     principal = _principal(READERS)
-    records = _run(_read(CommonSettings(), None))
+    records = _run(_read(CommonSettings(), principal, None))
     _print([_doc(r) for r in records if covers(principal, r.operation_id)])
 
 
