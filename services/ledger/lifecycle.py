@@ -62,9 +62,8 @@ async def close(
 ) -> ops.OperationRecord:
     """Close an operation; `UnknownOperation` if never created, `OperationConflict` if closed."""
     async with conn.transaction():
-        record = await ops.get(conn, operation_id) if await conn.fetchval(
-            _LOCK_RECORD, operation_id
-        ) else None
+        locked = await conn.fetchval(_LOCK_RECORD, operation_id)
+        record = await ops.get(conn, operation_id) if locked else None
         if record is None:
             raise ops.UnknownOperation(f"unknown operation {operation_id!r}: create it first")
         closed = record.close(by, datetime.now(UTC))
