@@ -90,6 +90,14 @@ async def history_page(
     return page, (int(page[-1]["seq"]) if len(rows) > limit else None)
 
 
+async def closure_offset(conn: asyncpg.Connection, operation_id: str) -> int | None:
+    """The log offset the operation's tally froze at when it closed; None while open."""
+    value = await conn.fetchval(
+        "SELECT last_offset FROM tlog.closures WHERE operation_id = $1", operation_id
+    )
+    return None if value is None else int(value)
+
+
 async def chain_head(
     conn: asyncpg.Connection, operation_id: str, *, schema: str = LEDGER_SCHEMA
 ) -> tuple[int, str] | None:
