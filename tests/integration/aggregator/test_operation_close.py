@@ -181,3 +181,22 @@ async def test_a_closed_operation_refuses_counts_corrections_and_records_late_ev
     listing = (await query.get("/v1/operations", headers=auditor)).json()["operations"]
     entry = next(o for o in listing if o["operation_id"] == op)
     assert (entry["title"], entry["status"]) == ("Week of action against county lines", "closed")
+
+    # The audit history marks the correction applied after the close; the late event is listed
+    # for auditors (and only them), with why it was not counted.
+    history = (await query.get(f"/v1/operations/{op}/events", headers=auditor)).json()["events"]
+    flags = {e["event_id"]: e["after_close"] for e in history}
+    assert flags == {warrant["event_id"]: False, arrest["event_id"]: False, void["event_id"]: True}
+    listed = await query.get(f"/v1/operations/{op}/late-events", headers=auditor)
+    assert listed.status_code == 200, listed.text
+    [kept] = listed.json()["events"]
+    assert (kept["event_id"], kept["role"], kept["body"]["type"]) == (
+        late["event_id"],
+        "field",
+        "arrest_made",
+    )
+    assert "closed" in kept["reason"]
+    supervisor = _auth("supervisor", op)
+    assert (
+        await query.get(f"/v1/operations/{op}/late-events", headers=supervisor)
+    ).status_code == 403
