@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Depends, Path, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 from starlette.responses import Response
@@ -23,6 +24,7 @@ from services.common.auth import Principal, Role
 from services.common.http import authorize
 from services.common.oidc import OidcVerifier
 from services.common.problems import ProblemError
+from services.common.topics import TopicError
 from services.ledger import lifecycle
 from services.query.deps import Reader, ReadsDep, Settings
 from services.query.jsonresp import json_response
@@ -71,6 +73,18 @@ def _not_found(operation_id: str) -> ProblemError:
     )
 
 
+def _log_unavailable(exc: BaseException) -> ProblemError:
+    """503: the record could not be published on the operations topic (nothing was stored)."""
+    return ProblemError(
+        503, "Operations log unavailable",
+        detail=f"the operations topic did not take the record ({type(exc).__name__}); retry",
+        kind="log-unavailable", headers={"Retry-After": "2"},
+    )  # fmt: skip
+
+
+_BROKER_ERRORS = (KafkaError, TopicError, TimeoutError, OSError)
+
+
 def _conflict(operation_id: str, exc: ops.OperationError) -> ProblemError:
     return ProblemError(
         409, "Operation conflict", detail=str(exc), kind="operation-conflict",
@@ -85,6 +99,7 @@ def _conflict(operation_id: str, exc: ops.OperationError) -> ProblemError:
     responses={
         201: {"description": "The operation's record"},
         409: problem("An operation with this id exists already."),
+        503: problem("The operations topic did not take the record (nothing stored)."),
         422: problem("Invalid operation (the field is named)."),
         **AUTH_ERRORS,
     },
@@ -109,6 +124,8 @@ async def create_operation(
             await lifecycle.create(conn, settings, record)
         except ops.OperationConflict as exc:
             raise _conflict(record.operation_id, exc) from None
+        except _BROKER_ERRORS as exc:
+            raise _log_unavailable(exc) from exc
     return json_response(_doc(record), status_code=201)
 
 
@@ -138,6 +155,7 @@ async def show_operation(
         200: {"description": "The closed operation's record"},
         404: problem("The operation was never created."),
         409: problem("The operation is closed already."),
+        503: problem("The operations topic did not take the record (nothing changed)."),
         **AUTH_ERRORS,
     },
 )
@@ -153,4 +171,6 @@ async def close_operation(
             raise _not_found(operation_id) from None
         except ops.OperationConflict as exc:
             raise _conflict(operation_id, exc) from None
+        except _BROKER_ERRORS as exc:
+            raise _log_unavailable(exc) from exc
     return json_response(_doc(closed))
