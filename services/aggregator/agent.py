@@ -84,6 +84,7 @@ class Chunk:
     events: list[Any] = field(default_factory=list)  # faust events, acked after commit
     keys: dict[tuple[int, int], bytes | None] = field(default_factory=dict)
     size: int = 0
+    nbytes: int = 0  # the records' bytes (values as read from the log)
 
 
 async def chunks(events: Sequence[Any], max_events: int) -> AsyncIterator[Chunk]:
@@ -105,6 +106,7 @@ async def chunks(events: Sequence[Any], max_events: int) -> AsyncIterator[Chunk]
             current.batch.records.append(item)
             current.size += len(item.events)
         current.events.append(event)
+        current.nbytes += len(message.value or b"")
         if current.size >= max_events:
             yield current
             current = Chunk()
@@ -113,6 +115,68 @@ async def chunks(events: Sequence[Any], max_events: int) -> AsyncIterator[Chunk]
             turn = time.perf_counter()
     if current.events:
         yield current
+
+
+class GroupCommit:
+    """Decoded records waiting for the one committer, gathered into the next transaction.
+
+    The agent adds decoded pieces in log order; the committer takes everything gathered so far
+    whenever it is free. So a transaction holds what arrived while the previous one committed
+    (group commit): one record alone when the stream is quiet (latency), up to ``max_events``
+    under load (fewer commits per event). The agent waits when the gathered chunk is full in
+    events, or when the gathered chunk and the one committing together would pass ``max_bytes``
+    (the byte bound of `services.aggregator.take`: a piece is always admitted when nothing is
+    held, so a record bigger than the bound still goes through, alone).
+    """
+
+    def __init__(self, max_events: int, max_bytes: int) -> None:
+        self.max_events = max_events
+        self.max_bytes = max_bytes
+        self.gathered = Chunk()
+        self.committing_bytes = 0  # bytes of the chunk the committer has taken, until done
+        self._work = asyncio.Event()  # something is gathered
+        self._room = asyncio.Event()  # the committer took a chunk or finished one
+
+    def _full(self, piece: Chunk) -> bool:
+        g = self.gathered
+        if g.size and g.size + piece.size > self.max_events:
+            return True
+        held = g.nbytes + self.committing_bytes
+        return bool(held) and held + piece.nbytes > self.max_bytes
+
+    async def add(self, piece: Chunk, committer: asyncio.Future[None]) -> None:
+        """Gather ``piece``; first wait for the committer while it would overflow a bound."""
+        while self._full(piece):
+            self._room.clear()
+            room: asyncio.Future[Any] = asyncio.ensure_future(self._room.wait())
+            waits: set[asyncio.Future[Any]] = {room, committer}
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            if not room.done():
+                room.cancel()
+                committer.result()  # raises the committer's error (or CancelledError)
+                raise RuntimeError("the committer stopped")
+        g = self.gathered
+        g.batch.records.extend(piece.batch.records)
+        g.batch.poison.extend(piece.batch.poison)
+        g.events.extend(piece.events)
+        g.keys.update(piece.keys)
+        g.size += piece.size
+        g.nbytes += piece.nbytes
+        self._work.set()
+
+    async def take(self) -> Chunk:
+        """Everything gathered, once there is something; held (in bytes) until `done`."""
+        await self._work.wait()
+        chunk, self.gathered = self.gathered, Chunk()
+        self.committing_bytes = chunk.nbytes
+        self._work.clear()
+        self._room.set()
+        return chunk
+
+    def done(self) -> None:
+        """The chunk taken last is committed and acked: its bytes are no longer held."""
+        self.committing_bytes = 0
+        self._room.set()
 
 
 class Aggregator:
@@ -158,23 +222,21 @@ class Aggregator:
     async def _agent(self, stream: faust.StreamT[bytes]) -> None:
         self.health.started = True
         within = self.settings.batch_max_ms / 1000
-        # noack_take's way (nothing acked until commit), but bounded in bytes too.
-        take = partial(bounded_take, stream, max_bytes=self.settings.inflight_max_bytes // 2)
-        pending: asyncio.Task[BatchResult] | None = None
+        # noack_take's way (nothing acked until commit), but bounded in bytes too. The half of
+        # inflight_max_bytes that is not the stream buffer's is split between the take being
+        # decoded and what the group commit holds (gathered + committing).
+        agent_bytes = self.settings.inflight_max_bytes // 2
+        take = partial(bounded_take, stream, max_bytes=agent_bytes // 2)
+        # One committer task commits, one transaction at a time in log order, whatever has been
+        # decoded meanwhile, and acks each chunk only after its commit returned. This loop keeps
+        # taking and decoding (of this take or the next) while a transaction is in flight.
+        pending = GroupCommit(self.settings.batch_max_events, agent_bytes - agent_bytes // 2)
+        committer = asyncio.ensure_future(self._commit_in_order(stream, pending))
+        committer.add_done_callback(self._committer_done)
         try:
             async for events in take(self.settings.batch_max_events, within=within):
-                # One transaction at a time, in log order; the next chunk is decoded while the
-                # previous one commits. Each chunk is acked only once its commit returned.
-                committing: Chunk | None = None
-                async for chunk in chunks(events, self.settings.batch_max_events):
-                    if pending is not None and committing is not None:
-                        await pending
-                        await self._ack(stream, committing)
-                    pending, committing = asyncio.ensure_future(self.commit(chunk)), chunk
-                if pending is not None and committing is not None:
-                    await pending
-                    await self._ack(stream, committing)
-                pending = None
+                async for piece in chunks(events, self.settings.batch_max_events):
+                    await pending.add(piece, committer)
         except Exception as exc:
             # A bug, not bad input (bad input is poison). If faust restarted the agent, the
             # records of this take would never be applied while later ones moved the stored
@@ -183,8 +245,27 @@ class Aggregator:
             self.health.fatal = f"agent failed: {type(exc).__name__}: {exc}"[:500]
             os.kill(os.getpid(), signal.SIGTERM)
         finally:
-            if pending is not None and not pending.done():
-                pending.cancel()  # stopping: the chunk is not acked, and will be redelivered
+            # Stopping: a chunk not yet committed is not acked, and will be redelivered.
+            committer.cancel()
+            await asyncio.gather(committer, return_exceptions=True)
+
+    def _committer_done(self, committer: asyncio.Future[None]) -> None:
+        """The committer only ends by cancellation; anything else is a bug: stop the worker
+        (as the agent does) rather than leave decoded records waiting for nobody."""
+        if committer.cancelled() or committer.exception() is None:
+            return
+        exc = committer.exception()
+        log.critical("committer failed; stopping the worker so no record is skipped", exc_info=exc)
+        self.health.fatal = f"committer failed: {type(exc).__name__}: {exc}"[:500]
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    async def _commit_in_order(self, stream: faust.StreamT[bytes], pending: GroupCommit) -> None:
+        """Commit the gathered chunks one after another, each acked once its commit returned."""
+        while True:
+            chunk = await pending.take()
+            await self.commit(chunk)
+            await self._ack(stream, chunk)
+            pending.done()
 
     @staticmethod
     async def _ack(stream: faust.StreamT[bytes], chunk: Chunk) -> None:

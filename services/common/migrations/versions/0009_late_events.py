@@ -1,7 +1,7 @@
 """Closing an operation: where its tally was frozen, and the events that came too late.
 
 Revision ID: 0009
-Revises: 0005
+Revises: 0006
 
 ``tlog.closures`` records, per closed operation, the log position of the last event counted at
 close (kept beside the signed checkpoints, outside ``ledger``, so that a rebuild's schema swap
@@ -15,7 +15,7 @@ from __future__ import annotations
 from services.common.migrations.versions import run_script
 
 revision = "0009"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
