@@ -16,6 +16,9 @@ import httpx
 import pytest
 
 from schemas.examples import fresh_event
+from services.audit.rebuild import rebuild
+from services.common.auth import Principal
+from services.common.db import create_pool
 from services.common.wire import Submission, encode_submission
 from services.devtools.asgi import serve_in_process
 from services.devtools.procs import free_port
@@ -29,6 +32,7 @@ from tests.integration.audit.test_verify_db import cli
 from .harness import AggregatorProcess, Target, metrics_of, produce, wait_applied
 
 pytestmark = pytest.mark.integration
+REBUILDER = Principal(subject="close-test-auditor", role="auditor")
 
 
 def _auth(role: str, *operations: str) -> dict[str, str]:
@@ -200,3 +204,16 @@ async def test_a_closed_operation_refuses_counts_corrections_and_records_late_ev
     assert (
         await query.get(f"/v1/operations/{op}/late-events", headers=supervisor)
     ).status_code == 403
+
+    # A rebuild replays the log through the same writer and reaches the same decisions: the
+    # late event is late again, the correction applies again, totals and chain heads match.
+    pool = await create_pool(target.database_url, min_size=1, max_size=2)
+    try:
+        report = await rebuild(
+            pool, target.kafka, target.topic, principal=REBUILDER, consumer_group=target.group,
+            only_seen=True, dsn=target.database_url,
+        )  # fmt: skip
+    finally:
+        await pool.close()
+    assert report.matches, report.to_dict()
+    assert report.events == 3  # the chained ones: two field events and the correction
