@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from services.query.routes import (
     audit,
+    auth_config,
     dashboard,
     health,
     operations,
@@ -18,6 +19,5 @@ from services.query.routes import (
 
 def routers() -> list[APIRouter]:
     """Every route module's ``router``, in the order the app includes them."""
-    return [
-        m.router for m in (health, operations, records, summary, stream, audit, tlog, dashboard)
-    ]
+    modules = (health, operations, records, summary, stream, audit, tlog, auth_config, dashboard)
+    return [m.router for m in modules]
