@@ -15,8 +15,11 @@ Why the ack ordering is safe (faust-streaming 0.15):
   produce. We run ``concurrency=1``, commit chunks one at a time in log order and ack each
   chunk whole after its commit, so per partition the acked offsets are always a prefix of the
   delivered ones and the committed offset never passes an uncommitted record.
-* No exception escapes the agent for a database or broker failure: the batch is retried with
-  capped exponential backoff while the partition waits (``/readyz`` reports it). A crash at any
+* No exception escapes the agent for a database or broker failure. A record the database
+  refuses is dead-lettered alone (`services.ledger.apply`); a transient failure holds only the
+  partition it concerns (`services.aggregator.holds`: paused, retried with capped exponential
+  backoff, acked once committed) while the others keep applying (``/readyz`` names it). Per
+  partition the acked offsets stay a prefix of the committed records. A crash at any
   instant leaves Kafka's committed offset at or below PostgreSQL's ``last_offset``; redelivered
   records are skipped by the writer under the offset row lock, so nothing is applied twice.
 """
@@ -35,11 +38,13 @@ from typing import Any, Protocol
 
 import asyncpg
 import faust
+from faust.types import TP
 from mode import Service
 
 from services.aggregator import metrics
 from services.aggregator.dlq import dead_letter
 from services.aggregator.health import HealthState, start_health_server
+from services.aggregator.holds import Holds
 from services.aggregator.settings import AggregatorSettings
 from services.aggregator.take import bounded_take
 from services.common.broker_probe import BrokerProbe
@@ -126,6 +131,7 @@ class Aggregator:
         self._pool: asyncpg.Pool | None = None
         self._writer: BatchWriter | None = None
         self._writer_lock = asyncio.Lock()
+        self._dead_lettered: set[tuple[int, int]] = set()  # poison sent, its write not yet done
         self.broker: Broker = BrokerProbe(
             settings,
             timeout_s=settings.ready_timeout_s,
@@ -160,20 +166,19 @@ class Aggregator:
         within = self.settings.batch_max_ms / 1000
         # noack_take's way (nothing acked until commit), but bounded in bytes too.
         take = partial(bounded_take, stream, max_bytes=self.settings.inflight_max_bytes // 2)
-        pending: asyncio.Task[BatchResult] | None = None
+        holds = self.holds(stream)
+        pending: asyncio.Task[None] | None = None
         try:
             async for events in take(self.settings.batch_max_events, within=within):
                 # One transaction at a time, in log order; the next chunk is decoded while the
-                # previous one commits. Each chunk is acked only once its commit returned.
-                committing: Chunk | None = None
+                # previous one commits. What commits is acked then (`holds.Holds.commit`); a
+                # partition whose write fails is held and retried alone.
                 async for chunk in chunks(events, self.settings.batch_max_events):
-                    if pending is not None and committing is not None:
+                    if pending is not None:
                         await pending
-                        await self._ack(stream, committing)
-                    pending, committing = asyncio.ensure_future(self.commit(chunk)), chunk
-                if pending is not None and committing is not None:
+                    pending = asyncio.ensure_future(holds.commit(chunk))
+                if pending is not None:
                     await pending
-                    await self._ack(stream, committing)
                 pending = None
         except Exception as exc:
             # A bug, not bad input (bad input is poison). If faust restarted the agent, the
@@ -185,34 +190,84 @@ class Aggregator:
         finally:
             if pending is not None and not pending.done():
                 pending.cancel()  # stopping: the chunk is not acked, and will be redelivered
+            await holds.close()  # held records are not acked either
+
+    def holds(self, stream: faust.StreamT[bytes]) -> Holds[Chunk, BatchResult]:
+        """The per-partition holds of this stream's chunks (`services.aggregator.holds`)."""
+
+        async def done(chunk: Chunk, result: BatchResult, seconds: float) -> None:
+            self._record(result, chunk, seconds)
+            self._grown.update(r.operation_id for r in chunk.batch.records)
+            await self._ack(stream, chunk)
+
+        return Holds(
+            write=self._attempt_counted,
+            done=done,
+            pause=partial(self._flow, pause=True),
+            resume=partial(self._flow, pause=False),
+            retry_initial_s=self.settings.retry_initial_s,
+            retry_max_s=self.settings.retry_max_s,
+            changed=lambda h: self.health.set_held(h.detail()),
+            crashed=self._hold_crashed,
+        )
+
+    def _flow(self, partition: int, *, pause: bool) -> None:
+        """Pause (or resume) fetching one partition of the topic."""
+        tps = [TP(self.settings.topic, partition)]
+        try:
+            consumer = self.app.consumer
+            if pause:
+                consumer.pause_partitions(tps)
+            else:
+                consumer.resume_partitions(tps)
+        except Exception as exc:  # noqa: BLE001 - no consumer (stopping): nothing to pause
+            log.debug("partition %s not %s: %r", partition, "paused" if pause else "resumed", exc)
+
+    def _hold_crashed(self, exc: BaseException) -> None:
+        # A bug (acking or recording failed): stop rather than hold the partition for ever.
+        self.health.fatal = f"held partition retry failed: {type(exc).__name__}: {exc}"[:500]
+        os.kill(os.getpid(), signal.SIGTERM)
 
     @staticmethod
     async def _ack(stream: faust.StreamT[bytes], chunk: Chunk) -> None:
         for event in chunk.events:
             await stream.ack(event)
 
+    async def attempt(self, chunk: Chunk) -> BatchResult:
+        """Dead-letter the chunk's poison, then write it, once (raises what failed)."""
+        writer = await self._ensure_writer()
+        for poison in chunk.batch.poison:
+            position = (poison.partition, poison.offset)
+            if position in self._dead_lettered or poison.offset <= self.applied.get(
+                poison.partition, -1
+            ):
+                continue
+            await dead_letter(
+                self._send, self.settings.dlq_topic, self.settings.topic, poison,
+                chunk.keys.get(position),
+            )  # fmt: skip
+            self._dead_lettered.add(position)
+            log.warning("dead-lettered %s:%s: %s", *position, poison.reason)
+        result = await apply_batch(
+            writer, chunk.batch, highwater=self._highwaters(chunk), dead_letter=self._dead_letter
+        )
+        self._dead_lettered.difference_update((p.partition, p.offset) for p in chunk.batch.poison)
+        return result
+
+    async def _attempt_counted(self, chunk: Chunk) -> BatchResult:
+        try:
+            return await self.attempt(chunk)
+        except Exception:
+            metrics.BATCH_RETRIES.inc()  # a failed write is always retried (its partition held)
+            raise
+
     async def commit(self, chunk: Chunk) -> BatchResult:
-        """Dead-letter the chunk's poison, then write it; retry until both succeed."""
+        """Write the chunk whole, retrying until it commits (every partition of it waits)."""
         started = time.monotonic()
         delay = self.settings.retry_initial_s
-        sent: set[tuple[int, int]] = set()
-        highwater = self._highwaters(chunk)
         while True:
             try:
-                writer = await self._ensure_writer()
-                for poison in chunk.batch.poison:
-                    position = (poison.partition, poison.offset)
-                    if position in sent or poison.offset <= self.applied.get(poison.partition, -1):
-                        continue
-                    await dead_letter(
-                        self._send, self.settings.dlq_topic, self.settings.topic, poison,
-                        chunk.keys.get(position),
-                    )  # fmt: skip
-                    sent.add(position)
-                    log.warning("dead-lettered %s:%s: %s", *position, poison.reason)
-                result = await apply_batch(
-                    writer, chunk.batch, highwater=highwater, dead_letter=self._dead_letter
-                )
+                result = await self.attempt(chunk)
                 break
             except asyncio.CancelledError:
                 raise
@@ -249,6 +304,12 @@ class Aggregator:
                         self.settings.database_url,
                         min_size=1,
                         max_size=self.settings.pool_max_size,
+                        # A lock wait or a stuck statement ends as a transient error (its
+                        # partition is held) instead of holding the chunk for ever.
+                        server_settings={
+                            "lock_timeout": str(self.settings.lock_timeout_ms),
+                            "statement_timeout": str(self.settings.statement_timeout_ms),
+                        },
                     )
                 writer = BatchWriter(
                     self._pool,

@@ -102,10 +102,10 @@ class Hold(Generic[P]):
         return sum(len(p.events) for p in self.pieces)
 
     def detail(self) -> dict[str, Any]:
-        """What readiness shows of this hold."""
+        """What readiness shows of this hold (``since``: ``time.monotonic()`` when it began)."""
         return {
             "retries": self.retries,
-            "held_s": round(time.monotonic() - self.since, 1),
+            "since": self.since,
             "records": self.records,
             "error": self.error,
         }

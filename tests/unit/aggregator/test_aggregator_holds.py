@@ -9,9 +9,11 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from prometheus_client import generate_latest
 
 from schemas.examples import example_events
 from services.aggregator.agent import Chunk, chunks
+from services.aggregator.health import HealthState
 from services.aggregator.holds import Holds, partitions_of, split
 from services.common.wire import Submission, encode_submission
 from services.ledger.writer import BatchResult
@@ -238,3 +240,29 @@ async def test_changed_is_told_of_every_hold_retry_and_release(failures: int) ->
         await until(lambda: not holds.holds)
     assert seen == [{5: r} for r in range(failures)] + [{}]
     assert world.acked == {5: [0]}
+
+
+async def test_readiness_and_metrics_name_a_held_partition_and_its_retries() -> None:
+    world = World()
+    world.blocked = {7}
+    state = HealthState(stall_after_s=60)
+    state.started = True
+    holds: Holds[Chunk, BatchResult] = Holds(
+        write=world.write, done=world.done, pause=world.paused.append,
+        resume=world.resumed.append, retry_initial_s=0.001, retry_max_s=0.002,
+        changed=lambda h: state.set_held(h.detail()),
+    )  # fmt: skip
+    async with holds:
+        await holds.commit(await chunk_of(record(7, 0), record(8, 0)))
+        await until(lambda: holds.holds[7].retries >= 2)
+        view = state.held_view()
+        assert list(view) == ["7"] and view["7"]["retries"] >= 2 and view["7"]["records"] == 1
+        (problem,) = state.problems()
+        assert problem.startswith("partition 7 held for") and "lock timeout" in problem
+        text = generate_latest().decode()
+        assert 'opsledger_aggregator_partition_held{partition="7"} 1.0' in text
+        assert 'opsledger_aggregator_partition_hold_retries{partition="7"}' in text
+        world.blocked.clear()
+        await until(lambda: not holds.holds)
+    assert state.problems() == [] and state.held_view() == {}
+    assert 'opsledger_aggregator_partition_held{partition="7"} 0.0' in generate_latest().decode()
