@@ -38,7 +38,7 @@ from typing import Any, Protocol
 
 import asyncpg
 import faust
-from faust.types import TP
+from aiokafka import TopicPartition
 from mode import Service
 
 from services.aggregator import metrics
@@ -67,6 +67,8 @@ YIELD_EVERY_S = 0.002
 LAG_PROBE_S = 3.0
 # How often the open dead letters are counted.
 DLQ_DEPTH_EVERY_S = 2.0
+# Longest wait for the consumer thread to pause or resume a partition.
+FLOW_CALL_S = 5.0
 # Longest graceful close of the PostgreSQL pool when stopping; then its connections are cut.
 POOL_CLOSE_S = 2.0
 
@@ -211,17 +213,31 @@ class Aggregator:
             crashed=self._hold_crashed,
         )
 
-    def _flow(self, partition: int, *, pause: bool) -> None:
-        """Pause (or resume) fetching one partition of the topic."""
-        tps = [TP(self.settings.topic, partition)]
+    async def _flow(self, partition: int, *, pause: bool) -> None:
+        """Pause (or resume) fetching one partition of the topic, in the Kafka client itself.
+
+        Not faust's ``pause_partitions``: faust drops, without a trace, the records of a
+        partition it has already fetched but not yet handed over when that partition leaves
+        its active set, while the client's position has moved past them: they would be
+        skipped (a held partition's later records never came; the outage test caught it).
+        The client's own pause discards what it prefetched *without* moving its position, so
+        after ``resume`` it fetches again from the first record faust never saw. The client
+        lives in faust's consumer thread (its own event loop): the call runs there.
+        """
+        tp = TopicPartition(self.settings.topic, partition)
         try:
-            consumer = self.app.consumer
-            if pause:
-                consumer.pause_partitions(tps)
-            else:
-                consumer.resume_partitions(tps)
-        except Exception as exc:  # noqa: BLE001 - no consumer (stopping): nothing to pause
-            log.debug("partition %s not %s: %r", partition, "paused" if pause else "resumed", exc)
+            thread = self.app.consumer._thread  # type: ignore[attr-defined]  # noqa: SLF001
+
+            async def flow() -> None:
+                client = thread._ensure_consumer()  # noqa: SLF001
+                if pause:
+                    client.pause(tp)
+                else:
+                    client.resume(tp)
+
+            await asyncio.wait_for(thread.call_thread(flow), FLOW_CALL_S)
+        except Exception as exc:  # noqa: BLE001 - e.g. stopping: the hold works unpaused
+            log.warning("partition %s not %s: %r", partition, "paused" if pause else "resumed", exc)
 
     def _hold_crashed(self, exc: BaseException) -> None:
         # A bug (acking or recording failed): stop rather than hold the partition for ever.

@@ -103,8 +103,8 @@ class HealthState:
             )
         for partition, d in self.held_view().items():
             out.append(
-                f"partition {partition} held for {d['held_s']:.1f} s ({d['retries']} retries,"
-                f" the others apply): {d['error']}"
+                f"partition {partition} held, retrying for {d['held_s']:.1f} s ({d['retries']}"
+                f" retries; the other partitions keep applying): {d['error']}"
             )
         lag = sum(v for v in self.lag.values() if v > 0)
         if lag and now - self.last_progress > self.stall_after_s:

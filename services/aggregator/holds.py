@@ -123,8 +123,8 @@ class Holds(Generic[P, R]):
         *,
         write: Callable[[P], Awaitable[R]],
         done: Callable[[P, R, float], Awaitable[None]],
-        pause: Callable[[int], None],
-        resume: Callable[[int], None],
+        pause: Callable[[int], Awaitable[None]],
+        resume: Callable[[int], Awaitable[None]],
         retry_initial_s: float,
         retry_max_s: float,
         changed: Callable[[Holds[P, R]], None] | None = None,
@@ -155,7 +155,7 @@ class Holds(Generic[P, R]):
         parts = split(chunk)
         held = {p: parts.pop(p) for p in list(parts) if p in self.holds}
         for partition, part in held.items():
-            self._add(partition, part, None)
+            await self._add(partition, part, None)
         if not parts:
             return
         flowing = chunk if not held else _join(chunk, parts.values())
@@ -164,7 +164,7 @@ class Holds(Generic[P, R]):
         except Exception as exc:  # noqa: BLE001 - transient (apply_batch isolates refusals)
             if len(parts) == 1:
                 ((partition, part),) = parts.items()
-                self._add(partition, part, exc)
+                await self._add(partition, part, exc)
                 return
             log.warning("chunk failed (%r); writing it one partition at a time", exc)
         else:
@@ -175,11 +175,11 @@ class Holds(Generic[P, R]):
             try:
                 result = await self._write(part)
             except Exception as exc:  # noqa: BLE001 - this partition waits alone
-                self._add(partition, part, exc)
+                await self._add(partition, part, exc)
                 continue
             await self._done(part, result, time.monotonic() - begun)
 
-    def _add(self, partition: int, part: P, error: BaseException | None) -> None:
+    async def _add(self, partition: int, part: P, error: BaseException | None) -> None:
         """Hold ``part`` after what partition holds already (a new hold when there is none)."""
         hold = self.holds.get(partition)
         if hold is None:
@@ -188,10 +188,11 @@ class Holds(Generic[P, R]):
             hold.task = asyncio.ensure_future(self._retry(hold))
             hold.task.add_done_callback(self._retry_ended)
             log.warning("partition %s held (%s); the others keep applying", partition, hold.error)
+            hold.pieces.append(part)
+            self._notify()
+            await self._pause(partition)
+            return
         hold.pieces.append(part)
-        # Again on every add: faust puts a partition back among the fetched ones when its
-        # stream buffer drains, whatever paused it.
-        self._pause(partition)
         self._notify()
 
     async def _retry(self, hold: Hold[P]) -> None:
@@ -221,9 +222,9 @@ class Holds(Generic[P, R]):
             # Nothing awaited between the check above and here: no record of the partition can
             # slip into the hold after it was found empty.
             del self.holds[hold.partition]
-            self._resume(hold.partition)
             log.info("partition %s released after %d retries", hold.partition, hold.retries)
             self._notify()
+            await self._resume(hold.partition)
             return
 
     def _retry_ended(self, task: asyncio.Task[None]) -> None:
