@@ -61,14 +61,15 @@ class AggregatorSettings(CommonSettings):
         gt=0,
         le=60,
         validation_alias=_alias("RETRY_INITIAL_S"),
-        description="First wait before retrying a failed batch transaction.",
+        description="First wait before retrying a held partition's failed transaction.",
     )
     retry_max_s: float = Field(
         5.0,
         gt=0,
         le=600,
         validation_alias=_alias("RETRY_MAX_S"),
-        description="Cap of the exponential backoff between batch retries (the partition waits).",
+        description="Cap of the exponential backoff between retries of a held partition (only it"
+        " waits; the others keep applying).",
     )
     lock_timeout_ms: int = Field(
         2000,
