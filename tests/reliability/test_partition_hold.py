@@ -8,6 +8,8 @@ error. While A is held:
 
 * B's events are counted within seconds (they do not wait behind A);
 * none of A's events are counted, and the readiness detail names A's partition as held;
+* more events of A sent meanwhile stay in Kafka (the partition is paused): the records the
+  hold keeps in memory do not grow;
 
 then the lock goes, and A's events are counted exactly once, in the order they were sent, the
 chain verifies, and nothing went to the dead-letter queue (a transient failure never does).
@@ -183,6 +185,19 @@ async def _send_both(
     return sent[a[0]], sent[b[0]], partitions[a[0]]
 
 
+async def _send(ingest: ServiceProcess, op: tuple[str, str], fates: Fates, n: int) -> list[str]:
+    """``n`` more events of one operation, in order; their ids."""
+    ids = []
+    async with httpx.AsyncClient(timeout=15) as client:
+        for _ in range(n):
+            event = clean_event(op[0])
+            fates.sent[event["event_id"]] = event
+            await _post(client, ingest.url, op[1], event)
+            fates.ack(event)
+            ids.append(event["event_id"])
+    return ids
+
+
 async def test_a_held_partition_waits_alone_and_applies_once_in_order_after(
     cluster: Cluster, record_result: Any
 ) -> None:
@@ -205,6 +220,14 @@ async def test_a_held_partition_waits_alone_and_applies_once_in_order_after(
             assert f'opsledger_aggregator_partition_held{{partition="{a_partition}"}} 1.0' in (
                 metrics_text
             )
+            # The held partition is paused: A's later records stay in Kafka, not in memory.
+            holding = held_detail[str(a_partition)]["records"]
+            a_ids += await _send(ingest, a, fates, EVENTS_EACH)
+            await asyncio.sleep(HOLD_S / 2)
+            async with httpx.AsyncClient(timeout=10) as client:
+                ready = (await client.get(f"{aggregator.url}/readyz")).json()
+            assert ready["held"][str(a_partition)]["records"] == holding, ready
+            assert not await _counted(conn, a_ids)
             await held.release()
             released = time.monotonic()
         after_s = await _wait_counted(conn, a_ids, AFTER_RELEASE_S)
