@@ -5,7 +5,8 @@ one that fails or hangs is reported as "not measured: <why>" and the others stil
 merged results go to bench/results/latest.json and a dated copy; the table goes to stdout.
 
 Options: ``--quick`` (or OPSLEDGER_BENCH_QUICK=1) shortens every window and size;
-``--only e2e,ingest`` runs a subset; ``--no-save`` leaves bench/results alone.
+``--only e2e,ingest`` runs a subset; ``--no-save`` leaves bench/results alone; ``--json FILE``
+also writes the merged results there.
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ COMPONENTS = [
     ("tlog", "bench.bench_tlog"),
     ("brokers", "bench.bench_brokers"),
     ("e2e", "bench.bench_e2e"),
+    ("scale", "bench.bench_scale"),
 ]
-TIMEOUT_S = {"query": 1200, "rebuild": 1200, "e2e": 1500}
+TIMEOUT_S = {"query": 1200, "rebuild": 1200, "e2e": 1500, "scale": 1500}
 QUICK_SIZES = {
     "OPSLEDGER_BENCH_AGG_EVENTS": "50000",
     "OPSLEDGER_BENCH_AGG_SINGLE_EVENTS": "10000",
@@ -96,7 +98,7 @@ def _merge(results: dict[str, Any], name: str, part: dict[str, Any]) -> None:
     results[name] = section
     for kind, figures in ceilings.items():
         results["ceilings"].setdefault(kind, {})
-        if kind == "pg_copy_upsert" or not isinstance(figures, dict):
+        if kind == "pg_write" or not isinstance(figures, dict):
             results["ceilings"][kind] = figures
         else:
             results["ceilings"][kind].update(figures)
@@ -107,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="short windows and sizes")
     parser.add_argument("--only", default="", help="comma-separated component names")
     parser.add_argument("--no-save", action="store_true", help="do not write bench/results")
+    parser.add_argument("--json", help="also write the merged results to this file")
     parser.add_argument("--component", help=argparse.SUPPRESS)
     parser.add_argument("--json-out", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -149,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         dated = RESULTS / f"{at:%Y-%m-%dT%H%MZ}{'-quick' if results['quick'] else ''}.json"
         dated.write_text(text)
         say(f"wrote {RESULTS / 'latest.json'} and {dated}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2, default=str) + "\n")
     print(table(results))
     machine = results["machine"]
     print(

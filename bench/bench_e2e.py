@@ -10,6 +10,8 @@ Figures (each run starts its own ingest, aggregator(s) and query on a private to
   warrant each) on a probe operation watched through its SSE stream: time from each probe's 202
   to the stream showing its count; p50, p99, max.
 * ``batch_2_aggregators``: ``batch`` again with two aggregator processes sharing 12 partitions.
+* ``rss_mb`` of each throughput run: every service's resident memory at the start of the load,
+  at its end and its peak (sampled every 0.5 s).
 * ceilings: Kafka's ProducerPerformance and ConsumerPerformance for records of the same size.
 
 Run alone with ``python -m bench.bench_e2e``; ``OPSLEDGER_BENCH_QUICK=1`` shortens every window.
@@ -20,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from datetime import UTC, datetime
@@ -57,6 +60,7 @@ from services.common.wire import Submission, encode_submission
 from services.stack.devissuer.tokens import dev_token
 
 BATCH = 500
+RSS_SAMPLE_S = 0.5
 OPERATIONS = 24
 CLIENT_PROCS = 2
 BATCH_CONCURRENCY = 6  # per client process: 12 batch requests in flight
@@ -245,6 +249,8 @@ class CpuMeter:
         self.procs["postgres_ours"] = asyncio.run(_pg_backends(self.dsn, self.p))
         self.before = _cpu_seconds(self.procs)
         self.machine_before = psutil.cpu_times()
+        self.rss = RssMeter({proc.label: proc.pid for proc in self.p.procs})
+        self.rss.start()
 
     def stop(self) -> dict[str, float]:
         """CPU seconds per part since ``start`` (backends opened meanwhile counted from 0)."""
@@ -257,16 +263,67 @@ class CpuMeter:
         m0, m1 = self.machine_before, psutil.cpu_times()
         busy = {k: after[k] - self.before.get(k, 0.0) for k in after}
         busy["machine"] = (sum(m1) - m1.idle - m1.iowait) - (sum(m0) - m0.idle - m0.iowait)
+        self.rss.stop()
         return busy
+
+
+class RssMeter:
+    """Resident memory of each service process, sampled every RSS_SAMPLE_S in a thread."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.peak: dict[str, int] = {}
+        self.last: dict[str, int] = {}
+        self.first: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        procs = {}
+        for name, pid in self.pids.items():
+            with contextlib.suppress(psutil.Error):
+                procs[name] = psutil.Process(pid)
+        while not self._stop.is_set():
+            for name, proc in procs.items():
+                try:
+                    rss = proc.memory_info().rss
+                except psutil.Error:
+                    continue
+                self.first.setdefault(name, rss)
+                self.last[name] = rss
+                self.peak[name] = max(rss, self.peak.get(name, 0))
+            self._stop.wait(RSS_SAMPLE_S)
+
+    def figures(self) -> dict[str, dict[str, float]]:
+        """Per service (as started: ingest, aggregator-0, query, ...): MB at the start of the
+        load, at its end (totals exact) and the peak."""
+        mb = 1 << 20
+        return {
+            name: {
+                "start_mb": round(self.first[name] / mb, 1),
+                "end_mb": round(self.last[name] / mb, 1),
+                "peak_mb": round(self.peak[name] / mb, 1),
+            }
+            for name in sorted(self.peak)
+        }
 
 
 # -- throughput ----------------------------------------------------------------------------------
 
 
-def throughput(p: Pipeline, kind: str, duration_s: float, tag: str) -> dict[str, Any]:
+def throughput(
+    p: Pipeline, kind: str, duration_s: float, tag: str, operations: int = OPERATIONS
+) -> dict[str, Any]:
     """Closed-loop load for ``duration_s``; events/s until the totals are exact."""
     settings = p.settings
-    ops = [f"bench-e2e-{p.run_id}-{tag}-{n:02d}" for n in range(OPERATIONS)]
+    ops = [f"bench-e2e-{p.run_id}-{tag}-{n:02d}" for n in range(operations)]
     field, reader = _tokens(settings, ops)
     tmpls = templates()
     deltas = template_deltas(tmpls)
@@ -316,7 +373,7 @@ def throughput(p: Pipeline, kind: str, duration_s: float, tag: str) -> dict[str,
         "events_per_request": batch,
         "clients": CLIENT_PROCS * concurrency,
         "aggregators": p.aggregators,
-        "operations": OPERATIONS,
+        "operations": operations,
         "send_window_s": round(window, 2),
         "seconds_to_exact": round(seconds, 2) if seconds else None,
         "drain_after_window_s": round(exact_at - sent_until, 2) if exact_at else None,
@@ -331,6 +388,8 @@ def throughput(p: Pipeline, kind: str, duration_s: float, tag: str) -> dict[str,
         },  # fmt: skip
         # from the first send until the totals were exact (the drain included)
         "cpu_cores_busy": {k: round(v / span, 3) for k, v in sorted(busy.items())},
+        # resident memory of each service while it carried this load (sampled every 0.5 s)
+        "rss_mb": meter.rss.figures(),
         "cpu_us_per_event": {
             k: round(v / max(accepted, 1) * 1e6, 1) for k, v in sorted(busy.items())
         },  # fmt: skip

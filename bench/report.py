@@ -35,7 +35,7 @@ def _verdict(ok: Any, target: Any) -> str:
 def e2e_ceilings(results: dict[str, Any]) -> None:
     """For each e2e throughput figure, the lowest of its ceilings (named) and the ratio to it."""
     ceilings = results.get("ceilings", {})
-    pg = _get(ceilings, "pg_copy_upsert", "events_per_s")
+    pg = _get(ceilings, "pg_write", "events_per_s")
     for name, size in (("batch", "batch"), ("single", "single"), ("batch_2_aggregators", "batch")):
         figures = _get(results, "e2e", name)
         if not isinstance(figures, dict):
@@ -45,7 +45,7 @@ def e2e_ceilings(results: dict[str, Any]) -> None:
                                         "events_per_s"),
             "kafka_consumer_perf": _get(ceilings, "kafka_consumer_perf", f"e2e_{size}_record",
                                         "events_per_s"),
-            "pg_copy_upsert": pg,
+            "pg_write": pg,
         }  # fmt: skip
         known = {k: v for k, v in candidates.items() if v}
         figures["ratios"] = {
@@ -85,8 +85,9 @@ def rows(results: dict[str, Any]) -> list[Row]:
     for kind in ("submissions_100", "submissions_1"):
         f = _get(results, "aggregator", kind)
         if isinstance(f, dict):
-            throughput(f"aggregator {kind}", f.get("events_per_s"), "pg_copy_upsert",
-                       _get(c, "pg_copy_upsert", "events_per_s"),
+            best = _get(c, "pg_write", "best")
+            throughput(f"aggregator {kind}", f.get("events_per_s"), f"pg_write ({best})",
+                       _get(c, "pg_write", "events_per_s"),
                        _verdict(f.get("meets_target"), f.get("target_events_per_s")))  # fmt: skip
     missing("aggregator", "aggregator")
     e2e = results.get("e2e", {})
@@ -121,12 +122,24 @@ def rows(results: dict[str, Any]) -> list[Row]:
                     "  same, dashboard stream (defaults)", f"p50 {_num(d['p50'])} ms",
                     f"p99 {_num(d['p99'])} ms", f"max {_num(d['max'])} ms", "", "",
                 ))  # fmt: skip
+    rss = _get(e2e, "batch", "rss_mb")
+    if isinstance(rss, dict):
+        for service, m in rss.items():
+            out.append((f"  rss {service} (e2e batch)", f"peak {m['peak_mb']} MB",
+                        f"start {m['start_mb']} MB", f"end {m['end_mb']} MB", "", ""))  # fmt: skip
     missing("e2e", "e2e")
+    for name, f in (_get(results, "scale", "runs") or {}).items():
+        if isinstance(f, dict):
+            throughput(f"scale {name}", f.get("events_per_s"), "cores / CPU per event",
+                       f.get("cpu_ceiling_events_per_s"),
+                       f"(other processes: {f.get('other_processes_cores')} cores)")  # fmt: skip
+    missing("scale", "scale")
     f = results.get("rebuild")
     if isinstance(f, dict) and "events_per_s" in f:
-        throughput("rebuild", f["events_per_s"], "bare aiokafka consumer",
-                   f.get("ceiling_bare_consumer_events_per_s"),
+        throughput("rebuild", f["events_per_s"], "pg_bulk_load", f.get("ceiling_events_per_s"),
                    _verdict(f.get("meets_target"), f.get("target_events_per_s")))  # fmt: skip
+        throughput("  same, vs reading the log", f["events_per_s"], "bare aiokafka consumer",
+                   f.get("ceiling_bare_consumer_events_per_s"))  # fmt: skip
     missing("rebuild", "rebuild")
     b = results.get("brokers", {})
     for n in ("1", "3"):

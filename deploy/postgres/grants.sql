@@ -18,11 +18,11 @@ GRANT USAGE ON ALL SEQUENCES IN SCHEMA audit TO opsledger_query, opsledger_audit
 GRANT EXECUTE ON FUNCTION audit.access_log_lock_head() TO opsledger_query, opsledger_auditor;
 
 -- aggregator: the only writer of the read model. History (events, contributions, conflicts) is
--- inserted, never updated or deleted; what a batch must move is the chain heads, the totals,
--- the consumer offsets and a held void's `applied` flag.
+-- inserted, never updated or deleted; what a batch must move is the chain heads, the totals and
+-- their time-travel rollups, the consumer offsets and a held void's `applied` flag.
 GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA ledger TO opsledger_aggregator;
 REVOKE UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA ledger FROM opsledger_aggregator;
-GRANT UPDATE ON ledger.chain_heads, ledger.totals, ledger.consumer_offsets
+GRANT UPDATE ON ledger.chain_heads, ledger.totals, ledger.rollups, ledger.consumer_offsets
     TO opsledger_aggregator;
 GRANT UPDATE (applied) ON ledger.voids TO opsledger_aggregator;
 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA ledger TO opsledger_aggregator;

@@ -32,6 +32,7 @@ import os
 import signal
 import time
 from collections.abc import AsyncIterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
@@ -67,6 +68,8 @@ YIELD_EVERY_S = 0.002
 LAG_PROBE_S = 3.0
 # How often the open dead letters are counted.
 DLQ_DEPTH_EVERY_S = 2.0
+# Set while `holds.Holds` writes a chunk: a failure is raised for the hold, not retried here.
+_HOLDS_RETRY: ContextVar[bool] = ContextVar("opsledger_holds_retry", default=False)
 # Longest wait for the consumer thread to pause or resume a partition.
 FLOW_CALL_S = 5.0
 # Longest graceful close of the PostgreSQL pool when stopping; then its connections are cut.
@@ -91,6 +94,7 @@ class Chunk:
     events: list[Any] = field(default_factory=list)  # faust events, acked after commit
     keys: dict[tuple[int, int], bytes | None] = field(default_factory=dict)
     size: int = 0
+    nbytes: int = 0  # the records' bytes (values as read from the log)
 
 
 async def chunks(events: Sequence[Any], max_events: int) -> AsyncIterator[Chunk]:
@@ -112,6 +116,7 @@ async def chunks(events: Sequence[Any], max_events: int) -> AsyncIterator[Chunk]
             current.batch.records.append(item)
             current.size += len(item.events)
         current.events.append(event)
+        current.nbytes += len(message.value or b"")
         if current.size >= max_events:
             yield current
             current = Chunk()
@@ -120,6 +125,68 @@ async def chunks(events: Sequence[Any], max_events: int) -> AsyncIterator[Chunk]
             turn = time.perf_counter()
     if current.events:
         yield current
+
+
+class GroupCommit:
+    """Decoded records waiting for the one committer, gathered into the next transaction.
+
+    The agent adds decoded pieces in log order; the committer takes everything gathered so far
+    whenever it is free. So a transaction holds what arrived while the previous one committed
+    (group commit): one record alone when the stream is quiet (latency), up to ``max_events``
+    under load (fewer commits per event). The agent waits when the gathered chunk is full in
+    events, or when the gathered chunk and the one committing together would pass ``max_bytes``
+    (the byte bound of `services.aggregator.take`: a piece is always admitted when nothing is
+    held, so a record bigger than the bound still goes through, alone).
+    """
+
+    def __init__(self, max_events: int, max_bytes: int) -> None:
+        self.max_events = max_events
+        self.max_bytes = max_bytes
+        self.gathered = Chunk()
+        self.committing_bytes = 0  # bytes of the chunk the committer has taken, until done
+        self._work = asyncio.Event()  # something is gathered
+        self._room = asyncio.Event()  # the committer took a chunk or finished one
+
+    def _full(self, piece: Chunk) -> bool:
+        g = self.gathered
+        if g.size and g.size + piece.size > self.max_events:
+            return True
+        held = g.nbytes + self.committing_bytes
+        return bool(held) and held + piece.nbytes > self.max_bytes
+
+    async def add(self, piece: Chunk, committer: asyncio.Future[None]) -> None:
+        """Gather ``piece``; first wait for the committer while it would overflow a bound."""
+        while self._full(piece):
+            self._room.clear()
+            room: asyncio.Future[Any] = asyncio.ensure_future(self._room.wait())
+            waits: set[asyncio.Future[Any]] = {room, committer}
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            if not room.done():
+                room.cancel()
+                committer.result()  # raises the committer's error (or CancelledError)
+                raise RuntimeError("the committer stopped")
+        g = self.gathered
+        g.batch.records.extend(piece.batch.records)
+        g.batch.poison.extend(piece.batch.poison)
+        g.events.extend(piece.events)
+        g.keys.update(piece.keys)
+        g.size += piece.size
+        g.nbytes += piece.nbytes
+        self._work.set()
+
+    async def take(self) -> Chunk:
+        """Everything gathered, once there is something; held (in bytes) until `done`."""
+        await self._work.wait()
+        chunk, self.gathered = self.gathered, Chunk()
+        self.committing_bytes = chunk.nbytes
+        self._work.clear()
+        self._room.set()
+        return chunk
+
+    def done(self) -> None:
+        """The chunk taken last is committed and acked: its bytes are no longer held."""
+        self.committing_bytes = 0
+        self._room.set()
 
 
 class Aggregator:
@@ -166,22 +233,24 @@ class Aggregator:
     async def _agent(self, stream: faust.StreamT[bytes]) -> None:
         self.health.started = True
         within = self.settings.batch_max_ms / 1000
-        # noack_take's way (nothing acked until commit), but bounded in bytes too.
-        take = partial(bounded_take, stream, max_bytes=self.settings.inflight_max_bytes // 2)
+        # noack_take's way (nothing acked until commit), but bounded in bytes too. The half of
+        # inflight_max_bytes that is not the stream buffer's is split between the take being
+        # decoded and what the group commit holds (gathered + committing).
+        agent_bytes = self.settings.inflight_max_bytes // 2
+        take = partial(bounded_take, stream, max_bytes=agent_bytes // 2)
+        # One committer task commits, one transaction at a time in log order, whatever has been
+        # decoded meanwhile, and acks each chunk only after its commit returned. This loop keeps
+        # taking and decoding (of this take or the next) while a transaction is in flight.
+        # What commits is acked then; a partition whose write fails is held and retried alone
+        # (`holds.Holds.commit`) while the committer goes on with the others.
+        pending = GroupCommit(self.settings.batch_max_events, agent_bytes - agent_bytes // 2)
         holds = self.holds(stream)
-        pending: asyncio.Task[None] | None = None
+        committer = asyncio.ensure_future(self._commit_in_order(holds, pending))
+        committer.add_done_callback(self._committer_done)
         try:
             async for events in take(self.settings.batch_max_events, within=within):
-                # One transaction at a time, in log order; the next chunk is decoded while the
-                # previous one commits. What commits is acked then (`holds.Holds.commit`); a
-                # partition whose write fails is held and retried alone.
-                async for chunk in chunks(events, self.settings.batch_max_events):
-                    if pending is not None:
-                        await pending
-                    pending = asyncio.ensure_future(holds.commit(chunk))
-                if pending is not None:
-                    await pending
-                pending = None
+                async for piece in chunks(events, self.settings.batch_max_events):
+                    await pending.add(piece, committer)
         except Exception as exc:
             # A bug, not bad input (bad input is poison). If faust restarted the agent, the
             # records of this take would never be applied while later ones moved the stored
@@ -190,20 +259,20 @@ class Aggregator:
             self.health.fatal = f"agent failed: {type(exc).__name__}: {exc}"[:500]
             os.kill(os.getpid(), signal.SIGTERM)
         finally:
-            if pending is not None and not pending.done():
-                pending.cancel()  # stopping: the chunk is not acked, and will be redelivered
-            await holds.close()  # held records are not acked either
+            # Stopping: a chunk not yet committed is not acked, and will be redelivered; nor
+            # are held records.
+            committer.cancel()
+            await asyncio.gather(committer, return_exceptions=True)
+            await holds.close()
 
     def holds(self, stream: faust.StreamT[bytes]) -> Holds[Chunk, BatchResult]:
         """The per-partition holds of this stream's chunks (`services.aggregator.holds`)."""
 
         async def done(chunk: Chunk, result: BatchResult, seconds: float) -> None:
-            self._record(result, chunk, seconds)
-            self._grown.update(r.operation_id for r in chunk.batch.records)
-            await self._ack(stream, chunk)
+            await self._ack(stream, chunk)  # `commit` recorded it
 
         return Holds(
-            write=self._attempt_counted,
+            write=self._commit_once,
             done=done,
             pause=partial(self._flow, pause=True),
             resume=partial(self._flow, pause=False),
@@ -244,6 +313,25 @@ class Aggregator:
         self.health.fatal = f"held partition retry failed: {type(exc).__name__}: {exc}"[:500]
         os.kill(os.getpid(), signal.SIGTERM)
 
+    def _committer_done(self, committer: asyncio.Future[None]) -> None:
+        """The committer only ends by cancellation; anything else is a bug: stop the worker
+        (as the agent does) rather than leave decoded records waiting for nobody."""
+        if committer.cancelled() or committer.exception() is None:
+            return
+        exc = committer.exception()
+        log.critical("committer failed; stopping the worker so no record is skipped", exc_info=exc)
+        self.health.fatal = f"committer failed: {type(exc).__name__}: {exc}"[:500]
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    async def _commit_in_order(
+        self, holds: Holds[Chunk, BatchResult], pending: GroupCommit
+    ) -> None:
+        """Commit the gathered chunks one after another; what commits is acked (`holds`)."""
+        while True:
+            chunk = await pending.take()
+            await holds.commit(chunk)
+            pending.done()
+
     @staticmethod
     async def _ack(stream: faust.StreamT[bytes], chunk: Chunk) -> None:
         for event in chunk.events:
@@ -270,15 +358,17 @@ class Aggregator:
         self._dead_lettered.difference_update((p.partition, p.offset) for p in chunk.batch.poison)
         return result
 
-    async def _attempt_counted(self, chunk: Chunk) -> BatchResult:
+    async def _commit_once(self, chunk: Chunk) -> BatchResult:
+        """`commit`, but a failure is raised at once: the hold retries (`holds.Holds`)."""
+        token = _HOLDS_RETRY.set(True)
         try:
-            return await self.attempt(chunk)
-        except Exception:
-            metrics.BATCH_RETRIES.inc()  # a failed write is always retried (its partition held)
-            raise
+            return await self.commit(chunk)
+        finally:
+            _HOLDS_RETRY.reset(token)
 
     async def commit(self, chunk: Chunk) -> BatchResult:
-        """Write the chunk whole, retrying until it commits (every partition of it waits)."""
+        """Write the chunk whole; a failure is retried with capped backoff until it commits,
+        unless a hold is in charge of retrying (`_commit_once`): then it is raised."""
         started = time.monotonic()
         delay = self.settings.retry_initial_s
         while True:
@@ -288,6 +378,9 @@ class Aggregator:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any failure: the partition waits and retries
+                if _HOLDS_RETRY.get():
+                    metrics.BATCH_RETRIES.inc()  # a failed write is always retried (held)
+                    raise
                 self.health.failed(exc)
                 metrics.BATCH_RETRIES.inc()
                 log.warning("batch failed (%r); retrying in %.2f s", exc, delay)

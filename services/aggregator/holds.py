@@ -48,7 +48,8 @@ class Piece(Protocol):
     batch: PreparedBatch
     events: list[Any]  # faust events (``event.message.partition``), acked after commit
     keys: dict[tuple[int, int], bytes | None]
-    size: int
+    size: int  # events (a poison record counts one)
+    nbytes: int  # bytes of the records' values
 
     def __init__(self) -> None: ...
 
@@ -72,7 +73,9 @@ def split(piece: P) -> dict[int, P]:
         return parts[partition]
 
     for event in piece.events:
-        part(event.message.partition).events.append(event)
+        target = part(event.message.partition)
+        target.events.append(event)
+        target.nbytes += len(event.message.value or b"")
     for record in piece.batch.records:
         target = part(record.partition)
         target.batch.records.append(record)
@@ -265,4 +268,5 @@ def _join(like: P, parts: Any) -> P:
         out.batch.poison.extend(part.batch.poison)
         out.keys.update(part.keys)
         out.size += part.size
+        out.nbytes += part.nbytes
     return out

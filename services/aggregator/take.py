@@ -13,7 +13,9 @@ megabyte (a maximum-size submission is about 900 KB), so either could hold gigab
   background while the stream is consumed passively; nothing is acked: the agent acks after
   commit) but also closes the batch when its records' bytes reach ``max_bytes``.
 
-Each gets half of ``inflight_max_bytes`` (docs/reliability.md has the measured RSS).
+The stream buffer gets half of ``inflight_max_bytes``; the agent's half is split between the
+take being decoded and what its group commit holds (the chunk committing and the one gathered
+meanwhile: `services.aggregator.agent.GroupCommit`). docs/reliability.md has the measured RSS.
 """
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ class Share:
     starts: dict[int, int]
     targets: dict[int, int]
     until: datetime | None
+    derived: bool = True  # False: a bulk load (totals and rollups derived after it)
 
 
 class _Reporter:
@@ -51,8 +52,9 @@ async def _replay(share: Share, q: Queue[Any]) -> dict[str, int]:
     pool = await create_pool(share.dsn, min_size=1, max_size=2)
     try:
         writer = BatchWriter(
-            pool, topic=share.topic, consumer_group=share.group, schema=share.schema, notify=False
-        )
+            pool, topic=share.topic, consumer_group=share.group, schema=share.schema,
+            notify=False, derived=share.derived,
+        )  # fmt: skip
         replayer = LogReplayer(
             share.kafka, share.topic, writer, until=share.until,
             progress=_Reporter(q), partitions=share.partitions,
@@ -87,6 +89,7 @@ async def replay_in_processes(
     until: datetime | None,
     workers: int,
     progress: Any,
+    derived: bool = True,
 ) -> dict[str, int]:
     """Replay every partition from ``starts`` to ``targets`` in ``workers`` processes."""
     partitions: Sequence[int] = sorted(p for p in targets if targets[p] > starts.get(p, 0))
@@ -97,7 +100,7 @@ async def replay_in_processes(
         mine = tuple(partitions[w::workers])
         share = Share(
             dsn, kafka, topic, schema, group, mine,
-            {p: starts.get(p, 0) for p in mine}, {p: targets[p] for p in mine}, until,
+            {p: starts.get(p, 0) for p in mine}, {p: targets[p] for p in mine}, until, derived,
         )  # fmt: skip
         proc = ctx.Process(target=_worker, args=(share, q), daemon=True)
         proc.start()
@@ -151,7 +154,7 @@ async def first_pass(
     counts = await replay_in_processes(
         dsn=dsn, kafka=replayer.kafka, topic=replayer.topic, schema=shadow, group=group,
         starts=starts, targets=targets, until=replayer.until, workers=workers,
-        progress=replayer.progress,
+        progress=replayer.progress, derived=replayer.writer.derived,
     )  # fmt: skip
     for p, target in targets.items():
         replayer.positions[p] = max(replayer.positions.get(p, 0), target)

@@ -1,8 +1,10 @@
 """Rebuild the projection from the log into a shadow schema, compare it with the live one, swap.
 
 The shadow is written by the ledger's `BatchWriter` (schema parameter), the one the live
-aggregator writes with, so a rebuild exercises exactly the code that built the live tables.
-The topic is read with a plain aiokafka consumer: every partition assigned, no group, no
+aggregator writes with, so a rebuild exercises exactly the code that built the live tables; the
+first pass is a bulk load (`bulk_load`: COPY without the big tables' secondary indexes, totals
+and rollups derived and indexes built once at the end), the catch-up after it writes as live
+does. The topic is read with a plain aiokafka consumer: every partition assigned, no group, no
 commits, from the beginning up to the end offsets seen at start (or, with ``until``, only
 submissions recorded by then).
 """
@@ -34,6 +36,8 @@ from services.ledger.schema import ident
 from services.ledger.shadow import (
     create_shadow,
     drop_schema,
+    drop_secondary_indexes,
+    finish_bulk_load,
     losses,
     refuse_losses,
     shadow_name,
@@ -94,6 +98,28 @@ class RebuildReport:
         }
 
 
+async def bulk_load(
+    pool: asyncpg.Pool,
+    replayer: LogReplayer,
+    targets: dict[int, int],
+    *,
+    dsn: str | None,
+    shadow: str,
+    group: str,
+    workers: int,
+) -> dict[str, float]:
+    """The first pass into a shadow without secondary indexes (`drop_secondary_indexes`),
+    totals and rollups left out; then those derived from the contributions and every index
+    built (`finish_bulk_load`). Later batches (catching up) keep everything as live does.
+    Returns the seconds of each step after the load."""
+    replayer.writer.derived = False
+    try:
+        await first_pass(replayer, targets, dsn=dsn, shadow=shadow, group=group, workers=workers)
+    finally:
+        replayer.writer.derived = True
+    return await finish_bulk_load(pool, shadow)
+
+
 def _d(obj: Any) -> dict[str, Any]:
     return {name: getattr(obj, name) for name in obj.__slots__}
 
@@ -143,6 +169,7 @@ async def rebuild(
     await access_log.record(pool, principal, "rebuild", None, params)
     async with pool.acquire() as conn:
         await create_shadow(conn, shadow)
+        await drop_secondary_indexes(conn, shadow)
     writer = BatchWriter(
         pool, topic=topic, consumer_group=consumer_group, schema=shadow, notify=False
     )
@@ -151,8 +178,8 @@ async def rebuild(
         await replayer.start()
         started = time.monotonic()
         targets = await replayer.end_offsets()
-        await first_pass(
-            replayer, targets, dsn=dsn, shadow=shadow, group=consumer_group, workers=workers
+        await bulk_load(
+            pool, replayer, targets, dsn=dsn, shadow=shadow, group=consumer_group, workers=workers
         )
         report.seconds = time.monotonic() - started
         if swap:

@@ -16,9 +16,41 @@ TOTALS_CHANNEL = "opsledger_totals"
 # The swap lock that guards the live schema is `services.ledger.schema.LEDGER_SWAP_LOCK`.
 
 
+class JsonText(str):
+    """JSON text already encoded (e.g. an event's canonical body): stored as it is, not dumped
+    again as a JSON string."""
+
+
+def _json_text(value: Any) -> str:
+    return value if isinstance(value, JsonText) else json.dumps(value)
+
+
+def _encode_json(value: Any) -> bytes:
+    return _json_text(value).encode()  # json's binary format is its text
+
+
+def _encode_jsonb(value: Any) -> bytes:
+    return b"\x01" + _json_text(value).encode()  # jsonb's binary format: version 1, then the text
+
+
+def _decode_json(data: bytes) -> Any:
+    return json.loads(data)
+
+
+def _decode_jsonb(data: bytes) -> Any:
+    return json.loads(data[1:])
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
-    for typ in ("json", "jsonb"):
-        await conn.set_type_codec(typ, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    # Binary formats, so that json and jsonb values can travel by binary COPY (the ledger's
+    # writer); a `JsonText` (e.g. an event's canonical body) is stored as its exact text.
+    for typ, encoder, decoder in (
+        ("json", _encode_json, _decode_json),
+        ("jsonb", _encode_jsonb, _decode_jsonb),
+    ):
+        await conn.set_type_codec(
+            typ, encoder=encoder, decoder=decoder, schema="pg_catalog", format="binary"
+        )
 
 
 async def create_pool(

@@ -6,12 +6,15 @@ live grants; `swap_in` makes it the live ledger in one transaction while readers
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import asyncpg
 
+from services.common import rollup
 from services.common.db import LEDGER_SCHEMA, TOTALS_CHANNEL
 from services.ledger.schema import LEDGER_SWAP_LOCK, ident
 
@@ -69,11 +72,25 @@ _GRANTS = """
 """
 
 
+#: Column grants (e.g. the aggregator's UPDATE (applied) ON ledger.voids): in pg_attribute.
+_COLUMN_GRANTS = """
+    SELECT c.relname AS name, att.attname AS column_name, a.privilege_type AS privilege,
+           CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END
+               AS grantee
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    JOIN pg_attribute att ON att.attrelid = c.oid, aclexplode(att.attacl) a
+    WHERE n.nspname = $1 AND c.relkind = 'r' AND att.attnum > 0 AND NOT att.attisdropped
+      AND a.grantee <> c.relowner
+"""
+
+
 async def copy_privileges(conn: asyncpg.Connection, source: str, target: str) -> None:
-    """Give ``target``'s schema, tables and sequences exactly the grants ``source``'s have.
+    """Give ``target``'s schema, tables, columns and sequences exactly the grants ``source``'s
+    have.
 
     A swapped-in ledger must keep what the deployment granted and revoked table by table
-    (e.g. no UPDATE on events for the aggregator), not only what default privileges give.
+    (e.g. no UPDATE on events for the aggregator) and column by column (UPDATE of a void's
+    ``applied`` only), not only what default privileges give.
     """
     s = ident(target)
 
@@ -97,6 +114,18 @@ async def copy_privileges(conn: asyncpg.Connection, source: str, target: str) ->
         kind = kinds.get(r["name"], "TABLE") if r["name"] else "SCHEMA"
         privilege = r["privilege"]
         await conn.execute(f"GRANT {privilege} ON {on(r['name'], kind)} TO {r['grantee']}")
+    for r in await conn.fetch(_COLUMN_GRANTS, target):  # none on new tables; for completeness
+        await conn.execute(
+            f"REVOKE {r['privilege']} ({ident(r['column_name'])}) ON {on(r['name'], 'TABLE')}"
+            f" FROM {r['grantee']}"
+        )
+    for r in await conn.fetch(_COLUMN_GRANTS, source):
+        if r["name"] not in kinds:
+            continue
+        await conn.execute(
+            f"GRANT {r['privilege']} ({ident(r['column_name'])}) ON {on(r['name'], 'TABLE')}"
+            f" TO {r['grantee']}"
+        )
 
 
 async def drop_schema(conn: asyncpg.Connection, schema: str) -> None:
@@ -157,6 +186,98 @@ async def swap_in(
         )
     return old
 
+
+# -- bulk load: secondary indexes and derived tables after the rows ------------------------------
+
+#: Indexes a bulk load must keep while it writes: the primary keys (the writer looks events,
+#: contributions and voids up by id, and upserts heads and offsets by key).
+_INDEXES = """
+    SELECT c.relname AS table_name, i.relname AS index_name,
+           pg_get_indexdef(i.oid) AS indexdef, con.conname AS constraint_name,
+           pg_get_constraintdef(con.oid) AS constraintdef, x.indisprimary AS is_primary
+    FROM pg_index x
+    JOIN pg_class i ON i.oid = x.indexrelid
+    JOIN pg_class c ON c.oid = x.indrelid
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    LEFT JOIN pg_constraint con ON con.conindid = i.oid AND con.conrelid = c.oid
+    WHERE n.nspname = $1
+    ORDER BY c.relname, i.relname
+"""
+
+#: Tables whose rows a bulk load derives at the end from the contributions.
+DERIVED_TABLES = ("totals", "rollups")
+
+
+#: Tables a bulk load writes without their secondary indexes (the small ones keep theirs: the
+#: writer's lookups use them, and they cost little).
+BULK_TABLES = ("events", "contributions", *DERIVED_TABLES)
+
+
+async def drop_secondary_indexes(conn: asyncpg.Connection, shadow: str) -> None:
+    """Drop the indexes of ``shadow``'s big tables but their primary keys (the writer looks
+    events and contributions up by id), and the derived tables' keys too (they stay empty
+    until `finish_bulk_load`)."""
+    s = ident(shadow)
+    for r in await conn.fetch(_INDEXES, shadow):
+        if r["table_name"] not in BULK_TABLES:
+            continue
+        if r["is_primary"] and r["table_name"] not in DERIVED_TABLES:
+            continue
+        table = f"{s}.{ident(r['table_name'])}"
+        if r["constraint_name"] is not None:
+            await conn.execute(f"ALTER TABLE {table} DROP CONSTRAINT {ident(r['constraint_name'])}")
+        else:
+            await conn.execute(f"DROP INDEX {s}.{ident(r['index_name'])}")
+
+
+async def finish_bulk_load(
+    pool: asyncpg.Pool, shadow: str, live: str = LEDGER_SCHEMA
+) -> dict[str, float]:
+    """Derive totals and rollups from the loaded contributions, then build every index and
+    constraint ``live`` has that ``shadow`` lacks (with live's names), several at a time.
+    Returns the seconds each step took."""
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    s, lv = ident(shadow), ident(live)
+    columns = "operation_id, metric, detail, area, unit, day"
+    async with pool.acquire() as conn:
+        await conn.execute(
+            f"INSERT INTO {s}.totals ({columns}, value)"  # noqa: S608
+            f" SELECT {columns}, SUM(delta) FROM {s}.contributions GROUP BY {columns}"
+        )
+        timings["totals"] = time.perf_counter() - started
+        await conn.execute(rollup.build_sql(s))
+        timings["rollups"] = time.perf_counter() - started - timings["totals"]
+        present = {r["index_name"] for r in await conn.fetch(_INDEXES, shadow)}
+        wanted = [r for r in await conn.fetch(_INDEXES, live) if r["index_name"] not in present]
+    statements: dict[str, list[str]] = {}
+    for r in wanted:
+        table = f"{s}.{ident(r['table_name'])}"
+        if r["constraint_name"] is not None:
+            sql = (
+                f"ALTER TABLE {table} ADD CONSTRAINT {ident(r['constraint_name'])}"
+                f" {r['constraintdef']}"
+            )
+        else:
+            sql = r["indexdef"].replace(f" ON {lv}.", f" ON {s}.", 1)
+        statements.setdefault(r["table_name"], []).append(sql)
+
+    async def build(table: str, table_statements: list[str]) -> None:
+        t0 = time.perf_counter()
+        async with pool.acquire() as conn:
+            for sql in table_statements:
+                await conn.execute(sql)
+            await conn.execute(f"ANALYZE {s}.{ident(table)}")
+        timings[f"indexes_{table}"] = time.perf_counter() - t0
+
+    # One table's indexes one after another (each needs the table's lock), tables in parallel.
+    t0 = time.perf_counter()
+    await asyncio.gather(*(build(t, v) for t, v in statements.items()))
+    timings["indexes"] = time.perf_counter() - t0
+    return {k: round(v, 3) for k, v in timings.items()}
+
+
+# -- swap guard, undo, kept ledgers --------------------------------------------------------------
 
 #: Replaced ledgers are kept under this prefix until `opsledger rebuild --drop-previous`.
 PREVIOUS_PREFIX = "ledger_old_"

@@ -1,10 +1,14 @@
-"""The batch writer's SQL: four round trips per batch, whatever its size.
+"""The batch writer's SQL: six round trips per batch, whatever its size.
 
 1. ``claim_offsets``: create-or-lock this consumer's offset rows, returning ``last_offset``;
 2. ``claim_heads``: create-or-lock the operations' chain heads, returning ``seq`` and ``hash``;
 3. ``lookup``: the events (with their contributions) and voids the batch refers to;
-4. ``apply``: every write of the batch in one statement of data-modifying CTEs (events,
-   contributions, voids, conflicts, totals, chain heads, offsets), then ``pg_notify``.
+4. binary ``COPY`` of the new events and of their contributions into their tables (the fastest
+   write measured: bench/pg_ceiling.py; no temporary table, which the aggregator's role may
+   not create);
+5. ``apply``: every other write of the batch in one statement of data-modifying CTEs (the
+   batch's contributions, read back by id, added to their time-travel rollups; voids,
+   conflicts, totals, chain heads, offsets), then ``pg_notify``.
 
 ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING`` both creates a missing row and locks an
 existing one, returning its latest committed values, so (1) and (2) replace an insert plus a
@@ -16,6 +20,8 @@ schema, filled by `statements` with an identifier the writer has validated.
 from __future__ import annotations
 
 from typing import Final
+
+from services.common import rollup
 
 # Column names and array types of each unnest, in parameter order.
 EVENT_COLUMNS: Final = (
@@ -75,11 +81,13 @@ def _names(columns: tuple[tuple[str, str], ...], casts: dict[str, str] | None = 
     return ", ".join(f"x.{name}{casts.get(name, '')}" for name, _ in columns)
 
 
-def _apply() -> str:
-    """The write-everything statement; its parameters are listed in `APPLY_ORDER`."""
+def _apply(derived: bool) -> str:
+    """The write-everything statement after the COPYs; its parameters in `APPLY_ORDER`.
+
+    With ``derived`` false (a rebuild's bulk load), totals and rollups are left out: the
+    shadow derives them from the contributions once the load is over.
+    """
     n = _Numbering()
-    events = n.unnest(EVENT_COLUMNS)
-    contributions = n.unnest(CONTRIBUTION_COLUMNS)
     voids = n.unnest(VOID_COLUMNS)
     held = n.param("uuid[]")
     conflicts = n.unnest(CONFLICT_COLUMNS)
@@ -88,24 +96,30 @@ def _apply() -> str:
     group, topic = n.param("text"), n.param("text")
     offsets = n.unnest(OFFSET_COLUMNS)
     channel, notify = n.param("text"), n.param("text[]")
+    contributed = n.param("uuid[]")
     cols = _cols
+    # The batch's contribution rows, COPY'd just before in the same transaction.
+    batch = f"(SELECT * FROM {{s}}.contributions WHERE event_id = ANY({contributed}))"  # noqa: S608
+    derived_ctes = (
+        f" ru AS ({rollup.upsert_sql('{s}', batch)}),"  # noqa: S608
+        f" tt AS (INSERT INTO {{s}}.totals AS t ({cols(TOTALS_COLUMNS)})"
+        f" SELECT {_names(TOTALS_COLUMNS)} FROM {totals}"
+        " ON CONFLICT (operation_id, metric, detail, area, unit, day)"
+        " DO UPDATE SET value = t.value + EXCLUDED.value),"
+        if derived
+        # empty arrays, typed:
+        else f" tt AS (SELECT 1 FROM {totals} WHERE {contributed} IS NULL AND false),"  # noqa: S608
+    )
     # Only constants and $n placeholders are interpolated here; values are bind parameters.
     return (
-        f"WITH ev AS (INSERT INTO {{s}}.events ({cols(EVENT_COLUMNS)})"  # noqa: S608
-        f" SELECT {_names(EVENT_COLUMNS, {'body': '::json'})} FROM {events}),"
-        f" co AS (INSERT INTO {{s}}.contributions ({cols(CONTRIBUTION_COLUMNS)})"
-        f" SELECT {_names(CONTRIBUTION_COLUMNS)} FROM {contributions}),"
-        f" vi AS (INSERT INTO {{s}}.voids ({cols(VOID_COLUMNS)})"
+        f"WITH vi AS (INSERT INTO {{s}}.voids ({cols(VOID_COLUMNS)})"  # noqa: S608
         f" SELECT {_names(VOID_COLUMNS)} FROM {voids}),"
         f" va AS (UPDATE {{s}}.voids SET applied = true WHERE void_event_id = ANY({held})),"
         f" cf AS (INSERT INTO {{s}}.conflicts ({cols(CONFLICT_COLUMNS)})"
         f" SELECT {_names(CONFLICT_COLUMNS, {'body': '::jsonb'})} FROM {conflicts}"
         " ON CONFLICT DO NOTHING),"
-        f" tt AS (INSERT INTO {{s}}.totals AS t ({cols(TOTALS_COLUMNS)})"
-        f" SELECT {_names(TOTALS_COLUMNS)} FROM {totals}"
-        " ON CONFLICT (operation_id, metric, detail, area, unit, day)"
-        " DO UPDATE SET value = t.value + EXCLUDED.value),"
-        f" hd AS (UPDATE {{s}}.chain_heads AS h SET seq = x.seq, hash = x.hash,"
+        + derived_ctes
+        + f" hd AS (UPDATE {{s}}.chain_heads AS h SET seq = x.seq, hash = x.hash,"  # noqa: S608
         f" updated_at = now() FROM {heads} WHERE h.operation_id = x.operation_id),"
         " os AS (UPDATE {s}.consumer_offsets AS o SET"
         " last_offset = GREATEST(o.last_offset, x.last_offset),"
@@ -117,10 +131,11 @@ def _apply() -> str:
     )
 
 
-#: The order of `apply`'s parameter groups (each table's arrays in its column order).
+#: The order of `apply`'s parameter groups (each table's arrays in its column order); the
+#: events and contributions travel by COPY before it, ``contributed`` names the latter.
 APPLY_ORDER: Final = (
-    "events", "contributions", "voids", "held_voids", "conflicts", "totals", "heads",
-    "group", "topic", "offsets", "channel", "notify",
+    "voids", "held_voids", "conflicts", "totals", "heads", "group", "topic", "offsets",
+    "channel", "notify", "contributed",
 )  # fmt: skip
 
 _CLAIM_OFFSETS = (
@@ -158,7 +173,8 @@ TEMPLATES: Final[dict[str, str]] = {
     " NULL, NULL, NULL, NULL, NULL, NULL, v.void_event_id, v.applied, ve.seq"
     " FROM {s}.voids AS v JOIN {s}.events AS ve ON ve.event_id = v.void_event_id"
     " WHERE v.target_event_id = ANY($1::uuid[])",
-    "apply": _apply(),
+    "apply": _apply(derived=True),
+    "apply_bulk": _apply(derived=False),
 }
 
 

@@ -1,7 +1,7 @@
 """The batch writer: one PostgreSQL transaction per batch of records, independent of faust.
 
 Order inside the transaction (locks are always taken in this order, each set sorted, so two
-writers never deadlock); the SQL is in `services.ledger.sql`, four round trips in all:
+writers never deadlock); the SQL is in `services.ledger.sql`:
 
 0. on the live schema, take the rebuild swap lock shared (`LEDGER_SWAP_LOCK`);
 1. lock this consumer's offset rows of the batch's partitions; drop records at or below the
@@ -9,10 +9,11 @@ writers never deadlock); the SQL is in `services.ledger.sql`, four round trips i
 2. lock the chain heads of the batch's operations (creating missing heads first);
 3. read the events, contributions and voids the batch refers to;
 4. plan in memory (`services.ledger.plan`, which asks `schemas.tally` what each event does),
-   then write every table from ``unnest`` arrays in one statement: events, contributions,
-   voids, conflicts, totals, chain heads, offsets, and ``pg_notify`` each changed operation
-   (delivered on commit);
-5. grow each operation's Merkle tree by the new events (`services.tlog.tree.grow`: its
+   then write every row in `write_rows`: events and contributions by binary COPY, then one
+   statement for the contributions' rollups, voids, conflicts, totals, chain heads, offsets,
+   and ``pg_notify`` of each changed operation (delivered on commit);
+5. record the batch's poison in ``dlq.dead_letters`` (exactly when the offset moves past it);
+6. grow each operation's Merkle tree by the new events (`services.tlog.tree.grow`: its
    frontier read and its new nodes written, two more round trips).
 
 Every effect of a record and the record's offset commit together or not at all, so applying
@@ -24,13 +25,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 from uuid import UUID
 
 import asyncpg
 
 from schemas.canonical import GENESIS_HASH
-from services.common.db import LEDGER_SCHEMA, TOTALS_CHANNEL
+from services.common.db import LEDGER_SCHEMA, TOTALS_CHANNEL, JsonText
 from services.ledger import dead_letters, sql
 from services.ledger.plan import Head, Plan, fold_state, plan_batch
 from services.ledger.records import (
@@ -70,6 +71,7 @@ class BatchWriter:
         schema: str = LEDGER_SCHEMA,
         notify: bool = True,
         swap_lock: bool | None = None,
+        derived: bool = True,
     ) -> None:
         self.pool = pool
         self.topic = topic
@@ -80,6 +82,9 @@ class BatchWriter:
         # the batch in flight; the rebuild's own shadow writer must not take it.
         self.swap_lock = schema == LEDGER_SCHEMA if swap_lock is None else swap_lock
         self._sql = statements(f'"{ident(schema)}"')
+        # False while a rebuild bulk-loads a shadow: totals and rollups are derived after the
+        # load (services.ledger.shadow.finish_bulk_load), not upserted batch by batch.
+        self.derived = derived
 
     async def positions(self) -> dict[int, int]:
         """Last applied offset per partition for this group and topic."""
@@ -118,7 +123,7 @@ class BatchWriter:
                 [hw.get(p) for p in partitions],
                 [plan.last_event_at.get(p) for p in partitions],
             )
-            await conn.execute(self._sql["apply"], *self._apply_args(plan, offsets))
+            await self.write_rows(conn, plan, offsets)
             if result.poison:  # recorded exactly when the offset moves past them
                 await conn.execute(
                     dead_letters.INSERT, *dead_letters.insert_args(self.topic, result.poison)
@@ -155,23 +160,43 @@ class BatchWriter:
         state = fold_state(await conn.fetch(self._sql["lookup"], list(ids)))
         return plan_batch(records, heads, state)
 
+    async def write_rows(
+        self, conn: asyncpg.Connection, plan: Plan, offsets: tuple[list[Any], ...]
+    ) -> None:
+        """Every row of a planned batch, inside its transaction: the one place a batch writes.
+
+        Events and contributions by binary COPY into their tables, then one statement for the
+        rest (`sql.APPLY_ORDER`), which adds the contributions to the rollups.
+        """
+        if plan.events:
+            await conn.copy_records_to_table(
+                "events", schema_name=self.schema, columns=_EVENT_NAMES,
+                records=[
+                    (
+                        ce.event.event_id, ce.event.operation_id, ce.seq, ce.event.type,
+                        ce.event.schema_version, ce.event.occurred_at, ce.event.recorded_at,
+                        ce.event.principal, ce.event.officer_id, ce.event.unit, ce.event.area,
+                        JsonText(ce.event.body_json.decode()), ce.event.content_hash,
+                        ce.prev_hash, ce.hash, ce.event.partition, ce.event.offset,
+                        ce.event.index,
+                    )
+                    for ce in plan.events
+                ],
+            )  # fmt: skip
+        if plan.contributions:
+            await conn.copy_records_to_table(
+                "contributions", schema_name=self.schema, columns=_CONTRIBUTION_NAMES,
+                records=[
+                    (r.event_id, r.operation_id, r.c.metric, r.c.detail, r.c.area, r.c.unit,
+                     r.c.day, r.c.delta, r.occurred_at, r.recorded_at)
+                    for r in plan.contributions
+                ],
+            )  # fmt: skip
+        statement = "apply" if self.derived else "apply_bulk"
+        await conn.execute(self._sql[statement], *self._apply_args(plan, offsets))
+
     def _apply_args(self, plan: Plan, offsets: tuple[list[Any], ...]) -> list[Any]:
         """The arguments of the `apply` statement, in `sql.APPLY_ORDER`."""
-        events = [
-            (
-                ce.event.event_id, ce.event.operation_id, ce.seq, ce.event.type,
-                ce.event.schema_version, ce.event.occurred_at, ce.event.recorded_at,
-                ce.event.principal, ce.event.officer_id, ce.event.unit, ce.event.area,
-                ce.event.body_json.decode(), ce.event.content_hash, ce.prev_hash, ce.hash,
-                ce.event.partition, ce.event.offset, ce.event.index,
-            )
-            for ce in plan.events
-        ]  # fmt: skip
-        contributions = [
-            (r.event_id, r.operation_id, r.c.metric, r.c.detail, r.c.area, r.c.unit, r.c.day,
-             r.c.delta, r.occurred_at, r.recorded_at)
-            for r in plan.contributions
-        ]  # fmt: skip
         voids = [
             (v.void_event_id, v.target_event_id, v.operation_id, v.applied)
             for v in plan.new_voids.values()
@@ -182,13 +207,11 @@ class BatchWriter:
              c.event.index)
             for c in plan.conflicts
         ]  # fmt: skip
-        keys = sorted(plan.totals)  # a stable order keeps row locks deadlock-free
+        keys = sorted(plan.totals) if self.derived else []  # sorted: row locks deadlock-free
         totals = [(*k, plan.totals[k]) for k in keys]
         ops = sorted(plan.heads)
         heads = [(o, plan.heads[o].seq, plan.heads[o].hash) for o in ops]
         return [
-            *_columns(events, len(sql.EVENT_COLUMNS)),
-            *_columns(contributions, len(sql.CONTRIBUTION_COLUMNS)),
             *_columns(voids, len(sql.VOID_COLUMNS)),
             plan.applied_held_voids,
             *_columns(conflicts, len(sql.CONFLICT_COLUMNS)),
@@ -199,7 +222,12 @@ class BatchWriter:
             *offsets,
             TOTALS_CHANNEL,
             plan.operations_changed if self.notify else [],
+            [r.event_id for r in plan.contributions] if self.derived else [],
         ]
+
+
+_EVENT_NAMES: Final = [name for name, _ in sql.EVENT_COLUMNS]
+_CONTRIBUTION_NAMES: Final = [name for name, _ in sql.CONTRIBUTION_COLUMNS]
 
 
 def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:

@@ -1,5 +1,6 @@
 """SQL of the read side. Current totals come from the projection (ledger.totals); as_of/known_at
-reads sum ledger.contributions through its (operation_id, occurred_at|recorded_at) indexes.
+reads sum the time-travel rollups (ledger.rollups: whole days and hours) and the contributions
+of the partial hours, through their (operation_id, occurred|recorded) indexes.
 
 A void's contribution row carries its target's ``occurred_at`` and the later of the two
 ``recorded_at``s (`schemas.tally.Removal`), so ``as_of`` (by occurred_at) drops a voided event
@@ -15,6 +16,7 @@ from datetime import date, datetime
 from typing import Any
 
 from schemas.tally import METRICS
+from services.common import rollup
 
 # group_by name -> column. `item` is the metric's detail: substance for drug wraps, age band for
 # arrests; metrics with no finer detail fall in the group whose item is null.
@@ -55,24 +57,76 @@ def zero_metrics() -> dict[str, int]:
 def _sql(q: TotalsQuery) -> tuple[str, list[Any]]:
     dims = [DIMENSIONS[g] for g in q.group_by]
     cols = ", ".join(["metric", *dims])
-    args: list[Any] = [q.operation_id]
-    if not q.time_travel:
-        source, value = "ledger.totals", "value"
-        where = "operation_id = $1"
-    else:
-        source, value = "ledger.contributions", "delta"
-        conds = ["operation_id = $1"]
-        if q.as_of is not None:
-            args.append(q.as_of)
-            conds.append(f"occurred_at <= ${len(args)}")
-        if q.known_at is not None:
-            args.append(q.known_at)
-            conds.append(f"recorded_at <= ${len(args)}")
-        where = " AND ".join(conds)
-    # Column and table names come from the fixed DIMENSIONS map above, never from the request.
+    if q.time_travel:
+        return _time_travel_sql(q, cols)
+    # Column names come from the fixed DIMENSIONS map above, never from the request.
     sql = (
-        f"SELECT {cols}, SUM({value})::bigint AS value FROM {source} "  # noqa: S608
-        f"WHERE {where} GROUP BY {cols} HAVING SUM({value}) <> 0"
+        f"SELECT {cols}, SUM(value)::bigint AS value FROM ledger.totals "  # noqa: S608
+        f"WHERE operation_id = $1 GROUP BY {cols} HAVING SUM(value) <> 0"
+    )
+    return sql, [q.operation_id]
+
+
+def _time_travel_sql(q: TotalsQuery, cols: str) -> tuple[str, list[Any]]:
+    """Contributions with occurred_at <= A and recorded_at <= K, summed exactly from disjoint
+    parts (an absent instant is +infinity; the rollups are in services.common.rollup):
+
+    1. day rollup rows with both buckets before the instants' days (region D);
+    2. hour rollup rows with both buckets before the instants' hours (region H), minus D, as
+       two disjoint ranges: occurred in A's day before A's hour (recorded before K's hour), or
+       recorded in K's day before K's hour (occurred before A's day);
+    3. contributions occurred in A's partial hour [hour(A), A], recorded by K;
+    4. contributions recorded in K's partial hour [hour(K), K], occurred before hour(A).
+
+    Every contribution in the region is counted once: D, H minus D and the region minus H are
+    disjoint, and the rollup rows are sums of the same contributions.
+    """
+    args: list[Any] = [q.operation_id]
+
+    def p(value: datetime) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    a, k = q.as_of, q.known_at
+    a_ = ad = ah = k_ = kd = kh = None
+    if a is not None:
+        a_, ad, ah = p(a), p(rollup.bucket("day", a)), p(rollup.bucket("hour", a))
+    if k is not None:
+        k_, kd, kh = p(k), p(rollup.bucket("day", k)), p(rollup.bucket("hour", k))
+
+    def where(*conditions: str | None) -> str:
+        return " AND ".join(["operation_id = $1", *(c for c in conditions if c)])
+
+    def before(column: str, bound: str | None) -> str | None:
+        return None if bound is None else f"{column} < {bound}"
+
+    rollups, contributions = "ledger.rollups", "ledger.contributions"
+    parts = [
+        (rollups, "value", where(
+            "grain = 'day'", before("occurred_bucket", ad), before("recorded_bucket", kd))),
+    ]  # fmt: skip
+    if a is not None:
+        parts.append((rollups, "value", where(
+            "grain = 'hour'", f"occurred_bucket >= {ad}", f"occurred_bucket < {ah}",
+            before("recorded_bucket", kh))))  # fmt: skip
+        parts.append((contributions, "delta", where(
+            f"occurred_at >= {ah}", f"occurred_at <= {a_}",
+            None if k is None else f"recorded_at <= {k_}")))  # fmt: skip
+    if k is not None:
+        parts.append((rollups, "value", where(
+            "grain = 'hour'", f"recorded_bucket >= {kd}", f"recorded_bucket < {kh}",
+            before("occurred_bucket", ad))))  # fmt: skip
+        parts.append((contributions, "delta", where(
+            f"recorded_at >= {kh}", f"recorded_at <= {k_}",
+            before("occurred_at", ah))))  # fmt: skip
+    # Only constants and $n placeholders are interpolated; column names come from DIMENSIONS.
+    union = " UNION ALL ".join(
+        f"SELECT {cols}, {value} AS value FROM {source} WHERE {cond}"  # noqa: S608
+        for source, value, cond in parts
+    )
+    sql = (
+        f"SELECT {cols}, SUM(value)::bigint AS value FROM ({union}) AS parts "  # noqa: S608
+        f"GROUP BY {cols} HAVING SUM(value) <> 0"
     )
     return sql, args
 

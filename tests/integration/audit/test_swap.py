@@ -67,6 +67,9 @@ async def test_swap_repairs_the_projection_while_readers_read(
     await pool.execute(f"GRANT USAGE ON SCHEMA ledger TO {swap_role}")
     await pool.execute(f"GRANT SELECT, INSERT ON ledger.totals, ledger.events TO {swap_role}")
     await pool.execute(f"REVOKE INSERT ON ledger.events FROM {swap_role}")
+    # the aggregator's grants: UPDATE of the time-travel rollups, of a void's `applied` only
+    await pool.execute(f"GRANT UPDATE ON ledger.rollups TO {swap_role}")
+    await pool.execute(f"GRANT UPDATE (applied) ON ledger.voids TO {swap_role}")
     true_arrests = await pool.fetchval(
         "SELECT sum(value) FROM ledger.totals WHERE operation_id = $1 AND metric = 'arrests'",
         ops[0],
@@ -138,12 +141,21 @@ async def test_swap_repairs_the_projection_while_readers_read(
                    has_table_privilege('{swap_role}', 'ledger.totals', 'INSERT') AS totals_insert,
                    has_table_privilege('{swap_role}', 'ledger.events', 'SELECT') AS events_select,
                    has_table_privilege('{swap_role}', 'ledger.events', 'INSERT') AS events_insert,
-                   has_table_privilege('{swap_role}', 'ledger.voids', 'SELECT') AS voids_select"""
+                   has_table_privilege('{swap_role}', 'ledger.voids', 'SELECT') AS voids_select,
+                   has_table_privilege('{swap_role}', 'ledger.rollups', 'UPDATE')
+                       AS rollups_update,
+                   has_column_privilege('{swap_role}', 'ledger.voids', 'applied', 'UPDATE')
+                       AS voids_applied_update,
+                   has_column_privilege('{swap_role}', 'ledger.voids', 'target_event_id',
+                                        'UPDATE') AS voids_target_update"""
     )
     assert dict(privileges) == {
         "usage": True, "totals_insert": True, "events_select": True,
-        "events_insert": False, "voids_select": False,
+        "events_insert": False, "voids_select": False, "rollups_update": True,
+        "voids_applied_update": True, "voids_target_update": False,
     }  # fmt: skip
+    # the swapped-in rollups (derived after the bulk load) are the contributions' own sums
+    assert await _rollups_off(pool, ops) == 0
     assert await pool.fetchval("SELECT pg_get_serial_sequence('ledger.conflicts', 'id')") == (
         "ledger.conflicts_id_seq"
     )
@@ -193,10 +205,35 @@ async def test_swap_while_the_live_writer_keeps_applying(
             checked = await verify_operation(conn, op)
         assert checked.ok, checked.to_dict()
         assert checked.events == 13 or op == ops[1]  # ops[1] also has a voided late target
+    # rollups exact across the bulk load, the catch-up under the swap lock and live writes after
+    assert await _rollups_off(pool, [*ops, *late_ops]) == 0
     again = await rebuild(
         pool, kafka_bootstrap, topic, principal=AUDITOR, consumer_group=live.group
     )
     assert again.matches, again.to_dict()
+
+
+async def _rollups_off(pool: asyncpg.Pool, ops: list[str]) -> int:
+    """Rows of ledger.rollups (of ``ops``) that differ from the contributions summed per hour
+    and per day of both timelines, either way (0: the rollups are exact)."""
+    expected = """
+        SELECT c.operation_id, g.grain, date_trunc(g.grain, c.occurred_at, 'UTC') AS ob,
+               date_trunc(g.grain, c.recorded_at, 'UTC') AS rb, c.metric, c.detail, c.area,
+               c.unit, c.day, SUM(c.delta)::bigint AS value
+        FROM ledger.contributions c CROSS JOIN (VALUES ('hour'), ('day')) AS g(grain)
+        WHERE c.operation_id = ANY($1::text[]) GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9"""
+    stored = """
+        SELECT operation_id, grain, occurred_bucket, recorded_bucket, metric, detail, area, unit,
+               day, value FROM ledger.rollups WHERE operation_id = ANY($1::text[])"""
+    n = await pool.fetchval(
+        f"SELECT count(*) FROM (({expected} EXCEPT {stored})"  # noqa: S608 - constants
+        f" UNION ALL ({stored} EXCEPT {expected})) AS d",
+        ops,
+    )
+    assert await pool.fetchval(
+        "SELECT count(*) FROM ledger.rollups WHERE operation_id = ANY($1::text[])", ops
+    ), "no rollup rows at all: nothing was compared"
+    return int(n)
 
 
 async def _schemas(pool: asyncpg.Pool) -> list[str]:
@@ -243,6 +280,7 @@ async def test_a_swap_that_would_lose_live_events_is_refused_unless_forced_and_c
         )  # fmt: skip
         assert forced.swapped
         assert await pool.fetchval("SELECT count(*) FROM ledger.events") == 0
+        assert await pool.fetchval("SELECT count(*) FROM ledger.rollups") == 0
         assert await _schemas(pool) == ["ledger", forced.replaced_schema]
     finally:
         await admin.delete_topics([mistyped])
@@ -255,6 +293,7 @@ async def test_a_swap_that_would_lose_live_events_is_refused_unless_forced_and_c
     async with pool.acquire() as conn:
         for op in ops:
             assert (await verify_operation(conn, op)).ok
+    assert await _rollups_off(pool, ops) == 0  # the restored ledger's rollups came back with it
     assert await _schemas(pool) == ["ledger", replaced]
     again = await rebuild(
         pool, kafka_bootstrap, topic, principal=AUDITOR, consumer_group=live.group

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import time
 import uuid
 from pathlib import Path
@@ -12,7 +14,7 @@ import pytest
 
 from schemas.examples import example_events
 from services.aggregator import metrics
-from services.aggregator.agent import Aggregator, Chunk, chunks
+from services.aggregator.agent import Aggregator, Chunk, GroupCommit, chunks
 from services.aggregator.app import create_app
 from services.aggregator.health import HealthState
 from services.aggregator.settings import AggregatorSettings
@@ -111,3 +113,129 @@ def test_readiness_reports_retrying_and_stalls_but_not_fresh_lag() -> None:
     assert h.problems() == ["no progress for 0 s with lag 10"]
     h.set_lag(3, 0)
     assert h.problems() == []
+
+
+class FakeStream:
+    """noack_take yields the given takes (the agent's `bounded_take` is replaced by it in the
+    tests below); acks are recorded with the time they happened."""
+
+    def __init__(self, takes: list[list[Any]], expected_acks: int) -> None:
+        self.takes = takes
+        self.acks: list[tuple[int, float]] = []
+        self.yielded_at: list[float] = []
+        self.expected = expected_acks
+        self.all_acked = asyncio.Event()
+
+    async def noack_take(self, max_: int, within: float) -> Any:
+        for events in self.takes:
+            await asyncio.sleep(0.01)  # a take waits for records (faust's `within`)
+            self.yielded_at.append(time.monotonic())
+            yield events
+        await asyncio.wait_for(self.all_acked.wait(), 5)
+
+    async def ack(self, event: Any) -> None:
+        self.acks.append((event.message.offset, time.monotonic()))
+        if len(self.acks) == self.expected:
+            self.all_acked.set()
+
+
+@pytest.fixture
+def take_bounds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The agent takes from FakeStream.noack_take; the byte bound it asks for is recorded."""
+    bounds: list[int] = []
+
+    def fake_take(stream: FakeStream, max_: int, within: float, *, max_bytes: int) -> Any:
+        bounds.append(max_bytes)
+        return stream.noack_take(max_, within)
+
+    monkeypatch.setattr("services.aggregator.agent.bounded_take", fake_take)
+    return bounds
+
+
+async def test_takes_are_decoded_and_gathered_while_a_commit_is_in_flight_acks_follow_commits(
+    aggregator: Aggregator, take_bounds: list[int]
+) -> None:
+    commits: list[tuple[list[int], float, float]] = []
+
+    async def commit(chunk: Chunk) -> BatchResult:
+        started = time.monotonic()
+        await asyncio.sleep(0.05)  # the transaction, in PostgreSQL
+        commits.append(([e.message.offset for e in chunk.events], started, time.monotonic()))
+        return BatchResult()
+
+    aggregator.commit = commit  # type: ignore[method-assign]
+    takes = [[record(0, 0, 5), record(0, 1, 5)], [record(0, 2, 5)], [record(0, 3, 5)]]
+    stream = FakeStream(takes, expected_acks=4)
+    await aggregator._agent(stream)  # type: ignore[arg-type]
+    # log order, one transaction at a time; the two takes that arrived while the first one
+    # committed go together into the next transaction (group commit)
+    assert [offsets for offsets, _, _ in commits] == [[0, 1], [2, 3]]
+    assert all(a[2] <= b[1] for a, b in itertools.pairwise(commits))  # never two at once
+    assert [offset for offset, _ in stream.acks] == [0, 1, 2, 3]
+    ended = {o: end for offsets, _, end in commits for o in offsets}
+    assert all(at >= ended[offset] for offset, at in stream.acks)  # acked after its commit
+    # the second take was taken and decoded while the first one's commit was in flight
+    assert stream.yielded_at[1] < commits[0][2]
+    # a take is bounded in bytes: a quarter of the in-flight budget (the buffer has half, the
+    # group commit the last quarter)
+    assert take_bounds == [aggregator.settings.inflight_max_bytes // 4]
+
+
+async def test_a_committer_that_dies_stops_the_worker(
+    aggregator: Aggregator, monkeypatch: pytest.MonkeyPatch, take_bounds: list[int]
+) -> None:
+    killed: list[int] = []
+    monkeypatch.setattr("services.aggregator.agent.os.kill", lambda pid, sig: killed.append(sig))
+
+    async def commit(chunk: Chunk) -> BatchResult:
+        return BatchResult()
+
+    async def broken_ack(fake: FakeStream, chunk: Chunk) -> None:
+        fake.all_acked.set()  # the take loop may end now: the committer has failed
+        raise RuntimeError("ack failed")
+
+    aggregator.commit = commit  # type: ignore[method-assign]
+    aggregator._ack = broken_ack  # type: ignore[method-assign]
+    stream = FakeStream([[record(0, 0, 1)]], expected_acks=1)
+    await aggregator._agent(stream)  # type: ignore[arg-type]
+    await asyncio.sleep(0)  # the done callback runs on the next turn of the loop
+    assert killed and "committer failed: RuntimeError: ack failed" in aggregator.health.fatal
+
+
+def piece(offset: int, nbytes: int, size: int = 1) -> Chunk:
+    return Chunk(events=[SimpleNamespace(offset=offset)], size=size, nbytes=nbytes)
+
+
+async def test_group_commit_holds_at_most_its_byte_bound_committing_and_gathered_together() -> None:
+    pending = GroupCommit(max_events=100, max_bytes=1_000)
+    committer: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    await pending.add(piece(0, 1_500), committer)  # bigger than the bound: admitted alone
+    first = await pending.take()
+    assert [e.offset for e in first.events] == [0] and pending.committing_bytes == 1_500
+    second = asyncio.ensure_future(pending.add(piece(1, 100), committer))
+    await asyncio.sleep(0.01)
+    assert not second.done()  # 1,500 committing + 100 > 1,000: waits for the commit
+    pending.done()
+    await asyncio.wait_for(second, 1)
+    await pending.add(piece(2, 800), committer)  # 100 + 800 gathered: within the bound
+    third = asyncio.ensure_future(pending.add(piece(3, 200), committer))
+    await asyncio.sleep(0.01)
+    assert not third.done()  # 900 + 200 > 1,000
+    taken = await pending.take()  # the gathered 900 now commit; still held until done
+    assert [e.offset for e in taken.events] == [1, 2]
+    await asyncio.sleep(0.01)
+    assert not third.done()
+    pending.done()
+    await asyncio.wait_for(third, 1)
+    assert [e.offset for e in (await pending.take()).events] == [3]
+
+
+async def test_group_commit_waits_for_nobody_when_its_committer_has_died() -> None:
+    pending = GroupCommit(max_events=100, max_bytes=1_000)
+    committer: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    await pending.add(piece(0, 900), committer)
+    blocked = asyncio.ensure_future(pending.add(piece(1, 900), committer))
+    await asyncio.sleep(0.01)
+    committer.set_exception(RuntimeError("commit broke"))
+    with pytest.raises(RuntimeError, match="commit broke"):
+        await asyncio.wait_for(blocked, 1)

@@ -98,6 +98,7 @@ async def test_split_cuts_by_partition_keeping_log_order_keys_and_sizes() -> Non
     assert positions(parts[1]) == [(1, 5), (1, 6)]
     assert [r.offset for r in parts[1].batch.records] == [5, 6]
     assert (parts[1].size, parts[2].size) == (5, 2)
+    assert parts[1].nbytes + parts[2].nbytes == chunk.nbytes and parts[2].nbytes > 1
     assert parts[2].keys == {(2, 7): b"k"} and parts[1].keys == {}
     assert [p.offset for p in parts[2].batch.poison] == [7]
 

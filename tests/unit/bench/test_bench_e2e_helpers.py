@@ -47,7 +47,7 @@ def _results() -> dict[str, Any]:
     results: dict[str, Any] = {"ceilings": {}}
     aggregator = {
         "aggregator": {"submissions_100": {"events_per_s": 10_000}},
-        "ceilings": {"pg_copy_upsert": {"events_per_s": 20_000}},
+        "ceilings": {"pg_write": {"events_per_s": 20_000}},
     }
     e2e = {
         "e2e": {
@@ -70,7 +70,7 @@ def test_e2e_figure_gets_its_lowest_ceiling_and_the_ratio() -> None:
     results = _results()
     e2e_ceilings(results)
     batch = results["e2e"]["batch"]
-    assert batch["ceiling"] == "pg_copy_upsert"
+    assert batch["ceiling"] == "pg_write"
     assert batch["ceiling_events_per_s"] == 20_000
     assert batch["ratio_to_ceiling"] == 0.75
     assert batch["ratios"]["kafka_producer_perf"] == 0.03
@@ -81,7 +81,7 @@ def test_table_prints_each_figure_beside_its_ceiling_and_names_what_was_not_meas
     e2e_ceilings(results)
     lines = table(results).splitlines()
     e2e = next(line for line in lines if line.startswith("e2e batch"))
-    assert "15,000 ev/s" in e2e and "pg_copy_upsert" in e2e and "20,000 ev/s" in e2e
+    assert "15,000 ev/s" in e2e and "pg_write" in e2e and "20,000 ev/s" in e2e
     assert "0.75" in e2e and "met" in e2e
     rebuild = next(line for line in lines if line.startswith("rebuild"))
     assert "not measured" in rebuild and "boom" in rebuild

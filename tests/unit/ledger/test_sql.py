@@ -33,13 +33,14 @@ def test_apply_gets_one_argument_per_placeholder_and_one_value_per_row() -> None
     plan = plan_batch(batch.records, {})
     w = writer()
     args: list[Any] = w._apply_args(plan, ([0], [0], [None], [None]))
-    assert len(args) == placeholders(w._sql["apply"])
-    assert [len(a) for a in args[:18]] == [3] * 18  # three events, every column
-    assert len(args[18]) == 2  # two contributions: the void's target is not in this batch
+    assert len(args) == placeholders(w._sql["apply"]) == placeholders(w._sql["apply_bulk"])
+    assert [len(a) for a in args[:4]] == [1] * 4  # one void row (held: its target is unknown)
+    # the events and the contributions travel by COPY: three events, two contributions
+    assert (len(plan.events), len(plan.contributions)) == (3, 2)
 
 
 def test_statements_name_only_the_given_schema() -> None:
     for name, sql in statements('"ledger_shadow_x"').items():
         assert '"ledger".' not in sql and not re.search(r"(?<![\w\"])ledger\.", sql), name
         assert "{s}" not in sql, name
-    assert '"ledger_shadow_x".events' in writer()._sql["apply"]
+    assert '"ledger_shadow_x".contributions' in writer()._sql["apply"]

@@ -8,16 +8,18 @@ from schemas.tally import METRICS
 from services.query.repository import TotalsQuery, _fold, _sql
 
 
-def test_headline_reads_the_projection_and_time_travel_the_contributions() -> None:
+def test_headline_reads_the_projection_and_time_travel_the_rollups() -> None:
     sql, args = _sql(TotalsQuery("op-1", ("area",)))
     assert "FROM ledger.totals" in sql and "GROUP BY metric, area" in sql
     assert args == ["op-1"]
-    t = datetime(2026, 11, 17, tzinfo=UTC)
+    t = datetime(2026, 11, 17, 9, 41, tzinfo=UTC)
     sql, args = _sql(TotalsQuery("op-1", ("item",), known_at=t))
-    assert "FROM ledger.contributions" in sql and "recorded_at <= $2" in sql
-    assert "occurred_at" not in sql and "detail" in sql
+    # whole days and hours from the rollups, the partial hour from the contributions
+    assert "FROM ledger.rollups" in sql and "FROM ledger.contributions" in sql
+    assert "recorded_at <= $2" in sql and "occurred_at" not in sql and "detail" in sql
+    assert args == ["op-1", t, datetime(2026, 11, 17, tzinfo=UTC), t.replace(minute=0)]
     sql, args = _sql(TotalsQuery("op-1", (), as_of=t, known_at=t))
-    assert "occurred_at <= $2" in sql and "recorded_at <= $3" in sql and len(args) == 3
+    assert "occurred_at <= $2" in sql and "recorded_at <= $5" in sql and len(args) == 7
 
 
 def test_groups_sum_to_the_whole_with_every_metric_present() -> None:

@@ -1,0 +1,63 @@
+"""The time-travel rollup: contributions summed per operation, bucket pair and tally row.
+
+``ledger.rollups`` holds, for two grains (``hour`` and ``day``, UTC buckets), the sum of
+``contributions.delta`` per (operation, occurred bucket, recorded bucket, metric, detail, area,
+unit, day). It is a pure function of ``ledger.contributions``: the writer adds each batch's
+contributions in the same transaction (`ROLLUP_UPSERT` over the batch's contribution rows), and a
+bulk load or a migration builds it with `build_sql` from the table.
+
+An ``as_of`` / ``known_at`` read (occurred_at <= A and recorded_at <= K) is then exact to the
+event from four disjoint parts (services.query.repository): the day rows wholly before both
+instants' days, the hour rows wholly before both instants' hours but not in those days, and the
+contributions of the two partial hours (read through the contributions' own time indexes).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Final
+
+GRAINS: Final = ("hour", "day")
+
+#: The rollup's key columns after (operation_id, grain, occurred_bucket, recorded_bucket).
+DIMENSION_COLUMNS: Final = ("metric", "detail", "area", "unit", "day")
+
+_KEY = "operation_id, grain, occurred_bucket, recorded_bucket, metric, detail, area, unit, day"
+
+
+def _select(source: str, where: str = "") -> str:
+    """``SELECT`` of rollup rows (both grains) from contribution rows in ``source``."""
+    return (
+        "SELECT c.operation_id, g.grain,"  # noqa: S608 - source is a constant or a checked name
+        " date_trunc(g.grain, c.occurred_at, 'UTC'), date_trunc(g.grain, c.recorded_at, 'UTC'),"
+        " c.metric, c.detail, c.area, c.unit, c.day, SUM(c.delta)::bigint"
+        f" FROM {source} AS c CROSS JOIN (VALUES ('hour'), ('day')) AS g(grain) {where}"
+        " GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9"
+    )
+
+
+def upsert_sql(schema: str, source: str) -> str:
+    """Add the contribution rows of ``source`` (a table or CTE name) to ``{schema}.rollups``.
+
+    Rows are locked in key order (``ORDER BY``), as the totals upsert does, so two writers
+    touching the same rows never deadlock.
+    """
+    return (
+        f"INSERT INTO {schema}.rollups AS r ({_KEY}, value) {_select(source)}"  # noqa: S608
+        " ORDER BY 1, 2, 3, 4, 5, 6, 7, 8, 9"
+        f" ON CONFLICT ({_KEY}) DO UPDATE SET value = r.value + EXCLUDED.value"
+    )
+
+
+def build_sql(schema: str, *, one_operation: bool = False) -> str:
+    """Fill an empty ``{schema}.rollups`` from ``{schema}.contributions`` (bulk load, backfill);
+    with ``one_operation``, only for the operation given as ``$1``."""
+    where = "WHERE c.operation_id = $1" if one_operation else ""
+    source = _select(f"{schema}.contributions", where)
+    return f"INSERT INTO {schema}.rollups ({_KEY}, value) {source}"  # noqa: S608
+
+
+def bucket(grain: str, at: datetime) -> datetime:
+    """The start of ``at``'s ``grain`` bucket: PostgreSQL's date_trunc(grain, at, 'UTC')."""
+    utc = at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    return utc.replace(hour=0) if grain == "day" else utc
