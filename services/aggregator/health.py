@@ -135,10 +135,12 @@ def health_app(state: HealthState, broker: BrokerCheck | None = None) -> web.App
 
     async def readyz(_: web.Request) -> web.Response:
         problems = await readiness(state, broker)
-        body = {"status": "ready" if not problems else "not ready", "problems": problems,
+        body: dict[str, Any] = {"status": "ready" if not problems else "not ready",
+                "problems": problems,
                 "lag": {str(p): v for p, v in sorted(state.lag.items())},
-                "dlq_depth": state.dlq_depth,
-                "held": state.held_view()}  # fmt: skip
+                "dlq_depth": state.dlq_depth}  # fmt: skip
+        if state.held:  # only while a partition is held
+            body["held"] = state.held_view()
         return web.json_response(body, status=200 if not problems else 503)
 
     async def metrics_view(_: web.Request) -> web.Response:
