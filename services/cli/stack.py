@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -12,6 +13,7 @@ from rich.table import Table
 
 from services import stack
 from services.stack.procs import tail
+from services.stack.settings import StackSettings
 
 stack_app = typer.Typer(
     help="The local stack: a real Kafka broker and PostgreSQL, no Docker needed.",
@@ -132,5 +134,136 @@ def env() -> None:
         typer.echo(f"export OPSLEDGER_TOPIC_REPLICATION={min(3, s.kafka_nodes)}")
 
 
+@stack_app.command()
+def certs(
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Directory to write into (default: the secure stack's, .local/secure/certs); "
+            "for compose: deploy/compose/secrets.",
+        ),
+    ] = None,
+    for_containers: Annotated[
+        bool,
+        typer.Option(
+            "--for-containers",
+            help="Compose: let the Kafka container's account read the brokers' keystore "
+            "(the directory stays private to you).",
+        ),
+    ] = False,
+    host: Annotated[
+        list[str] | None,
+        typer.Option("--host", help="A name the certificates must be valid for (repeatable)."),
+    ] = None,
+) -> None:
+    """Generate a CA, the brokers', PostgreSQL's and the issuer's certificates, and a password
+    for every Kafka SCRAM user and database role (secrets.env); keeps what already exists."""
+    from services.stack import certs as certs_module
+    from services.stack.secure import SecureStack
+
+    directory = out or SecureStack(_secure_settings()).cert_dir
+    hosts = [*certs_module.DEFAULT_HOSTS, *(host or [])]
+    material = certs_module.generate(directory, hosts, for_containers=for_containers)
+    _say(f"certificates and passwords in {material.dir} (CA: {material.ca}; never commit it)")
+
+
+secure_app = typer.Typer(
+    help="The stack as compose ships it: Kafka SASL_SSL (SCRAM), PostgreSQL TLS only, the "
+    "development issuer over https; in .local/secure, on the stack's ports.",
+    no_args_is_help=True,
+)
+stack_app.add_typer(secure_app, name="secure")
+
+
+def _secure_settings() -> StackSettings:
+    s = stack.settings()
+    return s.model_copy(update={"dir": s.dir / "secure"})
+
+
+@secure_app.command("up")
+def secure_up() -> None:
+    """Generate certificates and passwords (once), start the secure parts, migrate, grant."""
+    from services.stack.secure import SecureStack
+
+    try:
+        SecureStack(_secure_settings()).up(_say)
+    except stack.StackError as exc:
+        err.print(f"[bold red]secure stack up failed:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    err.print("[green]secure stack ready[/]: `opsledger stack secure env SERVICE`", highlight=False)
+
+
+@secure_app.command("down")
+def secure_down() -> None:
+    """Stop the secure stack's processes."""
+    from services.stack.secure import SecureStack
+
+    if not SecureStack(_secure_settings()).down(_say):
+        _say("nothing was running")
+
+
+@secure_app.command("env")
+def secure_env(
+    service: Annotated[str, typer.Argument(help="ingest, aggregator, query or admin")],
+) -> None:
+    """Print `export` lines with which SERVICE connects to the secure stack (production mode)."""
+    from services.stack.secure import SecureStack
+
+    info = SecureStack(_secure_settings()).info()
+    if service == "admin":  # operators' tools: the SCRAM admin and the database superuser
+        values = {
+            **info.kafka_env("opsledger-admin"),
+            "OPSLEDGER_DATABASE_URL": info.database_url(info.settings.pg_user),
+        }
+    elif service in ("ingest", "aggregator", "query"):
+        values = info.service_env(service)
+    else:
+        err.print(f"no service {service!r} (ingest, aggregator, query, admin)", highlight=False)
+        raise typer.Exit(2)
+    for name, value in values.items():
+        typer.echo(f"export {name}={shlex.quote(value)}")
+
+
+issuer_app = typer.Typer(
+    help="The development token issuer of the local stack (never used in production).",
+    no_args_is_help=True,
+)
+
+
+@issuer_app.command("rotate")
+def issuer_rotate(
+    overlap: Annotated[
+        float,
+        typer.Option(
+            "--overlap",
+            min=0,
+            help="Seconds the old key stays published, so that tokens it signed keep verifying "
+            "(default one day: the longest a development token lives).",
+        ),
+    ] = 86_400.0,
+) -> None:
+    """Make a new key the signing key; keep the old one in the JWKS for --overlap seconds.
+
+    The services pick the new key up without a restart (an unknown `kid` makes them re-read the
+    JWKS), and drop the old one at their next key refresh after the overlap.
+    """
+    import os
+
+    from services.stack.devissuer.keys import rotate
+
+    if os.environ.get("OPSLEDGER_ENV", "").lower() == "production":
+        err.print("refusing: OPSLEDGER_ENV=production has no development issuer", highlight=False)
+        raise typer.Exit(1)
+    directory = stack.settings().issuer_dir
+    try:
+        old, new = rotate(directory, overlap)
+    except FileNotFoundError:
+        err.print(f"no development key in {directory}; run `opsledger stack up` first")
+        raise typer.Exit(1) from None
+    _say(f"issuer: signing with {new}; {old} stays published for {overlap:.0f} s")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(stack_app, name="stack")
+    app.add_typer(issuer_app, name="issuer")

@@ -113,6 +113,12 @@ class IssuerSettings(CommonSettings):
         le=60,
         description="Bound on one request to the provider.",
     )
+    oidc_ca_file: str | None = Field(
+        None,
+        validation_alias=_oidc("CA_FILE"),
+        description="CA bundle that signed the issuer's TLS certificate (a provider behind a "
+        "private CA); unset: the system's trusted roots.",
+    )
     insecure_http_issuer: bool = Field(
         False,
         validation_alias=AliasChoices("OPSLEDGER_INSECURE_HTTP_ISSUER"),
@@ -161,7 +167,10 @@ class IssuerSettings(CommonSettings):
             ),
         )
         source = HttpKeySource(
-            self.issuer, jwks_url=self.oidc_jwks_url, timeout_s=self.oidc_timeout_s
+            self.issuer,
+            jwks_url=self.oidc_jwks_url,
+            timeout_s=self.oidc_timeout_s,
+            ca_file=self.oidc_ca_file,
         )
         keys = KeyCache(
             source,

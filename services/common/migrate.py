@@ -24,6 +24,9 @@ def alembic_config(dsn: str) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.set_main_option("sqlalchemy.url", sqlalchemy_url(dsn).replace("%", "%%"))
+    # asyncpg itself reads the DSN (env.py): SQLAlchemy would pass libpq's TLS parameters
+    # (sslmode=verify-full, sslrootcert) to asyncpg.connect as unknown keyword arguments.
+    cfg.set_main_option("opsledger.dsn", dsn.replace("%", "%%"))
     return cfg
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -132,15 +133,23 @@ class HttpKeySource:
         jwks_url: str | None = None,
         timeout_s: float = 5.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        ca_file: str | None = None,
     ) -> None:
         self.issuer = issuer
         self._jwks_url = jwks_url
         self._timeout = timeout_s
         self._transport = transport
+        # A private CA (e.g. an on-premises provider); None: the system's trusted roots.
+        self._verify: ssl.SSLContext | bool = (
+            ssl.create_default_context(cafile=ca_file) if ca_file else True
+        )
 
     async def fetch(self) -> dict[str, Any]:
         async with httpx.AsyncClient(
-            timeout=self._timeout, transport=self._transport, follow_redirects=False
+            timeout=self._timeout,
+            transport=self._transport,
+            follow_redirects=False,
+            verify=self._verify,
         ) as client:
             if self._jwks_url is None:
                 url = self.issuer.rstrip("/") + "/.well-known/openid-configuration"

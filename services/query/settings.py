@@ -33,6 +33,19 @@ class QuerySettings(IssuerSettings):
         le=65535,
         description="Port the query HTTP server binds.",
     )
+    dashboard_client_id: str | None = Field(
+        None,
+        validation_alias=_alias("DASHBOARD_CLIENT_ID"),
+        description="The identity provider's public client (authorization code + PKCE) the "
+        "dashboard signs in with; published at /v1/auth/config. Unset: the dashboard asks for a "
+        "pasted token (the development issuer cannot sign people in).",
+    )
+    dashboard_scope: str = Field(
+        "openid",
+        validation_alias=_alias("DASHBOARD_SCOPE"),
+        description="Scopes the dashboard requests (Entra ID: add `api://<app>/.default` "
+        "for tokens issued to opsledger; `offline_access` for a refresh token).",
+    )
     metrics_port: int | None = Field(
         None,
         validation_alias=_alias("METRICS_PORT"),

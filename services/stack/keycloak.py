@@ -39,6 +39,8 @@ Say = Callable[[str], None]
 REALMS = ("opsledger", "untrusted")
 CLI_CLIENT = "opsledger-cli"
 SHORT_CLIENT = "opsledger-cli-short"  # its access tokens live 5 s (stream-expiry tests)
+# The dashboard's public client: authorization code + PKCE, access tokens live 15 s.
+DASHBOARD_CLIENT = "opsledger-dashboard"
 
 
 class KeycloakSettings(BaseSettings):

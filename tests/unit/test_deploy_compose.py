@@ -15,10 +15,13 @@ from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import jsonschema
 import pytest
 import yaml
+
+from services.stack import certs, secure
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -315,6 +318,8 @@ def test_images_are_pinned_and_mounted_files_exist() -> None:
             assert re.fullmatch(r"[\w./-]+:\d+(\.\d+)+[\w.-]*", image), f"{name}: {image}"
         for volume in svc.get("volumes", []):
             source = volume.split(":")[0]
+            if source.startswith(GENERATED):  # `opsledger stack certs` writes these
+                continue
             if source.startswith("./"):
                 assert (ROOT / source).is_file(), f"{name} mounts missing {source}"
 
@@ -338,14 +343,126 @@ def test_metrics_are_served_on_a_port_that_is_not_published() -> None:
         assert metrics not in published
 
 
-def test_unencrypted_links_are_allowed_only_by_name_and_only_inside_one_host() -> None:
-    """Production refuses PLAINTEXT Kafka and PostgreSQL without TLS unless told by an INSECURE
-    setting; compose says so for its private network, and publishes neither beyond loopback."""
+# --- secure as shipped: the settings of services/stack/secure.py, proven there on real servers ---
+
+KAFKA_NODES = ("kafka", "kafka-2", "kafka-3")
+GENERATED = "./deploy/compose/secrets/"
+
+
+def mounts(service: dict[str, Any]) -> dict[str, str]:
+    """Container path -> host path of the service's bind mounts."""
+    found = {}
+    for volume in service.get("volumes", []):
+        source, target = volume.split(":")[:2]
+        if source.startswith("./"):
+            found[target] = source
+    return found
+
+
+def test_no_setting_says_a_connection_may_be_insecure() -> None:
+    raw = COMPOSE_FILE.read_text()
+    for name in secure.INSECURE_SETTINGS:
+        assert name not in raw
+    for name, svc in load_compose("three-brokers")["services"].items():
+        for port in svc.get("ports", []):
+            if name.startswith("kafka") or name == "postgres":
+                assert str(port).startswith("127.0.0.1:"), (name, port)
+
+
+def test_kafka_nodes_run_exactly_the_secure_broker_settings() -> None:
+    """Every KAFKA_* security variable of a node is one of secure.py's broker properties with
+    its value, and every one of those is set: no drift in either direction."""
     services = load_compose("three-brokers")["services"]
-    for name in ("ingest", "aggregator", "query", "migrate"):
+    expected = {secure.compose_env_name(k): v for k, v in secure.BROKER_SECURITY.items()}
+    for name in KAFKA_NODES:
+        svc = services[name]
+        env = env_of(svc)
+        assert svc["entrypoint"] == ["/bin/bash", "/opsledger/compose-start.sh"]
+        security = {
+            k: v for k, v in env.items()
+            if re.search(r"SSL|SASL|SECURITY|INTER_BROKER", k) and "JAAS" not in k
+        }  # fmt: skip
+        files = {secure.compose_env_name(k) for k in secure.BROKER_FILES}
+        assert {k: v for k, v in security.items() if k not in files} == expected
+        files_mounted = mounts(svc)
+        assert files_mounted[env["KAFKA_SSL_KEYSTORE_LOCATION"]] == GENERATED + "kafka.pem"
+        assert files_mounted[env["KAFKA_SSL_TRUSTSTORE_LOCATION"]] == GENERATED + "ca.pem"
+        # Each SASL listener has a login entry: the brokers' own SCRAM user.
+        sasl_listeners = [
+            entry.split(":")[0]
+            for entry in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(",")
+            if entry.endswith(":SASL_SSL")
+        ]
+        for listener in sasl_listeners:
+            jaas = env[f"KAFKA_LISTENER_NAME_{listener}_SCRAM___SHA___512_SASL_JAAS_CONFIG"]
+            assert 'username="opsledger-broker"' in jaas
+            assert 'password="kafka_broker_scram_password-' in jaas
+        users = dict(pair.split("=", 1) for pair in env["SCRAM_USERS"].split(","))
+        assert set(users) == set(secure.KAFKA_USERS)
+        for user, secret in secure.KAFKA_USERS.items():
+            assert users[user] == fake_secrets()[secret]
+    start = (ROOT / "deploy/kafka/compose-start.sh").read_text()
+    assert f"{secure.KAFKA_MECHANISM}=[name=" in start
+
+
+def test_services_reach_kafka_over_sasl_ssl_as_their_own_user() -> None:
+    services = load_compose("three-brokers")["services"]
+    for name in ("ingest", "aggregator"):
         env = env_of(services[name])
-        assert env["OPSLEDGER_INSECURE_KAFKA_PLAINTEXT"] == "true"
-        assert env["OPSLEDGER_INSECURE_DATABASE_WITHOUT_TLS"] == "true"
-    for name in ("kafka", "postgres"):
-        for port in services[name].get("ports", []):
-            assert str(port).startswith("127.0.0.1:"), (name, port)
+        assert secure.KAFKA_CLIENT.items() <= env.items()
+        user = secure.SERVICE_KAFKA_USER[name]
+        assert env["OPSLEDGER_KAFKA_SASL_USERNAME"] == user
+        assert env["OPSLEDGER_KAFKA_SASL_PASSWORD"] == fake_secrets()[secure.KAFKA_USERS[user]]
+        assert mounts(services[name])[env["OPSLEDGER_KAFKA_SSL_CAFILE"]] == GENERATED + "ca.pem"
+        assert set(secure.KAFKA_CLIENT_PER_SERVICE) <= set(env)
+    for name in ("query", "migrate"):  # no Kafka: no Kafka credentials either
+        assert not any("SASL" in k for k in env_of(services[name]))
+
+
+def test_every_database_connection_verifies_the_server_over_tls() -> None:
+    services = load_compose("three-brokers")["services"]
+    for name in ("migrate", "aggregator", "query"):
+        url = urlsplit(env_of(services[name])["OPSLEDGER_DATABASE_URL"])
+        params = dict(parse_qsl(url.query))
+        assert params == {**secure.DATABASE_TLS, "sslrootcert": "/run/opsledger/ca.pem"}
+        assert mounts(services[name])[params["sslrootcert"]] == GENERATED + "ca.pem"
+        assert url.hostname == "postgres" and url.password
+    grants = env_of(services["db-grants"])
+    assert grants["PGSSLMODE"] == secure.DATABASE_TLS["sslmode"]
+
+
+def test_postgres_serves_tls_only_with_the_shared_hba_file() -> None:
+    svc = load_compose("three-brokers")["services"]["postgres"]
+    command = svc["command"]
+    settings = dict(command[i + 1].split("=", 1) for i, arg in enumerate(command) if arg == "-c")
+    assert secure.POSTGRES_SERVER.items() <= settings.items()
+    files = mounts(svc)
+    start = (ROOT / "deploy/postgres/compose-start.sh").read_text()
+    assert files["/opsledger/pg_hba.conf"] == "./" + secure.PG_HBA
+    # compose-start.sh copies the mounted file to where `hba_file` points.
+    assert '/opsledger/pg_hba.conf "$tls/pg_hba.conf"' in start
+    assert settings["hba_file"] == "/var/lib/postgresql/tls/pg_hba.conf"
+    assert "tls=/var/lib/postgresql/tls" in start
+    assert files["/run/opsledger/postgres.key"] == GENERATED + "postgres.key"
+    hba = [
+        line.split()
+        for line in (ROOT / secure.PG_HBA).read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert {line[0] for line in hba} == {"local", "hostssl"}  # no `host` line: TLS or nothing
+    assert all(line[-1] in ("scram-sha-256", "peer") for line in hba)
+
+
+def test_generated_files_are_what_compose_mounts_and_the_ca_key_is_not(tmp_path: Path) -> None:
+    material = certs.generate(tmp_path / "secrets")
+    generated = {p.name for p in material.dir.iterdir()}
+    mounted = {
+        source.removeprefix(GENERATED)
+        for svc in load_compose("three-brokers")["services"].values()
+        for source in mounts(svc).values()
+        if source.startswith(GENERATED)
+    }
+    assert mounted <= generated
+    assert "ca-key.pem" in generated and "ca-key.pem" not in mounted
+    assert set(certs.PASSWORD_NAMES) <= set(read_env_file(SECRETS_EXAMPLE))
+    assert set(certs.PASSWORD_NAMES) <= set(certs.read_env(material.env_file))

@@ -248,7 +248,10 @@ def test_the_deployed_settings_load(
         if name.startswith("OPSLEDGER_") or name in ("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS"):
             monkeypatch.delenv(name)
     for name, value in env.items():
-        # Interpolated compose values and the empty secrets of the examples get stand-ins.
+        # Interpolated compose values and the empty secrets of the examples get stand-ins:
+        # a variable inside a longer value (a DSN's password) is replaced where it stands.
+        if "${" in value and not value.startswith("${"):
+            value = re.sub(r"\$\{[^}]*\}", "s" * 48, value)
         if "${" in value or value == "":
             value = {
                 "OPSLEDGER_ENV": "production",

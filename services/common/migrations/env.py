@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import asyncpg
 from alembic import context
 from sqlalchemy import pool
 from sqlalchemy.engine import Connection
@@ -21,7 +22,15 @@ def _run(connection: Connection) -> None:
 async def _run_async() -> None:
     url = config.get_main_option("sqlalchemy.url")
     assert url
-    engine = create_async_engine(url, poolclass=pool.NullPool)
+    dsn = config.get_main_option("opsledger.dsn")
+    if dsn:  # asyncpg parses the DSN, TLS parameters (sslmode, sslrootcert) included
+        engine = create_async_engine(
+            "postgresql+asyncpg://",
+            poolclass=pool.NullPool,
+            async_creator=lambda: asyncpg.connect(dsn),
+        )
+    else:
+        engine = create_async_engine(url, poolclass=pool.NullPool)
     async with engine.connect() as connection:
         await connection.run_sync(_run)
     await engine.dispose()

@@ -4,9 +4,20 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from services.query.routes import audit, dashboard, health, operations, stream, summary, tlog
+from services.query.routes import (
+    audit,
+    auth_config,
+    dashboard,
+    health,
+    operations,
+    stream,
+    summary,
+    tlog,
+)
 
 
 def routers() -> list[APIRouter]:
     """Every route module's ``router``, in the order the app includes them."""
-    return [m.router for m in (health, operations, summary, stream, audit, tlog, dashboard)]
+    return [
+        m.router for m in (health, operations, summary, stream, audit, tlog, auth_config, dashboard)
+    ]

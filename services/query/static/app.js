@@ -22,6 +22,7 @@
 
   const state = {
     token: null,
+    authMode: "token", // "oidc": signed in through the identity provider (auth.js)
     operation: null,
     selected: "warrants_executed",
     chosen: false, // true once someone tapped a figure
@@ -67,7 +68,7 @@
       // Keep the token out of the address bar, history and any screenshot of it.
       window.history.replaceState(null, "", url.pathname + url.search);
     }
-    state.token = localStorage.getItem(TOKEN_KEY);
+    state.token = state.authMode === "oidc" ? window.OpsledgerAuth.token : localStorage.getItem(TOKEN_KEY);
     state.operation = operation || localStorage.getItem(OP_KEY);
   }
 
@@ -83,7 +84,12 @@
 
   // A renewed token: one stored since (by another tab or a new sign-in) that is still valid.
   // Without one the page asks for a token, keeping its place in the stream for when it comes.
-  function renewToken() {
+  async function renewToken() {
+    if (state.authMode === "oidc") {
+      // Usually renewed ahead of expiry already (auth.js); else renew now.
+      if (tokenLifetime(state.token) <= 5) state.token = await window.OpsledgerAuth.renew();
+      return tokenLifetime(state.token) > 5;
+    }
     const stored = localStorage.getItem(TOKEN_KEY);
     if (stored && stored !== state.token && tokenLifetime(stored) > 5) {
       state.token = stored;
@@ -315,10 +321,10 @@
     const controller = new AbortController();
     state.source = controller;
     setLive("off", "connecting");
-    stream(operation, controller).then((outcome) => {
+    stream(operation, controller).then(async (outcome) => {
       if (controller.signal.aborted) return;
       if (outcome.signedOut) return showLogin(outcome.message);
-      if (outcome.expired && !renewToken()) {
+      if (outcome.expired && !(await renewToken())) {
         return showLogin("Your token expired: paste a new one to resume where the board left off.");
       }
       setLive("off", outcome.expired ? "renewing" : "reconnecting");
@@ -433,6 +439,11 @@
   });
   $("logout").addEventListener("click", (event) => {
     event.preventDefault();
+    if (state.authMode === "oidc") {
+      window.OpsledgerAuth.signOut();
+      window.OpsledgerAuth.signIn("login");
+      return;
+    }
     localStorage.removeItem(TOKEN_KEY);
     showLogin();
   });
@@ -442,5 +453,20 @@
     renderFreshness();
   }, 1000);
   $("clock").textContent = time(new Date());
-  start();
+
+  // Signed in through the identity provider when the service names one (auth.js); otherwise
+  // (the development issuer) a pasted token.
+  async function signInThenStart() {
+    try {
+      const auth = await window.OpsledgerAuth.init();
+      state.authMode = auth.mode;
+      if (auth.mode === "oidc") {
+        window.OpsledgerAuth.onToken((token) => { state.token = token; });
+      }
+    } catch (error) {
+      return showLogin(`sign-in failed: ${error.message}`);
+    }
+    start();
+  }
+  signInThenStart();
 })();

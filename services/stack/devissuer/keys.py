@@ -25,6 +25,7 @@ from services.common.auth import ROLES
 ALGORITHM = "RS256"
 PRIVATE_KEY = "signing-key.pem"
 JWKS = "jwks.json"
+RETIRED = "retired.json"  # public keys of rotated-out signing keys, each until its overlap ends
 MAX_TTL_S = 24 * 3600  # a development token outlives no working day
 
 
@@ -83,11 +84,64 @@ def load_or_create(directory: Path) -> SigningKey:
         with os.fdopen(fd, "wb") as out:
             out.write(key.pem())
         partial.replace(path)
+    _write_jwks(directory, key)
+    return key
+
+
+def _write_jwks(directory: Path, key: SigningKey) -> None:
+    """``jwks.json``: the signing key's public half (the issuer adds the retired ones)."""
     jwks = directory / JWKS
     text = orjson.dumps({"keys": [key.jwk()]}, option=orjson.OPT_INDENT_2)
     if not jwks.exists() or jwks.read_bytes() != text:
-        jwks.write_bytes(text)
-    return key
+        partial = directory / f".{JWKS}.{os.getpid()}"
+        partial.write_bytes(text)
+        partial.replace(jwks)
+
+
+def retired(directory: Path, now: float | None = None) -> list[dict[str, Any]]:
+    """Public keys of earlier signing keys still inside their overlap (``until`` in the future).
+
+    ``retired.json`` holds ``[{"jwk": {...}, "until": <unix time>}, ...]``; no private key.
+    """
+    path = directory / RETIRED
+    try:
+        entries = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return []
+    moment = time.time() if now is None else now
+    return [e for e in entries if isinstance(e, dict) and float(e.get("until", 0)) > moment]
+
+
+def published(directory: Path, now: float | None = None) -> dict[str, Any]:
+    """The JWKS the issuer serves: the signing key, then every retired key still in overlap."""
+    current = orjson.loads((directory / JWKS).read_bytes())["keys"]
+    return {"keys": [*current, *(e["jwk"] for e in retired(directory, now))]}
+
+
+def rotate(directory: Path, overlap_s: float, now: float | None = None) -> tuple[str, str]:
+    """A new key signs from now on; the old one stays published for ``overlap_s`` seconds, so
+    tokens it signed keep verifying until then. Returns (old kid, new kid).
+
+    The services need no restart: a token with the new ``kid`` makes their key cache re-read
+    the JWKS, and the old key leaves their cache at its next refresh after the overlap.
+    """
+    if overlap_s < 0:
+        raise ValueError("the overlap cannot be negative")
+    old = load(directory)
+    moment = time.time() if now is None else now
+    keep = [e for e in retired(directory, moment) if e["jwk"].get("kid") != old.kid]
+    keep.append({"jwk": old.jwk(), "until": moment + overlap_s})
+    partial = directory / f".{RETIRED}.{os.getpid()}"
+    partial.write_bytes(orjson.dumps(keep, option=orjson.OPT_INDENT_2))
+    partial.replace(directory / RETIRED)
+    new = SigningKey.generate()
+    partial = directory / f".{PRIVATE_KEY}.{os.getpid()}"
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(new.pem())
+    partial.replace(directory / PRIVATE_KEY)  # tokens are signed with the new key from here
+    _write_jwks(directory, new)
+    return old.kid, new.kid
 
 
 def load(directory: Path) -> SigningKey:

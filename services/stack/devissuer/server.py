@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import ssl
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from services.stack.devissuer.keys import ALGORITHM, JWKS
+from services.stack.devissuer.keys import ALGORITHM, JWKS, published
 
 log = logging.getLogger("opsledger.devissuer")
 
@@ -34,16 +35,12 @@ def discovery(issuer: str) -> dict[str, Any]:
 
 
 def make_server(host: str, port: int, directory: Path, issuer: str) -> ThreadingHTTPServer:
-    jwks_path = directory / JWKS
-    cache: dict[str, Any] = {"mtime": None, "body": b""}
     meta = orjson.dumps(discovery(issuer))
 
     def jwks() -> bytes:
-        mtime = jwks_path.stat().st_mtime_ns
-        if mtime != cache["mtime"]:
-            cache["mtime"], cache["body"] = mtime, jwks_path.read_bytes()
-        body: bytes = cache["body"]
-        return body
+        # Re-read per request (two small files): a rotation is published at once, and a retired
+        # key disappears when its overlap ends.
+        return orjson.dumps(published(directory))
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "opsledger-devissuer"
@@ -77,9 +74,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--dir", type=Path, required=True, help="holds jwks.json")
     parser.add_argument("--issuer", required=True, help="the `iss` its tokens carry")
+    parser.add_argument("--tls-cert", type=Path, help="serve https with this certificate chain")
+    parser.add_argument("--tls-key", type=Path, help="the certificate's private key")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     server = make_server(args.host, args.port, args.dir, args.issuer)
+    if args.tls_cert is not None:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # unwinds serve_forever
     log.info("development issuer %s serving %s", args.issuer, args.dir / JWKS)
     try:
