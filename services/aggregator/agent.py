@@ -15,8 +15,11 @@ Why the ack ordering is safe (faust-streaming 0.15):
   produce. We run ``concurrency=1``, commit chunks one at a time in log order and ack each
   chunk whole after its commit, so per partition the acked offsets are always a prefix of the
   delivered ones and the committed offset never passes an uncommitted record.
-* No exception escapes the agent for a database or broker failure: the batch is retried with
-  capped exponential backoff while the partition waits (``/readyz`` reports it). A crash at any
+* No exception escapes the agent for a database or broker failure. A record the database
+  refuses is dead-lettered alone (`services.ledger.apply`); a transient failure holds only the
+  partition it concerns (`services.aggregator.holds`: paused, retried with capped exponential
+  backoff, acked once committed) while the others keep applying (``/readyz`` names it). Per
+  partition the acked offsets stay a prefix of the committed records. A crash at any
   instant leaves Kafka's committed offset at or below PostgreSQL's ``last_offset``; redelivered
   records are skipped by the writer under the offset row lock, so nothing is applied twice.
 """
@@ -29,17 +32,20 @@ import os
 import signal
 import time
 from collections.abc import AsyncIterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
 
 import asyncpg
 import faust
+from aiokafka import TopicPartition
 from mode import Service
 
 from services.aggregator import metrics
 from services.aggregator.dlq import dead_letter
 from services.aggregator.health import HealthState, start_health_server
+from services.aggregator.holds import Holds
 from services.aggregator.settings import AggregatorSettings
 from services.aggregator.take import bounded_take
 from services.common.broker_probe import BrokerProbe
@@ -62,6 +68,10 @@ YIELD_EVERY_S = 0.002
 LAG_PROBE_S = 3.0
 # How often the open dead letters are counted.
 DLQ_DEPTH_EVERY_S = 2.0
+# Set while `holds.Holds` writes a chunk: a failure is raised for the hold, not retried here.
+_HOLDS_RETRY: ContextVar[bool] = ContextVar("opsledger_holds_retry", default=False)
+# Longest wait for the consumer thread to pause or resume a partition.
+FLOW_CALL_S = 5.0
 # Longest graceful close of the PostgreSQL pool when stopping; then its connections are cut.
 POOL_CLOSE_S = 2.0
 
@@ -190,6 +200,7 @@ class Aggregator:
         self._pool: asyncpg.Pool | None = None
         self._writer: BatchWriter | None = None
         self._writer_lock = asyncio.Lock()
+        self._dead_lettered: set[tuple[int, int]] = set()  # poison sent, its write not yet done
         self.broker: Broker = BrokerProbe(
             settings,
             timeout_s=settings.ready_timeout_s,
@@ -230,8 +241,11 @@ class Aggregator:
         # One committer task commits, one transaction at a time in log order, whatever has been
         # decoded meanwhile, and acks each chunk only after its commit returned. This loop keeps
         # taking and decoding (of this take or the next) while a transaction is in flight.
+        # What commits is acked then; a partition whose write fails is held and retried alone
+        # (`holds.Holds.commit`) while the committer goes on with the others.
         pending = GroupCommit(self.settings.batch_max_events, agent_bytes - agent_bytes // 2)
-        committer = asyncio.ensure_future(self._commit_in_order(stream, pending))
+        holds = self.holds(stream)
+        committer = asyncio.ensure_future(self._commit_in_order(holds, pending))
         committer.add_done_callback(self._committer_done)
         try:
             async for events in take(self.settings.batch_max_events, within=within):
@@ -245,9 +259,59 @@ class Aggregator:
             self.health.fatal = f"agent failed: {type(exc).__name__}: {exc}"[:500]
             os.kill(os.getpid(), signal.SIGTERM)
         finally:
-            # Stopping: a chunk not yet committed is not acked, and will be redelivered.
+            # Stopping: a chunk not yet committed is not acked, and will be redelivered; nor
+            # are held records.
             committer.cancel()
             await asyncio.gather(committer, return_exceptions=True)
+            await holds.close()
+
+    def holds(self, stream: faust.StreamT[bytes]) -> Holds[Chunk, BatchResult]:
+        """The per-partition holds of this stream's chunks (`services.aggregator.holds`)."""
+
+        async def done(chunk: Chunk, result: BatchResult, seconds: float) -> None:
+            await self._ack(stream, chunk)  # `commit` recorded it
+
+        return Holds(
+            write=self._commit_once,
+            done=done,
+            pause=partial(self._flow, pause=True),
+            resume=partial(self._flow, pause=False),
+            retry_initial_s=self.settings.retry_initial_s,
+            retry_max_s=self.settings.retry_max_s,
+            changed=lambda h: self.health.set_held(h.detail()),
+            crashed=self._hold_crashed,
+        )
+
+    async def _flow(self, partition: int, *, pause: bool) -> None:
+        """Pause (or resume) fetching one partition of the topic, in the Kafka client itself.
+
+        Not faust's ``pause_partitions``: faust drops, without a trace, the records of a
+        partition it has already fetched but not yet handed over when that partition leaves
+        its active set, while the client's position has moved past them: they would be
+        skipped (a held partition's later records never came; the outage test caught it).
+        The client's own pause discards what it prefetched *without* moving its position, so
+        after ``resume`` it fetches again from the first record faust never saw. The client
+        lives in faust's consumer thread (its own event loop): the call runs there.
+        """
+        tp = TopicPartition(self.settings.topic, partition)
+        try:
+            thread = self.app.consumer._thread  # type: ignore[attr-defined]  # noqa: SLF001
+
+            async def flow() -> None:
+                client = thread._ensure_consumer()  # noqa: SLF001
+                if pause:
+                    client.pause(tp)
+                else:
+                    client.resume(tp)
+
+            await asyncio.wait_for(thread.call_thread(flow), FLOW_CALL_S)
+        except Exception as exc:  # noqa: BLE001 - e.g. stopping: the hold works unpaused
+            log.warning("partition %s not %s: %r", partition, "paused" if pause else "resumed", exc)
+
+    def _hold_crashed(self, exc: BaseException) -> None:
+        # A bug (acking or recording failed): stop rather than hold the partition for ever.
+        self.health.fatal = f"held partition retry failed: {type(exc).__name__}: {exc}"[:500]
+        os.kill(os.getpid(), signal.SIGTERM)
 
     def _committer_done(self, committer: asyncio.Future[None]) -> None:
         """The committer only ends by cancellation; anything else is a bug: stop the worker
@@ -259,12 +323,13 @@ class Aggregator:
         self.health.fatal = f"committer failed: {type(exc).__name__}: {exc}"[:500]
         os.kill(os.getpid(), signal.SIGTERM)
 
-    async def _commit_in_order(self, stream: faust.StreamT[bytes], pending: GroupCommit) -> None:
-        """Commit the gathered chunks one after another, each acked once its commit returned."""
+    async def _commit_in_order(
+        self, holds: Holds[Chunk, BatchResult], pending: GroupCommit
+    ) -> None:
+        """Commit the gathered chunks one after another; what commits is acked (`holds`)."""
         while True:
             chunk = await pending.take()
-            await self.commit(chunk)
-            await self._ack(stream, chunk)
+            await holds.commit(chunk)
             pending.done()
 
     @staticmethod
@@ -272,32 +337,50 @@ class Aggregator:
         for event in chunk.events:
             await stream.ack(event)
 
+    async def attempt(self, chunk: Chunk) -> BatchResult:
+        """Dead-letter the chunk's poison, then write it, once (raises what failed)."""
+        writer = await self._ensure_writer()
+        for poison in chunk.batch.poison:
+            position = (poison.partition, poison.offset)
+            if position in self._dead_lettered or poison.offset <= self.applied.get(
+                poison.partition, -1
+            ):
+                continue
+            await dead_letter(
+                self._send, self.settings.dlq_topic, self.settings.topic, poison,
+                chunk.keys.get(position),
+            )  # fmt: skip
+            self._dead_lettered.add(position)
+            log.warning("dead-lettered %s:%s: %s", *position, poison.reason)
+        result = await apply_batch(
+            writer, chunk.batch, highwater=self._highwaters(chunk), dead_letter=self._dead_letter
+        )
+        self._dead_lettered.difference_update((p.partition, p.offset) for p in chunk.batch.poison)
+        return result
+
+    async def _commit_once(self, chunk: Chunk) -> BatchResult:
+        """`commit`, but a failure is raised at once: the hold retries (`holds.Holds`)."""
+        token = _HOLDS_RETRY.set(True)
+        try:
+            return await self.commit(chunk)
+        finally:
+            _HOLDS_RETRY.reset(token)
+
     async def commit(self, chunk: Chunk) -> BatchResult:
-        """Dead-letter the chunk's poison, then write it; retry until both succeed."""
+        """Write the chunk whole; a failure is retried with capped backoff until it commits,
+        unless a hold is in charge of retrying (`_commit_once`): then it is raised."""
         started = time.monotonic()
         delay = self.settings.retry_initial_s
-        sent: set[tuple[int, int]] = set()
-        highwater = self._highwaters(chunk)
         while True:
             try:
-                writer = await self._ensure_writer()
-                for poison in chunk.batch.poison:
-                    position = (poison.partition, poison.offset)
-                    if position in sent or poison.offset <= self.applied.get(poison.partition, -1):
-                        continue
-                    await dead_letter(
-                        self._send, self.settings.dlq_topic, self.settings.topic, poison,
-                        chunk.keys.get(position),
-                    )  # fmt: skip
-                    sent.add(position)
-                    log.warning("dead-lettered %s:%s: %s", *position, poison.reason)
-                result = await apply_batch(
-                    writer, chunk.batch, highwater=highwater, dead_letter=self._dead_letter
-                )
+                result = await self.attempt(chunk)
                 break
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any failure: the partition waits and retries
+                if _HOLDS_RETRY.get():
+                    metrics.BATCH_RETRIES.inc()  # a failed write is always retried (held)
+                    raise
                 self.health.failed(exc)
                 metrics.BATCH_RETRIES.inc()
                 log.warning("batch failed (%r); retrying in %.2f s", exc, delay)
@@ -330,6 +413,12 @@ class Aggregator:
                         self.settings.database_url,
                         min_size=1,
                         max_size=self.settings.pool_max_size,
+                        # A lock wait or a stuck statement ends as a transient error (its
+                        # partition is held) instead of holding the chunk for ever.
+                        server_settings={
+                            "lock_timeout": str(self.settings.lock_timeout_ms),
+                            "statement_timeout": str(self.settings.statement_timeout_ms),
+                        },
                     )
                 writer = BatchWriter(
                     self._pool,

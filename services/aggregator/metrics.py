@@ -43,6 +43,16 @@ LAG = Gauge(
 RETRYING = Gauge(
     "opsledger_aggregator_retrying", "1 while a batch is failing and being retried, else 0."
 )
+PARTITION_HELD = Gauge(
+    "opsledger_aggregator_partition_held",
+    "1 while the partition is held (a transient failure: paused and retried alone), else 0.",
+    ["partition"],
+)
+PARTITION_HOLD_RETRIES = Gauge(
+    "opsledger_aggregator_partition_hold_retries",
+    "Failed retries of the partition's current hold (0 when not held).",
+    ["partition"],
+)
 DLQ_DEPTH = Gauge(
     "opsledger_aggregator_dlq_depth",
     "Open dead letters of the topic (dlq.dead_letters, neither replayed nor discarded).",

@@ -61,14 +61,32 @@ class AggregatorSettings(CommonSettings):
         gt=0,
         le=60,
         validation_alias=_alias("RETRY_INITIAL_S"),
-        description="First wait before retrying a failed batch transaction.",
+        description="First wait before retrying a held partition's failed transaction.",
     )
     retry_max_s: float = Field(
         5.0,
         gt=0,
         le=600,
         validation_alias=_alias("RETRY_MAX_S"),
-        description="Cap of the exponential backoff between batch retries (the partition waits).",
+        description="Cap of the exponential backoff between retries of a held partition (only it"
+        " waits; the others keep applying).",
+    )
+    lock_timeout_ms: int = Field(
+        2000,
+        ge=100,
+        le=600_000,
+        validation_alias=_alias("LOCK_TIMEOUT_MS"),
+        description="PostgreSQL lock_timeout of the aggregator's sessions: a batch waiting this"
+        " long for a row lock (another session holding an operation's rows) fails as transient"
+        " and only that batch's partition is held and retried; the others keep applying.",
+    )
+    statement_timeout_ms: int = Field(
+        20_000,
+        ge=1000,
+        le=3_600_000,
+        validation_alias=_alias("STATEMENT_TIMEOUT_MS"),
+        description="PostgreSQL statement_timeout of the aggregator's sessions: a statement"
+        " running longer fails as transient (its partition is held and retried).",
     )
     stall_after_s: float = Field(
         30.0,

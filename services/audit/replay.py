@@ -21,7 +21,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from services.common.kafka import client_kwargs
 from services.common.settings import CommonSettings
-from services.ledger.apply import apply_batch
+from services.ledger.apply import apply_retrying
 from services.ledger.records import PreparedBatch, prepare
 from services.ledger.writer import BatchWriter
 
@@ -31,6 +31,9 @@ DEFAULT_WORKERS = min(8, 2 * (os.cpu_count() or 1))
 #: Records handed to the writer per transaction, and the bytes that also close a batch.
 BATCH_RECORDS = 1000
 BATCH_BYTES = 4 << 20
+#: How long a batch failing transiently (a deadlock, a lost connection, a lock held too long)
+#: is retried before the rebuild gives up; it then fails and leaves the live ledger untouched.
+RETRY_FOR_S = 120.0
 
 
 class Progress(Protocol):
@@ -193,8 +196,10 @@ class LogReplayer:
     async def _write_from(self, queue: asyncio.Queue[tuple[int, PreparedBatch] | None]) -> None:
         while (item := await queue.get()) is not None:
             n_records, batch = item
-            # The live aggregator's rule: a record the database refuses is dead-lettered alone.
-            result = await apply_batch(self.writer, batch)
+            # The live aggregator's rules: a record the database refuses is dead-lettered alone;
+            # a transient failure is retried (here the whole batch: a rebuild must reach the end
+            # of every partition before it is of any use, so nothing would gain by going on).
+            result = await apply_retrying(self.writer, batch, retry_for_s=RETRY_FOR_S)
             c = self.counts
             c.records += n_records
             c.events += result.applied

@@ -19,17 +19,26 @@ until the record at fault is alone; that record is handed to ``dead_letter`` (th
 and then written as poison, which records it in ``dlq.dead_letters`` and moves the offset past
 it in one transaction. Every other record is applied. Halves that commit stay committed: if a
 transient error interrupts the isolation, the caller's retry skips them by offset.
+
+What the caller does with a transient failure: the live aggregator holds only the partition
+concerned and retries it alone (`services.aggregator.holds`); a rebuild, which must reach the
+end of every partition anyway, retries the batch with capped backoff for a bounded time
+(`apply_retrying`) rather than abandon hours of replay for a deadlock or a lost connection.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Final
 
 from services.ledger.records import Poison, PreparedBatch, PreparedRecord
 from services.ledger.writer import BatchResult, BatchWriter
+
+log = logging.getLogger("opsledger.ledger")
 
 
 class Failure(enum.Enum):
@@ -159,3 +168,30 @@ async def apply_batch(
     items: list[Item] = [*batch.records, *batch.poison]
     items.sort(key=lambda i: (i.partition, i.offset))
     return await isolate(items, done)
+
+
+async def apply_retrying(
+    writer: BatchWriter,
+    batch: PreparedBatch,
+    *,
+    retry_for_s: float,
+    retry_initial_s: float = 0.1,
+    retry_max_s: float = 5.0,
+    dead_letter: DeadLetter | None = None,
+) -> BatchResult:
+    """`apply_batch`, a transient failure retried with capped backoff for up to ``retry_for_s``.
+
+    Raises the last failure after that, or at once for one that is not transient (a failure
+    that changed between two tries: `apply_batch` could not tell what it is).
+    """
+    deadline = time.monotonic() + retry_for_s
+    delay = retry_initial_s
+    while True:
+        try:
+            return await apply_batch(writer, batch, dead_letter=dead_letter)
+        except Exception as exc:
+            if classify(exc) is not Failure.TRANSIENT or time.monotonic() + delay > deadline:
+                raise
+            log.warning("batch failed (%r), transient; retrying in %.2f s", exc, delay)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, retry_max_s)

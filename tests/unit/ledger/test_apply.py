@@ -7,7 +7,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from services.ledger.apply import Failure, apply_batch, classify
+from services.ledger.apply import Failure, apply_batch, apply_retrying, classify
 from services.ledger.records import Poison, PreparedBatch, PreparedRecord
 from services.ledger.writer import BatchResult
 
@@ -107,3 +107,52 @@ async def test_an_unknown_failure_that_changes_is_retried_by_the_caller() -> Non
 
     with pytest.raises(RuntimeError, match="attempt 2"):
         await apply_batch(Flaky(set()), PreparedBatch(records=[record(0, 0)]))  # type: ignore[arg-type]
+
+
+class FailingFirst(FakeWriter):
+    """Raises ``error`` on its first ``failures`` writes, then applies."""
+
+    def __init__(self, failures: int, error: BaseException) -> None:
+        super().__init__(set())
+        self.failures = failures
+        self.failure = error
+
+    async def write(self, batch: PreparedBatch, *, highwater: Any = None) -> BatchResult:
+        if self.writes < self.failures:
+            self.writes += 1
+            raise self.failure
+        return await super().write(batch, highwater=highwater)
+
+
+async def test_a_rebuild_batch_failing_transiently_is_retried_until_it_commits() -> None:
+    writer = FailingFirst(3, asyncpg.DeadlockDetectedError("deadlock detected"))
+    batch = PreparedBatch(records=[record(0, 0), record(1, 0)])
+    result = await apply_retrying(
+        writer,  # type: ignore[arg-type]
+        batch, retry_for_s=5, retry_initial_s=0.001, retry_max_s=0.002,
+    )  # fmt: skip
+    assert writer.writes == 4 and writer.applied == [(0, 0), (1, 0)]
+    assert result.applied == 2 and writer.poisoned == []  # never dead-lettered
+
+
+async def test_a_rebuild_gives_up_on_a_transient_failure_after_its_bound() -> None:
+    writer = FailingFirst(10_000, asyncpg.LockNotAvailableError("lock timeout"))
+    with pytest.raises(asyncpg.LockNotAvailableError):
+        await apply_retrying(
+            writer,  # type: ignore[arg-type]
+            PreparedBatch(records=[record(0, 0)]), retry_for_s=0.05, retry_initial_s=0.001,
+            retry_max_s=0.01,
+        )  # fmt: skip
+    assert 3 <= writer.writes < 60 and writer.applied == []
+
+
+async def test_a_rebuild_does_not_retry_a_failure_that_is_not_transient() -> None:
+    class Changing(FakeWriter):
+        async def write(self, batch: PreparedBatch, *, highwater: Any = None) -> BatchResult:
+            self.writes += 1
+            raise RuntimeError(f"attempt {self.writes}")
+
+    writer = Changing(set())
+    with pytest.raises(RuntimeError, match="attempt 2"):
+        await apply_retrying(writer, PreparedBatch(records=[record(0, 0)]), retry_for_s=5)  # type: ignore[arg-type]
+    assert writer.writes == 2
