@@ -39,6 +39,10 @@ GRANT SELECT ON dlq.dead_letters TO opsledger_query, opsledger_auditor;
 GRANT USAGE ON SCHEMA tlog TO opsledger_aggregator, opsledger_query, opsledger_auditor;
 REVOKE UPDATE ON ledger.merkle_nodes FROM opsledger_aggregator;
 GRANT SELECT, INSERT ON tlog.checkpoints, tlog.keys TO opsledger_aggregator;
+-- closures: each batch reads where its operations' tallies froze (docs/operations.md); only
+-- closing an operation (the owner, or a deployment's admin writer) records one.
+GRANT SELECT ON tlog.closures TO opsledger_aggregator;
+REVOKE INSERT ON tlog.closures FROM opsledger_aggregator;
 REVOKE UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA tlog FROM opsledger_aggregator;
 GRANT SELECT ON ALL TABLES IN SCHEMA tlog TO opsledger_query, opsledger_auditor;
 REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA tlog

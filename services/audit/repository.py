@@ -6,6 +6,7 @@ rebuild's shadow schema.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -88,6 +89,27 @@ async def history_page(
     )
     page = list(rows[:limit])
     return page, (int(page[-1]["seq"]) if len(rows) > limit else None)
+
+
+async def closure_offset(conn: asyncpg.Connection, operation_id: str) -> int | None:
+    """The log offset the operation's tally froze at when it closed; None while open."""
+    value = await conn.fetchval(
+        "SELECT last_offset FROM tlog.closures WHERE operation_id = $1", operation_id
+    )
+    return None if value is None else int(value)
+
+
+async def late_events(conn: asyncpg.Connection, operation_id: str) -> list[asyncpg.Record]:
+    """``ledger.late_events`` of one operation, in log order."""
+    return list(
+        await conn.fetch(
+            "SELECT event_id, type, occurred_at, recorded_at, principal, role, body,"
+            " kafka_partition, kafka_offset, kafka_index, reason, noted_at"
+            " FROM ledger.late_events WHERE operation_id = $1"
+            " ORDER BY kafka_partition, kafka_offset, kafka_index",
+            operation_id,
+        )
+    )
 
 
 async def chain_head(
@@ -184,7 +206,7 @@ async def operations(conn: asyncpg.Connection, *, schema: str = LEDGER_SCHEMA) -
     return [r["operation_id"] for r in rows]
 
 
-def plain(row: asyncpg.Record) -> dict[str, Any]:
+def plain(row: asyncpg.Record | Mapping[str, Any]) -> dict[str, Any]:
     """A history row as JSON-ready data."""
     out: dict[str, Any] = {}
     for key, value in dict(row).items():

@@ -38,6 +38,7 @@ __all__ = [
     "disclosure",
     "export_operation",
     "history_page",
+    "late_events",
     "verify_operation",
 ]
 
@@ -65,12 +66,14 @@ async def verify_operation(
         contributions = await repo.contribution_sums(conn, operation_id, schema=schema)
         contribution_rows = await repo.contribution_rows(conn, operation_id, schema=schema)
         void_rows = await repo.void_rows(conn, operation_id, schema=schema)
+        closed_after = await repo.closure_offset(conn, operation_id)
     projection = Projection(
         totals,
         head,
         contributions,
         contribution_rows=[dict(r) for r in contribution_rows],
         void_rows=[dict(r) for r in void_rows],
+        closed_after_offset=closed_after,
     )
     return verify_rows(operation_id, [_row(r) for r in rows], projection)
 
@@ -161,8 +164,21 @@ async def history_page(
     after_seq: int,
     limit: int,
 ) -> tuple[list[dict[str, Any]], int | None]:
-    """One page of the operation's chain (JSON-ready rows), and the cursor of the next page."""
+    """One page of the operation's chain (JSON-ready rows), and the cursor of the next page.
+
+    Each row says whether it was applied after its operation closed (``after_close``): in the
+    chain, only a correction can be (docs/operations.md).
+    """
     rows, next_seq = await repo.history_page(
         conn, operation_id, filters, after_seq=after_seq, limit=limit
     )
-    return [repo.plain(r) for r in rows], next_seq
+    closed_after = await repo.closure_offset(conn, operation_id)
+    page = [repo.plain(r) for r in rows]
+    for row in page:
+        row["after_close"] = closed_after is not None and row["kafka_offset"] > closed_after
+    return page, next_seq
+
+
+async def late_events(conn: asyncpg.Connection, operation_id: str) -> list[dict[str, Any]]:
+    """The events that reached the ledger after the operation closed: kept, never counted."""
+    return [repo.plain(_row(r)) for r in await repo.late_events(conn, operation_id)]

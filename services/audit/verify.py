@@ -98,6 +98,8 @@ class Projection:
     contributions: Mapping[RowKey, int] | None = None
     contribution_rows: Sequence[Row] | None = None
     void_rows: Sequence[Row] | None = None
+    # The log offset the operation's tally froze at (`tlog.closures`); None while open.
+    closed_after_offset: int | None = None
 
 
 @dataclass(frozen=True)
@@ -314,6 +316,8 @@ def verify_rows(
     """
     chain = verify_chain(rows, projection.head)
     derived = verify_derived(rows, projection.contribution_rows, projection.void_rows)
+    if projection.closed_after_offset is not None:
+        derived += after_close(rows, projection.closed_after_offset)
     events, invalid = parse_bodies(r for r in rows if counted is None or counted(r))
     recomputed = fold(events)
     metric_diffs, row_diffs = compare_totals(recomputed, projection.totals)
@@ -332,6 +336,29 @@ def verify_rows(
         recomputed=recomputed.metrics,
         derived_diffs=derived,
     )
+
+
+def after_close(rows: Sequence[Row], last_offset: int) -> list[DerivedDiff]:
+    """Chained events past the closure that the late rule (`services.ledger.plan.is_late`)
+    would have kept out of the chain: anything but a void with a reason.
+
+    The submitter's role is not in the chained body, so that half of the rule (an *admin's*
+    void) is judged by the aggregator only; this catches a late event put into the chain.
+    """
+    out = []
+    for r in rows:
+        if r.get("kafka_offset") is None or int(r["kafka_offset"]) <= last_offset:
+            continue
+        body = _body_of(r)
+        reason = (body.get("payload") or {}).get("reason")
+        if body.get("type") == "event_voided" and isinstance(reason, str) and reason.strip():
+            continue
+        out.append(DerivedDiff(
+            "events", str(r["event_id"]), int(r["seq"]),
+            f"chained after the operation closed (offset {r['kafka_offset']} > {last_offset})"
+            " but not a correction: it should be a late event, not counted",
+        ))  # fmt: skip
+    return out
 
 
 # --- Derived rows: every contribution row and void status, recomputed from the chain --------

@@ -28,7 +28,7 @@ from services.common.auth import Principal, Role
 from services.common.db import connect
 from services.common.settings import CommonSettings
 from services.common.topics import TopicError
-from services.tlog import checkpoints
+from services.ledger import lifecycle
 from services.tlog.keys import ledger_signer
 from services.tlog.settings import TlogSettings
 
@@ -72,16 +72,7 @@ def _print(doc: object) -> None:
 async def _create(settings: CommonSettings, record: ops.OperationRecord) -> None:
     conn = await connect(settings.database_url, timeout=10)
     try:
-        async with conn.transaction():
-            # Row lock: two admins creating the same operation cannot both succeed.
-            if await conn.fetchval(
-                "SELECT 1 FROM ledger.operations WHERE operation_id = $1 FOR UPDATE",
-                record.operation_id,
-            ):
-                raise ops.OperationError(f"operation {record.operation_id!r} already exists")
-            await ops.store(conn, record)
-            # Published before commit: a refused publish leaves no row that Kafka never saw.
-            await ops.publish(settings, record)
+        await lifecycle.create(conn, settings, record)
     finally:
         await conn.close()
 
@@ -89,26 +80,19 @@ async def _create(settings: CommonSettings, record: ops.OperationRecord) -> None
 async def _close(settings: CommonSettings, operation_id: str, by: str) -> ops.OperationRecord:
     conn = await connect(settings.database_url, timeout=10)
     try:
-        async with conn.transaction():
-            row = await conn.fetchrow(
-                "SELECT 1 FROM ledger.operations WHERE operation_id = $1 FOR UPDATE", operation_id
-            )
-            record = await ops.get(conn, operation_id) if row else None
-            if record is None:
-                raise ops.OperationError(f"unknown operation {operation_id!r}: create it first")
-            closed = record.close(by, datetime.now(UTC))
-            await ops.store(conn, closed)
-            await ops.publish(settings, closed)
-            # The final signed checkpoint, in the closing transaction: it covers the closed tally.
-            await checkpoints.on_close(conn, operation_id, ledger_signer(TlogSettings()))
+        signer = ledger_signer(TlogSettings())
+        return await lifecycle.close(conn, settings, signer, operation_id, by)
     finally:
         await conn.close()
-    return closed
 
 
-async def _read(settings: CommonSettings, operation_id: str | None) -> list[ops.OperationRecord]:
+async def _read(
+    settings: CommonSettings, principal: Principal, operation_id: str | None
+) -> list[ops.OperationRecord]:
     conn = await connect(settings.database_url, timeout=10)
     try:
+        # The access log's one rule, as over HTTP: auditor and admin reads are logged.
+        await access_log.record(conn, principal, "operations", operation_id, {})
         if operation_id is None:
             return await ops.list_all(conn)
         record = await ops.get(conn, operation_id)
@@ -161,7 +145,7 @@ def show(
     principal = _principal(READERS)
     if not covers(principal, operation):
         raise _fail(f"this token is not scoped to operation {operation!r}", 2)
-    found = _run(_read(CommonSettings(), operation))
+    found = _run(_read(CommonSettings(), principal, operation))
     if not found:
         raise _fail(f"operation {operation!r} has no record (never created)", 1)
     _print(_doc(found[0]))
@@ -171,7 +155,7 @@ def show(
 def list_cmd() -> None:
     """Print the operations the token may read (JSON array), by planned start."""
     principal = _principal(READERS)
-    records = _run(_read(CommonSettings(), None))
+    records = _run(_read(CommonSettings(), principal, None))
     _print([_doc(r) for r in records if covers(principal, r.operation_id)])
 
 

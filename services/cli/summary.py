@@ -18,6 +18,7 @@ from services.common.auth import Principal, Role
 from services.common.db import connect
 from services.common.problems import ProblemError
 from services.query import repository
+from services.query.operation_facts import header, read_facts
 from services.query.params import parse_totals_query
 from services.query.reads import query_params
 from services.query.repository import TotalsQuery
@@ -40,6 +41,7 @@ async def _summary(dsn: str, q: TotalsQuery, principal: Principal, as_json: bool
         result = await repository.read_totals(conn, q)
         stored = await checkpoints.latest(conn, q.operation_id)
         events = await tree.size(conn, q.operation_id)
+        facts = await read_facts(conn, q.operation_id)
     finally:
         await conn.close()
     if result is None:
@@ -47,9 +49,9 @@ async def _summary(dsn: str, q: TotalsQuery, principal: Principal, as_json: bool
     details = details_from_groups(result.groups)
     if as_json:
         cp = None if stored is None else stored.to_dict()
-        doc = summary_document(q.operation_id, result.metrics, details, cp, events)
+        doc = summary_document(q.operation_id, result.metrics, details, cp, events, facts.to_dict())
         return orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n"
-    text = format_summary(result.metrics, details)
+    text = header(facts) + format_summary(result.metrics, details)
     if stored is not None:
         text += provenance(q.operation_id, stored.note, stored.size, events, result.metrics)
     return text

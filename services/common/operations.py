@@ -29,6 +29,14 @@ class OperationError(Exception):
     """A request the status rule refuses (e.g. closing twice, creating an existing operation)."""
 
 
+class UnknownOperation(OperationError):
+    """The operation has no record (it was never created)."""
+
+
+class OperationConflict(OperationError):
+    """The request conflicts with the record: it exists already, or it is closed already."""
+
+
 class OperationRecord(BaseModel):
     """One operation: what it is called, where, when it is planned, and whether it is closed."""
 
@@ -64,7 +72,7 @@ class OperationRecord(BaseModel):
     def close(self, by: str, at: datetime) -> OperationRecord:
         """The closed record (a closed operation cannot be closed again)."""
         if self.status == "closed":
-            raise OperationError(f"operation {self.operation_id!r} is already closed")
+            raise OperationConflict(f"operation {self.operation_id!r} is already closed")
         return self.model_copy(update={"status": "closed", "closed_at": at, "closed_by": by})
 
 

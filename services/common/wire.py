@@ -27,6 +27,10 @@ class Submission:
     recorded_at: str  # RFC 3339, UTC, set by ingest
     principal: str  # the token's subject, set by ingest
     events: list[dict[str, Any]]  # each the client's event as validated (schemas.event_to_dict)
+    # The token's role, set by ingest; None in records written before it was carried. Not part
+    # of the stored (hashed) bodies: the aggregator reads it to admit an admin's correction
+    # after an operation closed.
+    role: str | None = None
 
     def stored_bodies(self) -> list[dict[str, Any]]:
         """Each event as the ledger stores and hashes it: client fields plus server fields."""
@@ -38,15 +42,16 @@ class Submission:
 
 def encode_submission(sub: Submission) -> bytes:
     """Serialise a submission as a record value."""
-    return orjson.dumps(
-        {
-            "v": WIRE_VERSION,
-            "operation_id": sub.operation_id,
-            "recorded_at": sub.recorded_at,
-            "principal": sub.principal,
-            "events": sub.events,
-        }
-    )
+    doc: dict[str, Any] = {
+        "v": WIRE_VERSION,
+        "operation_id": sub.operation_id,
+        "recorded_at": sub.recorded_at,
+        "principal": sub.principal,
+        "events": sub.events,
+    }
+    if sub.role is not None:
+        doc["role"] = sub.role
+    return orjson.dumps(doc)
 
 
 def decode_submission(value: bytes | None) -> Submission:
@@ -71,4 +76,7 @@ def decode_submission(value: bytes | None) -> Submission:
         raise PoisonMessage("operation_id, recorded_at and principal must be strings")
     if not isinstance(events, list) or not events or not all(isinstance(e, dict) for e in events):
         raise PoisonMessage("events must be a non-empty list of objects")
-    return Submission(operation_id=op, recorded_at=rec, principal=who, events=events)
+    role = doc.get("role")
+    if role is not None and not isinstance(role, str):
+        raise PoisonMessage("role must be a string")
+    return Submission(operation_id=op, recorded_at=rec, principal=who, events=events, role=role)

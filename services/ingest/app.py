@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,13 +18,20 @@ from services.ingest.metrics import IngestMetrics, RequestMetricsMiddleware
 from services.ingest.producer import EventProducer, KafkaEventProducer
 from services.ingest.routes import Ingest, post_batch, post_event, router
 from services.ingest.settings import IngestSettings, ingest_settings
+from services.ingest.statuses import FixedStatuses, OperationsFollower, OperationStatuses
 
 
 def create_app(
-    settings: IngestSettings | None = None, producer: EventProducer | None = None
+    settings: IngestSettings | None = None,
+    producer: EventProducer | None = None,
+    statuses: OperationStatuses | None = None,
 ) -> FastAPI:
-    """Build the ingest app; tests pass a fake ``producer`` through this same seam."""
+    """Build the ingest app; tests pass a fake ``producer`` (and ``statuses``) through this
+    same seam. With a real producer, operation statuses are followed on the operations topic;
+    with a fake one and no ``statuses``, no operation is closed."""
     settings = settings or ingest_settings()
+    if statuses is None:
+        statuses = OperationsFollower(settings) if producer is None else FixedStatuses()
     producer = producer or KafkaEventProducer(settings)
     metrics = IngestMetrics()
 
@@ -37,7 +45,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await producer.start()
+        # Side by side: neither bounded wait adds to the other's when the broker is down.
+        await asyncio.gather(producer.start(), statuses.start())
         if metrics_server is not None:
             await metrics_server.start()
         try:
@@ -45,6 +54,7 @@ def create_app(
         finally:
             if metrics_server is not None:
                 await metrics_server.stop()
+            await statuses.stop()
             await producer.stop()
 
     app = FastAPI(
@@ -58,7 +68,7 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
-    app.state.ingest = Ingest(settings, producer, metrics)
+    app.state.ingest = Ingest(settings, producer, metrics, statuses)
     install(app)
     app.include_router(router)
     app.include_router(capture_routes.router)

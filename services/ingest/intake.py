@@ -6,6 +6,7 @@ accepted, and the producer writes the records.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,10 +14,13 @@ from typing import Any
 import orjson
 
 from schemas.errors import ContractError
+from schemas.events import FieldEvent
+from schemas.kinds.corrections import EventVoided
 from schemas.parsing import event_to_dict, parse_event
 from schemas.text import load_lenient, lone_surrogates
 from services.common.access import FORBIDDEN, covers, scope_error
-from services.common.auth import Principal
+from services.common.auth import Principal, Role
+from services.common.operations import OperationRecord
 from services.common.problems import ProblemError
 from services.common.wire import Submission, encode_submission
 
@@ -25,6 +29,59 @@ _JSON_TYPES = ("application/json",)
 # Why an event was refused: the label of the rejected-events metric and of each batch item.
 CONTRACT = "contract"
 UNAVAILABLE = "unavailable"
+CLOSED = "operation-closed"
+
+#: Who writes events: field officers record; an admin only corrects (voids, with a reason),
+#: which is also the one thing a closed operation still takes.
+WRITERS: tuple[Role, ...] = ("field", "admin")
+ClosedLookup = Callable[[str], OperationRecord | None]
+
+
+def refusal(
+    principal: Principal, event: FieldEvent, closed: ClosedLookup
+) -> tuple[str, dict[str, str]] | None:
+    """Why ``event`` (already valid and in the token's scope) is refused, or None.
+
+    An admin records corrections only (``event_voided``); anything else is field work. A closed
+    operation refuses every new event except an admin's void with a non-blank reason.
+    """
+    if principal.role == "admin" and not isinstance(event, EventVoided):
+        message = "an admin token records only corrections (event_voided); use a field token"
+        return FORBIDDEN, {"path": "type", "message": message}
+    record = closed(event.operation_id)
+    if record is None:
+        return None
+    if (
+        isinstance(event, EventVoided)
+        and principal.role == "admin"
+        and event.payload.reason.strip()
+    ):
+        return None
+    return CLOSED, closed_error(record)
+
+
+def closed_error(record: OperationRecord) -> dict[str, str]:
+    """The ``errors`` entry naming a closed operation."""
+    when = "" if record.closed_at is None else f" at {record.closed_at.isoformat()}"
+    return {
+        "path": "operation_id",
+        "message": f"operation {record.operation_id!r} was closed{when}: it takes no new events"
+        " except an admin's void with a reason",
+    }
+
+
+def closed_problem(record: OperationRecord) -> ProblemError:
+    """The 409 for an event of a closed operation."""
+    error = closed_error(record)
+    return ProblemError(
+        409, "Operation closed", detail=error["message"], errors=[error], kind=CLOSED,
+        operation_id=record.operation_id,
+        closed_at=None if record.closed_at is None else record.closed_at.isoformat(),
+    )  # fmt: skip
+
+
+def _no_closures(_: str) -> OperationRecord | None:
+    return None
 
 
 def check_content_type(header: str | None) -> None:
@@ -127,7 +184,11 @@ def _echoable(value: Any) -> bool:
 
 
 def validate_and_group(
-    items: list[Any], principal: Principal, now: datetime, max_future: timedelta
+    items: list[Any],
+    principal: Principal,
+    now: datetime,
+    max_future: timedelta,
+    closed: ClosedLookup = _no_closures,
 ) -> tuple[list[ItemOutcome], list[PendingSubmission]]:
     """Validate each item on its own; group the accepted ones by operation, in input order."""
     outcomes: list[ItemOutcome] = []
@@ -148,6 +209,11 @@ def validate_and_group(
         if not covers(principal, event.operation_id):
             outcome.reason, outcome.errors = FORBIDDEN, [scope_error(event.operation_id)]
             continue
+        refused = refusal(principal, event, closed)
+        if refused is not None:
+            outcome.operation_id = event.operation_id
+            outcome.reason, outcome.errors = refused[0], [refused[1]]
+            continue
         group = pending.get(event.operation_id)
         if group is None:
             group = pending[event.operation_id] = PendingSubmission(event.operation_id)
@@ -164,16 +230,18 @@ def encode_records(
     recorded_at: str,
     principal: str,
     max_record_bytes: int,
+    role: str | None = None,
 ) -> list[tuple[int, bytes]]:
     """The record values of one submission as ``(first event's index, value)`` pairs.
 
     Normally one record; a submission larger than the broker takes is split into several,
     each still one operation's events in order.
     """
-    value = encode_submission(Submission(operation_id, recorded_at, principal, events))
+    value = encode_submission(Submission(operation_id, recorded_at, principal, events, role))
     if len(value) <= max_record_bytes or len(events) == 1:
         return [(0, value)]
     half = len(events) // 2
-    head = encode_records(operation_id, events[:half], recorded_at, principal, max_record_bytes)
-    tail = encode_records(operation_id, events[half:], recorded_at, principal, max_record_bytes)
+    args = (recorded_at, principal, max_record_bytes, role)
+    head = encode_records(operation_id, events[:half], *args)
+    tail = encode_records(operation_id, events[half:], *args)
     return head + [(start + half, value) for start, value in tail]

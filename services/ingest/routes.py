@@ -21,14 +21,18 @@ from services.common.problems import ProblemError, problem_response
 from services.common.wire import Submission, encode_submission
 from services.ingest import docs
 from services.ingest.intake import (
+    CLOSED,
     CONTRACT,
     UNAVAILABLE,
+    WRITERS,
     ItemOutcome,
     PendingSubmission,
     check_content_type,
+    closed_problem,
     encode_records,
     load_json,
     read_batch,
+    refusal,
     server_now,
     stamp,
     validate_and_group,
@@ -36,6 +40,7 @@ from services.ingest.intake import (
 from services.ingest.metrics import IngestMetrics
 from services.ingest.producer import Acked, BrokerUnavailable, EventProducer
 from services.ingest.settings import IngestSettings
+from services.ingest.statuses import OperationStatuses
 
 JSON = "application/json"
 
@@ -47,17 +52,23 @@ class Ingest:
     """What the handlers share, hung on ``app.state.ingest`` by the app factory."""
 
     def __init__(
-        self, settings: IngestSettings, producer: EventProducer, metrics: IngestMetrics
+        self,
+        settings: IngestSettings,
+        producer: EventProducer,
+        metrics: IngestMetrics,
+        statuses: OperationStatuses,
     ) -> None:
         self.settings = settings
         self.producer = producer
         self.metrics = metrics
+        self.statuses = statuses
         self.max_future = timedelta(seconds=settings.max_future_s)
         self.verifier = settings.verifier()
 
     async def authenticate(self, request: Request) -> Principal:
-        """The caller, who must hold the field role (the only one that writes events)."""
-        return await authorize(request, self.verifier, ("field",))
+        """The caller, who must hold a writing role: field (events), admin (corrections only:
+        `services.ingest.intake.refusal`)."""
+        return await authorize(request, self.verifier, WRITERS)
 
     async def produce(self, key: bytes, value: bytes) -> Acked:
         """Write one record and time the acknowledgement; BrokerUnavailable passes through."""
@@ -77,11 +88,12 @@ class Ingest:
             **extra,
         )
 
-    async def write_group(self, group: PendingSubmission, recorded_at: str, who: str) -> None:
+    async def write_group(self, group: PendingSubmission, recorded_at: str, who: Principal) -> None:
         """Produce one operation's accepted events and fill in each item's position."""
         records = encode_records(
-            group.operation_id, group.events, recorded_at, who, self.settings.max_record_bytes
-        )
+            group.operation_id, group.events, recorded_at, who.subject,
+            self.settings.max_record_bytes, who.role,
+        )  # fmt: skip
         key = group.operation_id.encode()
         bounds = [start for start, _ in records[1:]] + [len(group.items)]
         for (start, value), end in zip(records, bounds, strict=True):
@@ -137,8 +149,16 @@ async def post_event(request: Request) -> Response:
     if not covers(principal, event.operation_id):
         ingest.metrics.rejected.labels(FORBIDDEN).inc()
         raise out_of_scope(event.operation_id)
+    refused = refusal(principal, event, ingest.statuses.closed)
+    if refused is not None:
+        reason, error = refused
+        ingest.metrics.rejected.labels(reason).inc()
+        record = ingest.statuses.closed(event.operation_id)
+        if reason == CLOSED and record is not None:
+            raise closed_problem(record)
+        raise forbidden(error["message"], [error])
     submission = Submission(
-        event.operation_id, stamp(now), principal.subject, [event_to_dict(event)]
+        event.operation_id, stamp(now), principal.subject, [event_to_dict(event)], principal.role
     )
     try:
         acked = await ingest.produce(event.operation_id.encode(), encode_submission(submission))
@@ -172,27 +192,27 @@ async def post_batch(request: Request) -> Response:
     check_content_type(request.headers.get("content-type"))
     items = read_batch(load_json(await request.body()), ingest.settings.max_batch_events)
     now = server_now()
-    outcomes, groups = validate_and_group(items, principal, now, ingest.max_future)
+    outcomes, groups = validate_and_group(
+        items, principal, now, ingest.max_future, ingest.statuses.closed
+    )
     recorded_at = stamp(now)
     if groups:
-        await asyncio.gather(
-            *(ingest.write_group(g, recorded_at, principal.subject) for g in groups)
-        )
+        await asyncio.gather(*(ingest.write_group(g, recorded_at, principal) for g in groups))
     return _batch_answer(ingest, outcomes)
 
 
 def _batch_answer(ingest: Ingest, outcomes: list[ItemOutcome]) -> Response:
-    counts = {"accepted": 0, CONTRACT: 0, FORBIDDEN: 0, UNAVAILABLE: 0}
+    counts = {"accepted": 0, CONTRACT: 0, FORBIDDEN: 0, CLOSED: 0, UNAVAILABLE: 0}
     results = []
     for item in outcomes:
         counts[item.reason or "accepted"] += 1
         results.append(_item(item))
     accepted, unavailable = counts["accepted"], counts[UNAVAILABLE]
-    rejected = counts[CONTRACT] + counts[FORBIDDEN]
+    rejected = counts[CONTRACT] + counts[FORBIDDEN] + counts[CLOSED]
     metrics = ingest.metrics
     if accepted:
         metrics.accepted.inc(accepted)
-    for reason in (CONTRACT, FORBIDDEN, UNAVAILABLE):
+    for reason in (CONTRACT, FORBIDDEN, CLOSED, UNAVAILABLE):
         if counts[reason]:
             metrics.rejected.labels(reason).inc(counts[reason])
     summary: dict[str, Any] = {
@@ -215,8 +235,14 @@ def _batch_answer(ingest: Ingest, outcomes: list[ItemOutcome]) -> Response:
         for e in item.errors
     ]
     if counts[FORBIDDEN] == len(outcomes):
-        refusal = "the token covers none of these operations"
-        return forbidden(refusal, errors, **summary, results=results).response()
+        refused = "the token may record none of these events"
+        return forbidden(refused, errors, **summary, results=results).response()
+    if counts[CLOSED] == len(outcomes):
+        closed_ops = sorted({item.operation_id for item in outcomes if item.operation_id})
+        return problem_response(
+            409, "Operation closed", detail=f"closed: {', '.join(closed_ops)}", errors=errors,
+            kind=CLOSED, operation_ids=closed_ops, **summary, results=results,
+        )  # fmt: skip
     return problem_response(
         422, "No event accepted", errors=errors, kind="invalid-batch", **summary, results=results
     )
@@ -276,12 +302,15 @@ async def healthz() -> Response:
 async def readyz(request: Request) -> Response:
     """Ready when the broker answers a metadata request now (bounded, reused for ~1 s) and
     writes are not being refused (none failed in the last two produce bounds without a success
-    since)."""
+    since). ``operations`` says whether closures are known (an unreadable operations topic
+    does not make ingest unready: it fails open, docs/operations.md)."""
     ingest = _ingest(request)
+    operations = ingest.statuses.health()
     if await ingest.producer.ready():
-        return _json(200, {"status": "ready"})
+        return _json(200, {"status": "ready", "operations": operations})
     return ingest.unavailable(
-        "the Kafka broker is not reachable, the log topic is missing, or writes are refused"
+        "the Kafka broker is not reachable, the log topic is missing, or writes are refused",
+        operations=operations,
     )
 
 

@@ -113,6 +113,22 @@ class IngestSettings(IssuerSettings):
         description="Largest Kafka record written; a bigger submission is split into several"
         " (the broker refuses records over its message.max.bytes, 1 MiB by default).",
     )
+    operations_startup_s: float = Field(
+        validation_alias=_alias("OPERATIONS_STARTUP_S"),
+        default=10.0,
+        ge=0,
+        le=300,
+        description="How long start-up waits to read the operations topic to its end before"
+        " serving (beyond it ingest serves anyway and fails open: see docs/operations.md).",
+    )
+    operations_check_s: float = Field(
+        validation_alias=_alias("OPERATIONS_CHECK_S"),
+        default=5.0,
+        gt=0,
+        le=300,
+        description="How often the operations-topic follower checks the broker (and retries"
+        " after a failure); /readyz shows its state.",
+    )
     compression_type: str | None = Field(
         validation_alias=_alias("COMPRESSION_TYPE"),
         default=None,

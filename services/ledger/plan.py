@@ -73,6 +73,41 @@ class VoidRow:
 
 
 @dataclass(frozen=True, slots=True)
+class Closure:
+    """Where an operation's tally was frozen: the log offset of its last event counted at close.
+
+    An operation's records all sit in one partition (key = operation_id), so any of its events
+    at a higher offset reached the ledger after the close. -1: it closed with no event.
+    """
+
+    last_offset: int
+
+
+#: Why an event is recorded late and not counted.
+LATE_REASON = "the operation was closed before this event reached the ledger"
+
+
+def admitted_after_close(e: PreparedEvent) -> bool:
+    """The one kind of event a closed operation still takes: an admin's void with a reason."""
+    return (
+        e.void_target is not None
+        and e.role == "admin"
+        and e.void_reason is not None
+        and bool(e.void_reason.strip())
+    )
+
+
+def is_late(e: PreparedEvent, closures: Mapping[str, Closure]) -> bool:
+    """True when ``e`` reached the log after its operation closed and is not admitted then.
+
+    The rule depends only on the log (the event's position and the submitter's role) and on
+    the recorded closure, so the aggregator and a rebuild replaying the log decide alike.
+    """
+    closure = closures.get(e.operation_id)
+    return closure is not None and e.offset > closure.last_offset and not admitted_after_close(e)
+
+
+@dataclass(frozen=True, slots=True)
 class ConflictRow:
     event: PreparedEvent
     stored_content_hash: str
@@ -87,6 +122,7 @@ class Plan:
     new_voids: dict[UUID, VoidRow] = field(default_factory=dict)  # by void_event_id
     applied_held_voids: list[UUID] = field(default_factory=list)  # stored voids now applied
     conflicts: list[ConflictRow] = field(default_factory=list)
+    late: list[PreparedEvent] = field(default_factory=list)  # recorded, never chained or counted
     totals: dict[TotalsKey, int] = field(default_factory=dict)
     heads: dict[str, Head] = field(default_factory=dict)  # only the operations that advanced
     last_event_at: dict[int, datetime] = field(default_factory=dict)  # per partition
@@ -111,12 +147,27 @@ def fact(e: PreparedEvent) -> Fact:
 
 
 class _Planner:
-    def __init__(self, heads: Mapping[str, Head], state: FoldState) -> None:
+    def __init__(
+        self, heads: Mapping[str, Head], state: FoldState, closures: Mapping[str, Closure]
+    ) -> None:
         self.plan = Plan()
         self.heads = dict(heads)
         self.state = state
+        self.closures = closures
 
     def add(self, e: PreparedEvent) -> None:
+        if is_late(e, self.closures):
+            # A resend of an event already in the ledger stays a duplicate (or a conflict);
+            # anything new is kept for the auditor, outside the chain and the totals.
+            seen = self.state.decide(fact(e))
+            if isinstance(seen, Duplicate):
+                self.plan.duplicates += 1
+            elif isinstance(seen, Conflict):
+                assert seen.stored_content_hash is not None
+                self.plan.conflicts.append(ConflictRow(e, seen.stored_content_hash))
+            else:
+                self.plan.late.append(e)
+            return
         decision = self.state.add(fact(e))
         if isinstance(decision, Duplicate):
             self.plan.duplicates += 1
@@ -193,12 +244,14 @@ def plan_batch(
     records: Iterable[PreparedRecord],
     heads: Mapping[str, Head],
     state: FoldState | None = None,
+    closures: Mapping[str, Closure] | None = None,
 ) -> Plan:
-    """The rows a batch adds, given the chain heads and the fold state of the ids it touches.
+    """The rows a batch adds, given the chain heads, the fold state of the ids it touches and
+    the closures of the batch's operations (`is_late` events are only listed in ``late``).
 
     ``state`` is updated in place (it then holds the batch's events too).
     """
-    planner = _Planner(heads, FoldState() if state is None else state)
+    planner = _Planner(heads, FoldState() if state is None else state, closures or {})
     for record in records:
         for event in record.events:
             planner.add(event)

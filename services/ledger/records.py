@@ -51,6 +51,8 @@ class PreparedEvent:
     partition: int
     offset: int
     index: int
+    role: str | None = None  # the submitter's role as ingest stamped it (None: not carried)
+    void_reason: str | None = None  # an event_voided's reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +116,9 @@ def prepare_record(partition: int, offset: int, value: bytes | None) -> Prepared
     events: list[PreparedEvent] = []
     for index, (client, body) in enumerate(zip(sub.events, sub.stored_bodies(), strict=True)):
         try:
-            events.append(_prepare_event(client, body, recorded_at, partition, offset, index))
+            events.append(
+                _prepare_event(client, body, recorded_at, partition, offset, index, sub.role)
+            )
         except ContractError as exc:
             detail = "; ".join(f"{e['path'] or '(root)'}: {e['message']}" for e in exc.errors)
             reason = f"event {index} violates the contract: {detail}"
@@ -133,6 +137,7 @@ def _prepare_event(
     partition: int,
     offset: int,
     index: int,
+    role: str | None = None,
 ) -> PreparedEvent:
     event = parse_event(client)
     return PreparedEvent(
@@ -153,6 +158,8 @@ def _prepare_event(
         partition=partition,
         offset=offset,
         index=index,
+        role=role,
+        void_reason=event.payload.reason if isinstance(event, EventVoided) else None,
     )
 
 

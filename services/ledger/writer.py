@@ -32,7 +32,7 @@ import asyncpg
 
 from schemas.canonical import GENESIS_HASH
 from services.common.db import LEDGER_SCHEMA, TOTALS_CHANNEL, JsonText
-from services.ledger import dead_letters, sql
+from services.ledger import dead_letters, late, sql
 from services.ledger.plan import Head, Plan, fold_state, plan_batch
 from services.ledger.records import (
     Poison,
@@ -128,6 +128,7 @@ class BatchWriter:
                 await conn.execute(
                     dead_letters.INSERT, *dead_letters.insert_args(self.topic, result.poison)
                 )
+            await late.record(conn, plan.late, self.schema)
             await tree.grow(conn, plan.events, self.schema)
         result.applied = len(plan.events)
         result.duplicates = plan.duplicates
@@ -158,7 +159,7 @@ class BatchWriter:
                 if e.void_target is not None:
                     ids.add(e.void_target)
         state = fold_state(await conn.fetch(self._sql["lookup"], list(ids)))
-        return plan_batch(records, heads, state)
+        return plan_batch(records, heads, state, await late.closures(conn, operations))
 
     async def write_rows(
         self, conn: asyncpg.Connection, plan: Plan, offsets: tuple[list[Any], ...]

@@ -6,7 +6,7 @@ shapes; tests check real answers against them (schemathesis, and the integration
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -109,6 +109,12 @@ class OperationHeadline(BaseModel):
     first_event_at: str
     last_change_at: str
     metrics: dict[str, int]
+    title: str = Field(description="The record's title; the slug of an implicit operation")
+    status: Literal["implicit", "planned", "active", "closed"]
+    areas: list[str]
+    planned_start: str | None
+    planned_end: str | None
+    closed_at: str | None
 
 
 class OperationsAnswer(BaseModel):

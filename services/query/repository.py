@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from schemas.tally import METRICS
@@ -180,8 +180,12 @@ async def list_operations(conn: Connection, only: Sequence[str] | None) -> list[
     """Operations (all, or those in ``only``) with their headline totals from the projection."""
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         heads = await conn.fetch(
-            "SELECT operation_id, seq, first_at, updated_at FROM ledger.chain_heads "
-            "WHERE $1::text[] IS NULL OR operation_id = ANY($1::text[]) ORDER BY operation_id",
+            "SELECT h.operation_id, h.seq, h.first_at, h.updated_at, o.title, o.areas,"
+            " o.planned_start, o.planned_end, o.status, o.closed_at"
+            " FROM ledger.chain_heads AS h"
+            " LEFT JOIN ledger.operations AS o ON o.operation_id = h.operation_id"
+            " WHERE $1::text[] IS NULL OR h.operation_id = ANY($1::text[])"
+            " ORDER BY h.operation_id",
             None if only is None else list(only),
         )
         sums = await conn.fetch(
@@ -201,9 +205,28 @@ async def list_operations(conn: Connection, only: Sequence[str] | None) -> list[
             "first_event_at": h["first_at"].isoformat(),
             "last_change_at": h["updated_at"].isoformat(),
             "metrics": by_op.get(h["operation_id"], zero_metrics()),
+            **_record_fields(h),
         }
         for h in heads
     ]
+
+
+def _record_fields(h: Mapping[str, Any]) -> dict[str, Any]:
+    """Title, areas, planned window and status; an implicit operation's title is its slug."""
+    if h["title"] is None:
+        return {"title": h["operation_id"], "status": "implicit", "areas": [],
+                "planned_start": None, "planned_end": None, "closed_at": None}  # fmt: skip
+    status = h["status"]
+    if status == "planned" and datetime.now(UTC) >= h["planned_start"]:
+        status = "active"
+    return {
+        "title": h["title"],
+        "status": status,
+        "areas": list(h["areas"]),
+        "planned_start": h["planned_start"].isoformat(),
+        "planned_end": h["planned_end"].isoformat(),
+        "closed_at": None if h["closed_at"] is None else h["closed_at"].isoformat(),
+    }
 
 
 async def read_freshness(conn: Connection, consumer_group: str, topic: str) -> dict[str, Any]:

@@ -136,10 +136,13 @@ def summary_document(
     details: Details,
     checkpoint: Mapping[str, object] | None,
     events: int,
+    operation: Mapping[str, object] | None = None,
 ) -> dict[str, object]:
-    """The JSON summary: figures, the bullets, the signed checkpoint and how to prove each."""
+    """The JSON summary: the operation (title, areas, dates, status), figures, the bullets, the
+    signed checkpoint and how to prove each."""
     return {
         "operation_id": operation_id,
+        "operation": None if operation is None else dict(operation),
         "metrics": dict(metrics),
         "details": {k: dict(v) for k, v in details.items()},
         "markdown": format_summary(metrics, details),

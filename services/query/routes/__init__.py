@@ -10,6 +10,7 @@ from services.query.routes import (
     dashboard,
     health,
     operations,
+    records,
     stream,
     summary,
     tlog,
@@ -18,6 +19,5 @@ from services.query.routes import (
 
 def routers() -> list[APIRouter]:
     """Every route module's ``router``, in the order the app includes them."""
-    return [
-        m.router for m in (health, operations, summary, stream, audit, tlog, auth_config, dashboard)
-    ]
+    modules = (health, operations, records, summary, stream, audit, tlog, auth_config, dashboard)
+    return [m.router for m in modules]

@@ -21,6 +21,7 @@ from services.audit.service import (
     disclosure,
     export_operation,
     history_page,
+    late_events,
     verify_operation,
 )
 from services.common import access_log
@@ -107,6 +108,18 @@ async def history(
             "limit": limit,
         }
     )
+
+
+@router.get(
+    "/v1/operations/{operation_id}/late-events",
+    responses=_json("Events that reached the ledger after the operation closed"),
+)
+async def late(operation_id: str, pool: Pool, principal: Auditor) -> Response:
+    """Events recorded late (after the close): stored for the auditor, never counted."""
+    await access_log.record(pool, principal, "late-events", operation_id, {})
+    async with pool.acquire() as conn:
+        rows = await late_events(conn, operation_id)
+    return json_response({"operation_id": operation_id, "events": rows})
 
 
 @router.get("/v1/operations/{operation_id}/verify", responses=_json("The verification report"))

@@ -12,6 +12,7 @@ from services.common.access import require_operation
 from services.query.deps import Reader, ReadsDep
 from services.query.jsonresp import json_response
 from services.query.openapi import READ_ERRORS
+from services.query.operation_facts import header, read_facts
 from services.query.params import totals_query
 from services.query.reads import query_params
 from services.query.repository import TotalsQuery
@@ -48,7 +49,8 @@ async def summary(
         Literal["markdown", "json"], Query(description="Markdown bullets, or the JSON document.")
     ] = "markdown",
 ) -> Response:
-    """The tally as press-release bullets with the ledger's latest signed checkpoint.
+    """The tally as press-release bullets under the operation's title, areas, dates and status
+    (its slug when it was never created), with the ledger's latest signed checkpoint.
 
     Same parameters as totals (grouping is ignored).
     """
@@ -60,10 +62,12 @@ async def summary(
     async with reads.pool.acquire() as conn:
         stored = await checkpoints.latest(conn, q.operation_id)
         events = await tree.size(conn, q.operation_id)
+        facts = await read_facts(conn, q.operation_id)
     if format == "json":
         cp = None if stored is None else stored.to_dict()
-        return json_response(summary_document(q.operation_id, result.metrics, details, cp, events))
-    text = format_summary(result.metrics, details)
+        doc = summary_document(q.operation_id, result.metrics, details, cp, events, facts.to_dict())
+        return json_response(doc)
+    text = header(facts) + format_summary(result.metrics, details)
     if stored is not None:
         text += provenance(q.operation_id, stored.note, stored.size, events, result.metrics)
     return Response(text, media_type="text/markdown; charset=utf-8")

@@ -30,6 +30,7 @@
     source: null, // AbortController of the open stream
     lastEventId: null, // id of the last totals message received (resumes a stream)
     receivedAt: null,
+    records: {}, // operation_id -> its entry of GET /v1/operations (title, areas, dates, status)
   };
 
   // ---- formatting --------------------------------------------------------------------------
@@ -305,6 +306,17 @@
     line.classList.toggle("behind", Boolean(f.lag));
   }
 
+  // Areas, planned window and status under the title; an implicit operation shows only its slug.
+  const day = new Intl.DateTimeFormat("en-GB", { day: "numeric", month: "short", year: "numeric", timeZone: "UTC" });
+  function describe(record) {
+    if (!record || record.status === "implicit" || !record.planned_start) return "";
+    const parts = [];
+    if (record.areas && record.areas.length) parts.push(record.areas.join(", "));
+    parts.push(`planned ${day.format(new Date(record.planned_start))} – ${day.format(new Date(record.planned_end))}`);
+    parts.push(record.closed_at ? `closed ${day.format(new Date(record.closed_at))}` : record.status);
+    return parts.join(" · ");
+  }
+
   // ---- connecting ----------------------------------------------------------------------------
   // fetch, not EventSource: EventSource cannot send an Authorization header, and a token must
   // never travel in a URL. The text/event-stream format is parsed here (id, event, data, retry).
@@ -316,8 +328,11 @@
     }
     state.operation = operation;
     localStorage.setItem(OP_KEY, operation);
-    $("operation-name").textContent = operation;
-    document.title = `${operation} · opsledger`;
+    const record = state.records[operation];
+    const title = (record && record.title) || operation;
+    $("operation-name").textContent = title;
+    $("operation-detail").textContent = describe(record);
+    document.title = `${title} · opsledger`;
     const controller = new AbortController();
     state.source = controller;
     setLive("off", "connecting");
@@ -416,8 +431,9 @@
       return showLogin(error.status === 401 || error.status === 403 ? error.message : `cannot reach the service: ${error.message}`);
     }
     const ids = listing.operations.map((o) => o.operation_id);
+    state.records = Object.fromEntries(listing.operations.map((o) => [o.operation_id, o]));
     const select = $("operation");
-    select.replaceChildren(...ids.map((id) => new Option(id, id)));
+    select.replaceChildren(...ids.map((id) => new Option(state.records[id].title || id, id)));
     select.hidden = ids.length < 2;
     select.onchange = () => connect(select.value);
     const operation = state.operation && (ids.includes(state.operation) || !ids.length) ? state.operation : ids[0];

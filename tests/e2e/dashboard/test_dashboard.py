@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from playwright.async_api import Browser, Request, expect
 
+from services.common import operations as ops
 from services.common.oidc import unverified_claims
 from services.query.summary import pounds
 from services.stack.devissuer.tokens import dev_token
@@ -168,3 +169,28 @@ async def test_dashboard_asks_for_a_token_when_its_own_expires(
     await expect(page.locator("#login")).to_be_visible(timeout=10_000)
     await expect(page.locator("#login-error")).to_contain_text("expired")
     await page.close()
+
+
+async def test_dashboard_titles_a_created_operation_with_its_record(
+    served_query: str, ledger: Ledger, browser: Browser, unique_id: str
+) -> None:
+    """A created operation shows its title, areas, planned window and status; the implicit one
+    above shows its slug."""
+    op = f"dash-rec-{unique_id}"
+    record = ops.new_record(
+        op, "Week of action against county lines", AREAS, T0, T0 + timedelta(days=6), by="adm"
+    ).close("adm", T0 + timedelta(days=7))
+    async with ledger.writer.pool.acquire() as conn:
+        await ops.store(conn, record)
+    await ledger.submit([make_event(op, "warrant_executed", T0)], T0 + timedelta(hours=1))
+    token = dev_token(role="supervisor", operations=[op], ttl_s=600)
+    page = await browser.new_page(viewport={"width": 1600, "height": 900})
+    await page.goto(f"{served_query}/?operation={op}#token={token}")
+    await expect(page.locator("#operation-name")).to_have_text(
+        "Week of action against county lines", timeout=10_000
+    )
+    detail = page.locator("#operation-detail")
+    await expect(detail).to_contain_text("Buckinghamshire, Berkshire, Oxfordshire")
+    await expect(detail).to_contain_text("planned 16 Nov 2026 – 22 Nov 2026")
+    await expect(detail).to_contain_text("closed 23 Nov 2026")
+    assert await page.title() == "Week of action against county lines · opsledger"

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import asyncio
 
+import asyncpg
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.common.settings import CommonSettings
 from services.stack.devissuer.tokens import dev_token
-from tests.integration.audit.test_verify_db import cli, cli_token
+from tests.integration.audit.test_verify_db import CLI_SUBJECT, cli, cli_token
 
 pytestmark = pytest.mark.integration
 
@@ -97,6 +98,19 @@ async def test_admin_creates_and_closes_supervisor_reads_its_own(
 
     on_log = await _topic_records(kafka_bootstrap, CommonSettings().operations_topic, op)
     assert [r["status"] for r in on_log] == ["active", "closed"]
+
+    # Reads follow the access log's one rule: the auditor's list is logged, the supervisor's
+    # read of its own operation is not.
+    conn = await asyncpg.connect(database_url)
+    try:
+        logged = await conn.fetch(
+            "SELECT principal FROM audit.access_log WHERE action = 'operations'"
+            " AND principal = ANY($1::text[])",
+            ["supervisor-t", CLI_SUBJECT],
+        )
+    finally:
+        await conn.close()
+    assert {r["principal"] for r in logged} == {CLI_SUBJECT}
 
 
 def _scoped(role: str, operations: list[str]) -> str:

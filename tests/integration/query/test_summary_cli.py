@@ -59,7 +59,8 @@ async def test_summary_command_matches_the_http_summary(
     await ledger.submit(events, T0 + timedelta(hours=3))
     code, out, err = await opsledger("summary", "--operation", op_id, database_url=database_url)
     assert code == 0, err
-    assert out == (
+    assert out == (  # an implicit operation (never created) is titled by its slug
+        f"# {op_id}\n\n"
         "- 1 warrant executed\n- 3 wraps of cocaine seized\n- 118 mobile phones seized\n"
     )
     r = await client.get(f"/v1/operations/{op_id}/summary", headers=token("auditor"))
@@ -69,7 +70,7 @@ async def test_summary_command_matches_the_http_summary(
     code, out, _ = await opsledger(
         "summary", "--operation", op_id, "--as-of", as_of, database_url=database_url
     )
-    assert (code, out) == (0, "- 1 warrant executed\n- 3 wraps of cocaine seized\n")
+    assert (code, out) == (0, f"# {op_id}\n\n- 1 warrant executed\n- 3 wraps of cocaine seized\n")
 
 
 async def test_summary_command_refuses_bad_input(database_url: str) -> None:
@@ -95,7 +96,7 @@ async def test_summary_command_signs_in_like_any_client(
     assert code == 2 and "not scoped" in err
     own = _token("supervisor", (op_id,), "sup-own")
     code, out, err = await opsledger(*args, database_url=database_url, token=own)
-    assert (code, out) == (0, "- 1 warrant executed\n"), err
+    assert (code, out) == (0, f"# {op_id}\n\n- 1 warrant executed\n"), err
     admin = _token("admin", (), f"admin-{op_id}")
     assert (await opsledger(*args, database_url=database_url, token=admin))[0] == 0
     conn = await asyncpg.connect(database_url)

@@ -192,6 +192,7 @@ async def test_summary_is_the_press_release_list(
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith("text/markdown")
     assert r.text == (
+        f"# {op_id}\n\n"
         "- 2 warrants executed\n"
         "- 1 adult arrested\n"
         "- 42 wraps of crack and heroin seized\n"
@@ -203,7 +204,7 @@ async def test_summary_is_the_press_release_list(
         params={"as_of": at(0.5).isoformat()},
         headers=token("supervisor", op_id),
     )
-    assert r.text == "- 1 warrant executed\n"
+    assert r.text == f"# {op_id}\n\n- 1 warrant executed\n"
 
 
 async def test_a_late_event_changes_an_as_of_read_already_made(

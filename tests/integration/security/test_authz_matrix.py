@@ -42,6 +42,10 @@ AUDIT = dict(zip(VALID, [403, 403, 403, 403, 200, 200], strict=True))
 READ_404 = dict(zip(VALID, [403, 403, 404, 403, 404, 404], strict=True))
 AUDIT_404 = dict(zip(VALID, [403, 403, 403, 403, 404, 404], strict=True))
 PUBLIC = dict.fromkeys(VALID + BROKEN, 200)  # the ledger's public keys
+# Operations as records: only an admin creates (201) and closes (an operation never created:
+# 404); readers see the world's operation, which was never created (implicit): 404.
+CREATE = dict(zip(VALID, [403, 403, 403, 403, 403, 201], strict=True))
+CLOSE = dict(zip(VALID, [403, 403, 403, 403, 403, 404], strict=True))
 # Every refusal, wrong role or wrong operation, ingest or query: one problem type.
 FORBIDDEN_TYPE = "https://opsledger.dev/problems/forbidden"
 # Allowed stream cells never end (text/event-stream); tests/integration/query covers them.
@@ -62,8 +66,12 @@ def _endpoints(w: World) -> list[tuple[str, str, str, Callable[[], Any] | None, 
         ("query", "GET", f"/v1/operations/{op}/events", None, AUDIT),
         ("query", "GET", f"/v1/operations/{op}/verify", None, AUDIT),
         ("query", "GET", f"/v1/operations/{op}/export", None, AUDIT),
+        ("query", "GET", f"/v1/operations/{op}/late-events", None, AUDIT),
         ("query", "GET", "/v1/audit/access-log", None, AUDIT),
         ("query", "GET", "/v1/keys", None, PUBLIC),
+        ("query", "GET", f"/v1/operations/{op}", None, READ_404),
+        ("query", "POST", "/v1/operations", lambda: _new_operation(w), CREATE),
+        ("query", "POST", f"/v1/operations/{w.other}-never/close", None, CLOSE),
         ("query", "GET", f"/v1/operations/{op}/checkpoint", None, READ_404),
         ("query", "GET", f"/v1/operations/{op}/proof/consistency?from=1", None, READ),
         (
@@ -74,6 +82,15 @@ def _endpoints(w: World) -> list[tuple[str, str, str, Callable[[], Any] | None, 
             AUDIT_404,
         ),
     ]
+
+
+def _new_operation(w: World) -> dict[str, Any]:
+    return {
+        "operation_id": f"{w.op}-made"[:60],
+        "title": "Made by the matrix",
+        "planned_start": "2026-11-23T06:00:00Z",
+        "planned_end": "2026-11-29T22:00:00Z",
+    }
 
 
 def _cells(w: World) -> list[tuple[str, str, str, Any, str, int | None]]:

@@ -123,6 +123,12 @@ REFUSED = [
         " VALUES ($1, 'x', 'x', 0, '', '')",
     ),
     ("opsledger_aggregator", "CREATE TABLE ledger.mine (x int)"),
+    # It reads where a closed operation froze (every batch does), never records a closure.
+    (
+        "opsledger_aggregator",
+        "INSERT INTO tlog.closures (operation_id, last_offset, tree_size, closed_at, closed_by)"
+        " VALUES ($1, 0, 0, now(), 'x')",
+    ),
     ("opsledger_aggregator", "DROP TABLE ledger.totals"),
 ]
 for _role in ("opsledger_query", "opsledger_auditor"):
