@@ -2,9 +2,10 @@
 
 Every method writes, per transaction of 1,000 events, exactly what the aggregator's writer
 writes for such a batch (events with their json body, contributions, the time-travel rollups
-of those contributions, the totals upsert, the chain heads and the consumer offsets) into the
-same tables with the same indexes, from rows computed beforehand (no Kafka, no decoding, no
-hashing; the Python side's tuple building and asyncpg's encoding are timed):
+of those contributions, the totals upsert, the chain heads, the consumer offsets and the nodes
+each event completes in its operation's Merkle tree) into the same tables with the same indexes,
+from rows computed beforehand (no Kafka, no decoding, no hashing; the Python side's tuple
+building and asyncpg's encoding are timed):
 
 * ``unnest``: one statement of data-modifying CTEs over ``unnest`` of one array per column
   (the writer's way before issue 17);
@@ -31,6 +32,8 @@ from services.common import rollup
 from services.ledger.plan import Plan, plan_batch
 from services.ledger.records import prepare
 from services.ledger.sql import CONTRIBUTION_COLUMNS, EVENT_COLUMNS
+from services.tlog import merkle
+from services.tlog.tree import NODE_COLUMNS
 
 BATCH_EVENTS = 1_000
 METHODS = ("unnest", "copy", "composite")
@@ -61,6 +64,31 @@ def event_rows(plan: Plan) -> list[tuple[Any, ...]]:
         )
         for ce in plan.events
     ]  # fmt: skip
+
+
+def merkle_rows(all_plans: Sequence[Plan]) -> list[list[tuple[str, int, int, bytes]]]:
+    """Per plan, the ``merkle_nodes`` rows its events complete (trees grown plan after plan
+    from empty, as `plans` chains them): computed beforehand, like every other row here."""
+    trees: dict[str, tuple[int, list[bytes]]] = {}
+    out: list[list[tuple[str, int, int, bytes]]] = []
+    for plan in all_plans:
+        by_op: dict[str, list[bytes]] = {}
+        for ce in plan.events:
+            by_op.setdefault(ce.event.operation_id, []).append(ce.event.body_json)
+        rows: list[tuple[str, int, int, bytes]] = []
+        for op, leaves in by_op.items():
+            size, frontier = trees.get(op, (0, []))
+            growth = merkle.append(size, frontier, leaves)
+            trees[op] = (growth.size, [h for _, _, h in growth.frontier])
+            rows += [(op, lvl, idx, h) for lvl, idx, h in growth.nodes]
+        out.append(rows)
+    return out
+
+
+_MERKLE_UNNEST = (
+    "INSERT INTO ledger.merkle_nodes (operation_id, level, idx, hash)"
+    " SELECT * FROM unnest($1::text[], $2::smallint[], $3::bigint[], $4::bytea[])"
+)
 
 
 def contribution_rows(plan: Plan) -> list[tuple[Any, ...]]:
@@ -181,9 +209,18 @@ async def prepare_database(
         )
 
 
-async def _write(conn: asyncpg.Connection, method: str, plan: Plan) -> None:
+async def _write(
+    conn: asyncpg.Connection, method: str, plan: Plan, nodes: list[tuple[str, int, int, bytes]]
+) -> None:
     events, contributions = event_rows(plan), contribution_rows(plan)
     async with conn.transaction():
+        # The tree's nodes: by COPY in the copy method (the writer's way), else by unnest.
+        if method == "copy":
+            await conn.copy_records_to_table(
+                "merkle_nodes", schema_name="ledger", records=nodes, columns=NODE_COLUMNS
+            )
+        elif nodes:
+            await conn.execute(_MERKLE_UNNEST, *_columns(nodes, len(NODE_COLUMNS)))
         if method == "unnest":
             await conn.execute(
                 SQL[method],
@@ -211,6 +248,7 @@ async def measure(dsn: str, plans_by_method: dict[str, list[Plan]]) -> dict[str,
     conn = await asyncpg.connect(dsn)
     try:
         await prepare_database(conn, plans_by_method)
+        nodes = {m: merkle_rows(p) for m, p in plans_by_method.items()}
         seconds = dict.fromkeys(plans_by_method, 0.0)
         cpu = dict.fromkeys(plans_by_method, 0.0)
         events = dict.fromkeys(plans_by_method, 0)
@@ -220,7 +258,7 @@ async def measure(dsn: str, plans_by_method: dict[str, list[Plan]]) -> dict[str,
             for method in methods[i % len(methods) :] + methods[: i % len(methods)]:
                 plan = plans_by_method[method][i]
                 t0, c0 = time.perf_counter(), time.process_time()
-                await _write(conn, method, plan)
+                await _write(conn, method, plan, nodes[method][i])
                 seconds[method] += time.perf_counter() - t0
                 cpu[method] += time.process_time() - c0
                 events[method] += len(plan.events)
@@ -260,6 +298,7 @@ async def bulk_load(dsn: str, all_plans: Sequence[Plan], *, streams: int = 2) ->
     pool = await asyncpg.create_pool(dsn, min_size=streams, max_size=streams + 2)
     shadow = shadow_name()
     events = sum(len(p.events) for p in all_plans)
+    nodes = dict(zip(map(id, all_plans), merkle_rows(all_plans), strict=True))
     try:
         async with pool.acquire() as conn:
             await create_shadow(conn, shadow)
@@ -280,6 +319,10 @@ async def bulk_load(dsn: str, all_plans: Sequence[Plan], *, streams: int = 2) ->
                             "contributions", schema_name=shadow,
                             records=[r for p in part for r in contribution_rows(p)],
                             columns=[n for n, _ in CONTRIBUTION_COLUMNS],
+                        )  # fmt: skip
+                        await conn.copy_records_to_table(
+                            "merkle_nodes", schema_name=shadow,
+                            records=[r for p in part for r in nodes[id(p)]], columns=NODE_COLUMNS,
                         )  # fmt: skip
 
         await asyncio.gather(*(stream(all_plans[i::streams]) for i in range(streams)))

@@ -170,6 +170,20 @@ async def void_rows(
     )
 
 
+async def rollup_rows(
+    conn: asyncpg.Connection, operation_id: str, *, schema: str = LEDGER_SCHEMA
+) -> list[asyncpg.Record]:
+    """Every stored time-travel rollup row of the operation (both grains)."""
+    return list(
+        await conn.fetch(
+            f"""SELECT grain, occurred_bucket, recorded_bucket, metric, detail, area, unit, day,
+                       value
+                FROM {ident(schema)}.rollups WHERE operation_id = $1""",  # noqa: S608
+            operation_id,
+        )
+    )
+
+
 async def contribution_sums(
     conn: asyncpg.Connection,
     operation_id: str,

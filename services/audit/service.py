@@ -66,6 +66,7 @@ async def verify_operation(
         contributions = await repo.contribution_sums(conn, operation_id, schema=schema)
         contribution_rows = await repo.contribution_rows(conn, operation_id, schema=schema)
         void_rows = await repo.void_rows(conn, operation_id, schema=schema)
+        rollup_rows = await repo.rollup_rows(conn, operation_id, schema=schema)
         closed_after = await repo.closure_offset(conn, operation_id)
     projection = Projection(
         totals,
@@ -73,6 +74,7 @@ async def verify_operation(
         contributions,
         contribution_rows=[dict(r) for r in contribution_rows],
         void_rows=[dict(r) for r in void_rows],
+        rollup_rows=[dict(r) for r in rollup_rows],
         closed_after_offset=closed_after,
     )
     return verify_rows(operation_id, [_row(r) for r in rows], projection)

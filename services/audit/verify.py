@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from schemas.canonical import (
@@ -38,6 +38,7 @@ from schemas.tally import (
     fact_of,
     fold,
 )
+from services.common import rollup
 
 Row = Mapping[str, Any]
 #: Keep reports readable when a whole chain was rewritten.
@@ -98,6 +99,7 @@ class Projection:
     contributions: Mapping[RowKey, int] | None = None
     contribution_rows: Sequence[Row] | None = None
     void_rows: Sequence[Row] | None = None
+    rollup_rows: Sequence[Row] | None = None
     # The log offset the operation's tally froze at (`tlog.closures`); None while open.
     closed_after_offset: int | None = None
 
@@ -315,7 +317,9 @@ def verify_rows(
     ``counted`` selects which rows enter the fold (a view such as as_of); default: all.
     """
     chain = verify_chain(rows, projection.head)
-    derived = verify_derived(rows, projection.contribution_rows, projection.void_rows)
+    derived = verify_derived(
+        rows, projection.contribution_rows, projection.void_rows, projection.rollup_rows
+    )
     if projection.closed_after_offset is not None:
         derived += after_close(rows, projection.closed_after_offset)
     events, invalid = parse_bodies(r for r in rows if counted is None or counted(r))
@@ -449,13 +453,14 @@ def verify_derived(
     rows: Sequence[Row],
     contribution_rows: Sequence[Row] | None,
     void_rows: Sequence[Row] | None,
+    rollup_rows: Sequence[Row] | None = None,
 ) -> list[DerivedDiff]:
-    """Each stored contribution row and void status compared with the chain's replay.
+    """Each stored contribution row, void status and rollup row compared with the chain's replay.
 
     A void whose target is outside this operation's chain depends on another operation's
     arrival order, so only an ``applied`` status is wrong for it (it can never apply).
     """
-    if contribution_rows is None and void_rows is None:
+    if contribution_rows is None and void_rows is None and rollup_rows is None:
         return []
     expected, voids = replay_derived(rows)
     seq_of = {str(r["event_id"]): int(r["seq"]) for r in rows}
@@ -507,4 +512,77 @@ def verify_derived(
                     f"stored {status[have_v[1]]} on {have_v[0]},"
                     f" chain says {status[want_v[1]]} on {want_v[0]}",
                 )
+    if rollup_rows is not None:
+        diffs.extend(_rollup_diffs(expected.values(), rollup_rows))
     return diffs[:MAX_PROBLEMS]
+
+
+# --- Rollups: the time-travel sums, recomputed from the chain's contribution rows ------------
+
+#: (grain, occurred bucket, recorded bucket, metric, detail, area, unit, day)
+RollupKey = tuple[str, datetime, datetime, str, str, str, str, date]
+
+
+def expected_rollups(contributions: Iterable[_Expected]) -> dict[RollupKey, int]:
+    """What `services.common.rollup` sums for these contribution rows: per grain (hour, day),
+    occurred and recorded bucket (UTC) and tally row, the sum of the deltas."""
+    out: dict[RollupKey, int] = {}
+    for e in contributions:
+        if e.recorded_at is None:
+            continue  # never stored: a contribution row always has its recorded_at
+        c = e.c
+        for grain in rollup.GRAINS:
+            key = (
+                grain,
+                rollup.bucket(grain, e.occurred_at),
+                rollup.bucket(grain, e.recorded_at),
+                c.metric,
+                c.detail,
+                c.area,
+                c.unit,
+                c.day,
+            )
+            out[key] = out.get(key, 0) + c.delta
+    return out
+
+
+def _rollup_key(row: Row) -> RollupKey:
+    day = row["day"]
+    occurred, recorded = _when(row["occurred_bucket"]), _when(row["recorded_bucket"])
+    assert occurred is not None and recorded is not None  # NOT NULL columns
+    return (
+        str(row["grain"]),
+        occurred,
+        recorded,
+        str(row["metric"]),
+        str(row["detail"]),
+        str(row["area"]),
+        str(row["unit"]),
+        day if isinstance(day, date) else date.fromisoformat(str(day)),
+    )
+
+
+def _rollup_diffs(
+    contributions: Iterable[_Expected], stored_rows: Sequence[Row]
+) -> list[DerivedDiff]:
+    """Each stored rollup row whose value is not the sum of the chain's contributions in its
+    buckets (a missing row counts as zero), named by its key."""
+    want = expected_rollups(contributions)
+    have: dict[RollupKey, int] = {}
+    for r in stored_rows:
+        key = _rollup_key(r)
+        have[key] = have.get(key, 0) + int(r["value"])
+    diffs = []
+    for key in sorted(set(want) | set(have)):
+        w, h = want.get(key, 0), have.get(key, 0)
+        if w != h:
+            grain, occurred, recorded, metric, detail, area, unit, day = key
+            name = (
+                f"{grain} occurred {occurred.astimezone(UTC).isoformat()}"
+                f" recorded {recorded.astimezone(UTC).isoformat()}"
+                f" {metric}/{detail}/{area}/{unit}/{day.isoformat()}"
+            )
+            diffs.append(
+                DerivedDiff("rollups", name, None, f"value {h} (chain's contributions sum to {w})")
+            )
+    return diffs

@@ -7,6 +7,7 @@ import os
 import sys
 import uuid
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any
 
 import asyncpg
@@ -159,7 +160,9 @@ async def _contribution_of_seq(pool: asyncpg.Pool, op_id: str, seq: int) -> str:
 async def tamper_derived(pool: asyncpg.Pool, sql: str, *args: Any) -> None:
     """A DBA's edit of a derived table with every user trigger off around it."""
     async with pool.acquire() as conn, conn.transaction():
-        table = "ledger.voids" if "ledger.voids" in sql else "ledger.contributions"
+        table = next(
+            t for t in ("ledger.voids", "ledger.rollups", "ledger.contributions") if t in sql
+        )
         await conn.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
         assert (await conn.execute(sql, *args)).endswith(" 1")  # exactly one row edited
         await conn.execute(f"ALTER TABLE {table} ENABLE TRIGGER USER")
@@ -221,3 +224,39 @@ async def test_void_status_edited_is_named(pool: asyncpg.Pool, op_id: str, fille
     assert [(d.table, d.event_id) for d in report.derived_diffs] == [("voids", str(void_id))]
     assert "stored held" in report.derived_diffs[0].detail
     assert "chain says applied" in report.derived_diffs[0].detail
+
+
+async def test_rollup_row_edited_is_named(
+    pool: asyncpg.Pool, op_id: str, filled, database_url
+) -> None:
+    """Totals, contributions and voids stay right: only as_of/known_at reads would be wrong,
+    and only the rollups' recomputation from the chain sees it."""
+    key = await pool.fetchrow(
+        "SELECT grain, occurred_bucket, recorded_bucket, metric, detail, area, unit, day, value"
+        " FROM ledger.rollups WHERE operation_id = $1 AND grain = 'hour'"
+        " AND metric = 'cash_seized_pence'",
+        op_id,
+    )
+    assert key is not None and key["value"] == 1_250_000
+    async with pool.acquire() as conn:
+        assert (await verify_operation(conn, op_id)).ok  # clean before the edit
+    await tamper_derived(
+        pool,
+        "UPDATE ledger.rollups SET value = value + 7 WHERE operation_id = $1 AND grain = $2"
+        " AND occurred_bucket = $3 AND recorded_bucket = $4 AND metric = $5 AND detail = $6"
+        " AND area = $7 AND unit = $8 AND day = $9",
+        op_id, *(key[c] for c in list(key.keys())[:-1]),
+    )  # fmt: skip
+    async with pool.acquire() as conn:
+        report = await verify_operation(conn, op_id)
+    assert report.chain_intact and report.totals_match
+    assert not report.ok
+    assert [(d.table, d.seq) for d in report.derived_diffs] == [("rollups", None)]
+    named = report.derived_diffs[0]
+    occurred = key["occurred_bucket"].astimezone(UTC).isoformat()
+    assert named.event_id.startswith(f"hour occurred {occurred} recorded ")
+    assert "cash_seized_pence/" in named.event_id
+    assert named.detail == "value 1250007 (chain's contributions sum to 1250000)"
+    done = await cli("verify", "--operation", op_id, database_url=database_url)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "rollups row of hour occurred" in done.stdout
