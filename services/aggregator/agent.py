@@ -355,7 +355,11 @@ class Aggregator:
         result = await apply_batch(
             writer, chunk.batch, highwater=self._highwaters(chunk), dead_letter=self._dead_letter
         )
-        self._dead_lettered.difference_update((p.partition, p.offset) for p in chunk.batch.poison)
+        # Poison, and records the database refused (`_dead_letter`), are on the DLQ topic and
+        # now recorded with the offset: a later redelivery is skipped by offset.
+        self._dead_lettered.difference_update(
+            (e.message.partition, e.message.offset) for e in chunk.events
+        )
         return result
 
     async def _commit_once(self, chunk: Chunk) -> BatchResult:
@@ -431,8 +435,13 @@ class Aggregator:
             return self._writer
 
     async def _dead_letter(self, poison: Poison, key: bytes | None) -> None:
-        """Put a record the database refused on the DLQ topic (`services.ledger.apply`)."""
+        """Put a record the database refused on the DLQ topic (`services.ledger.apply`), once:
+        if recording it fails transiently, its partition's retry finds it refused again."""
+        position = (poison.partition, poison.offset)
+        if position in self._dead_lettered:
+            return
         await dead_letter(self._send, self.settings.dlq_topic, self.settings.topic, poison, key)
+        self._dead_lettered.add(position)
         log.warning("dead-lettered %s:%s: %s", poison.partition, poison.offset, poison.reason)
 
     async def _send(

@@ -100,7 +100,9 @@ async def bounded_take(
             await stream.wait(consumed)  # no more until this batch is taken
         return value
 
-    acks = stream.enable_acks
+    # Acks stay off for good, unlike faust's own take which restores them when it ends: an
+    # abandoned take (the agent's body raised or was cancelled) leaves the stream's passive
+    # drainer pulling records that nobody applies, and it would ack each one of them.
     stream.enable_acks = False
     stream.add_processor(add)
     stream._enable_passive(aiter(stream.channel))  # noqa: SLF001 - as faust's own take does
@@ -122,5 +124,4 @@ async def bounded_take(
                 full.clear()
                 consumed.set()
     finally:
-        stream.enable_acks = acks
         stream._processors.remove(add)  # noqa: SLF001

@@ -239,3 +239,64 @@ async def test_group_commit_waits_for_nobody_when_its_committer_has_died() -> No
     committer.set_exception(RuntimeError("commit broke"))
     with pytest.raises(RuntimeError, match="commit broke"):
         await asyncio.wait_for(blocked, 1)
+
+
+class Refused(Exception):
+    sqlstate = "22P05"  # untranslatable character: the data itself, for ever
+
+
+class RefusingWriter:
+    """Refuses record (0, 1) whenever it is written as a record; recording it as poison fails
+    transiently the first time (the connection drops after the DLQ topic has it)."""
+
+    def __init__(self) -> None:
+        self.stored: dict[int, int] = {}
+        self.poison_failures = 1
+
+    async def write(self, batch: PreparedBatch, **_: Any) -> BatchResult:
+        records = [r for r in batch.records if r.offset > self.stored.get(r.partition, -1)]
+        poison = [p for p in batch.poison if p.offset > self.stored.get(p.partition, -1)]
+        if any((r.partition, r.offset) == (0, 1) for r in records):
+            raise Refused("invalid byte sequence")
+        if poison and self.poison_failures:
+            self.poison_failures -= 1
+            raise ConnectionError("connection lost")
+        for p, o in batch.last_offsets.items():
+            self.stored[p] = max(o, self.stored.get(p, -1))
+        return BatchResult(
+            applied=sum(len(r.events) for r in records), poison=poison,
+            last_offsets=batch.last_offsets,
+        )  # fmt: skip
+
+
+async def test_a_refused_record_is_dead_lettered_once_when_its_partition_is_held_meanwhile(
+    aggregator: Aggregator,
+) -> None:
+    """The DLQ topic gets a refused record once, even when recording it failed transiently
+    (its partition held and retried): the retry finds it refused again."""
+    writer, sent = RefusingWriter(), []
+
+    async def ensure() -> RefusingWriter:
+        return writer
+
+    async def send(*args: Any) -> None:
+        sent.append(args)
+
+    aggregator._ensure_writer = ensure  # type: ignore[assignment,method-assign]
+    aggregator._send = send  # type: ignore[assignment,method-assign]
+    aggregator._highwaters = lambda chunk: {}  # type: ignore[method-assign]
+    flows: list[tuple[int, bool]] = []
+
+    async def flow(partition: int, *, pause: bool) -> None:
+        flows.append((partition, pause))
+
+    aggregator._flow = flow  # type: ignore[method-assign]
+    stream = FakeStream([], expected_acks=3)
+    (chunk,) = await collect([record(0, 0, 1), record(0, 1, 1), record(0, 2, 1)], 1000)
+    async with aggregator.holds(stream) as holds:  # type: ignore[arg-type]
+        await holds.commit(chunk)
+        assert list(holds.holds) == [0]  # recording the poison failed: the partition waits
+        await asyncio.wait_for(stream.all_acked.wait(), 5)
+    assert [offset for offset, _ in stream.acks] == [0, 1, 2]
+    assert writer.stored == {0: 2} and flows == [(0, True), (0, False)]
+    assert len(sent) == 1, f"dead-lettered {len(sent)} times"

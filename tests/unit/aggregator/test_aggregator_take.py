@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from types import SimpleNamespace
 from typing import Any
 
+import faust
+from faust.events import Event
+from faust.types import Message
 from mode.utils.queues import FlowControlEvent
 
-from services.aggregator.take import ByteBoundedQueue
+from services.aggregator.take import ByteBoundedQueue, bounded_take
 
 
 def event(size: int) -> Any:
@@ -50,3 +54,41 @@ async def test_small_records_keep_the_record_bound() -> None:
     for _ in range(4):
         queue.force_put_nowait(event(10))
     assert queue.full() and queue.bytes == 40
+
+
+async def test_an_abandoned_take_never_acks_what_the_stream_receives_afterwards() -> None:
+    """When the agent's body raises (or is cancelled) the take is abandoned mid-batch; the
+    stream's passive drainer keeps pulling records. None of them was applied: acking them would
+    let faust commit their offsets (contiguous acks, and faust-streaming#606 past a gap), and
+    the partition's next owner would start after them."""
+    app = faust.App("unit-take", broker="kafka://127.0.0.1:1", loop=asyncio.get_running_loop())
+    app.flow_control.resume()
+    stream = app.channel().stream()
+    messages: list[Message] = []
+
+    def put(offset: int) -> None:
+        message = Message(
+            "t", 0, offset, 0.0, 0, None, b"k", b"v", None,
+            generation_id=app.consumer_generation_id,
+        )  # fmt: skip
+        messages.append(message)
+        stream.channel.queue.put_nowait(Event(app, b"k", b"v", {}, message))
+
+    for offset in range(3):
+        put(offset)
+    await stream.maybe_start()
+    try:
+        take = bounded_take(stream, 1, 0.05, max_bytes=1 << 20)
+        async for events in take:
+            assert [e.message.offset for e in events] == [0]
+            break  # the body raised: this batch is not applied
+        await take.aclose()  # what finalizing the abandoned generator does
+        for offset in range(3, 6):
+            put(offset)
+        await asyncio.sleep(0.2)  # the drainer has pulled everything
+        assert stream.channel.queue.empty()
+        assert [m.offset for m in messages if m.acked] == []
+    finally:
+        await stream.stop()
+        # The stream made the app's consumer, whose thread (never started) has its own loop.
+        app.consumer._thread.thread_loop.close()  # type: ignore[attr-defined]  # noqa: SLF001
