@@ -47,3 +47,16 @@ REVOKE UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA tlog FROM opsledger_aggr
 GRANT SELECT ON ALL TABLES IN SCHEMA tlog TO opsledger_query, opsledger_auditor;
 REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA tlog
     FROM opsledger_query, opsledger_auditor;
+
+-- registrar: creating and closing operations (services/ledger/lifecycle.py) for the query
+-- service's admin routes (OPSLEDGER_QUERY_OPERATIONS_DATABASE_URL), so the query role stays
+-- read-only. It writes operation records, creates-or-locks a chain head (the lock every batch of
+-- that operation takes: its UPDATE sets seq to itself), records the closure and the final
+-- checkpoint; it reads what a checkpoint is computed from. Never events, contributions, totals.
+GRANT USAGE ON SCHEMA ledger, tlog TO opsledger_registrar;
+REVOKE ALL ON ALL TABLES IN SCHEMA ledger, tlog FROM opsledger_registrar;
+GRANT SELECT, INSERT, UPDATE ON ledger.operations TO opsledger_registrar;
+GRANT SELECT, INSERT ON ledger.chain_heads TO opsledger_registrar;
+GRANT UPDATE (seq) ON ledger.chain_heads TO opsledger_registrar;
+GRANT SELECT ON ledger.events, ledger.merkle_nodes TO opsledger_registrar;
+GRANT SELECT, INSERT ON tlog.closures, tlog.checkpoints, tlog.keys TO opsledger_registrar;

@@ -7,4 +7,5 @@ psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" \
      -v aggregator_password="$PG_AGGREGATOR_PASSWORD" \
      -v query_password="$PG_QUERY_PASSWORD" \
      -v auditor_password="$PG_AUDITOR_PASSWORD" \
+     -v registrar_password="$PG_REGISTRAR_PASSWORD" \
      -f /opsledger/roles.sql

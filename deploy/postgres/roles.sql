@@ -16,6 +16,10 @@
 --                         conflicts, voids (never UPDATE or DELETE them); UPDATE only chain
 --                         heads, totals, consumer offsets and a void's `applied` flag (grants.sql).
 --   opsledger_query       read-only on the ledger; may only append to audit.access_log.
+--   opsledger_registrar   creating and closing operations for the query service's admin routes
+--                         (OPSLEDGER_QUERY_OPERATIONS_DATABASE_URL): writes operation records,
+--                         closures and checkpoints only. LOGIN only when -v registrar_password=..
+--                         is given (optional: without it those routes answer 503).
 --   opsledger_auditor     the operators' `opsledger verify|export`: read-only on the ledger;
 --                         may only append to audit.access_log.
 --   (ingest)              no role at all: it never touches PostgreSQL.
@@ -39,10 +43,19 @@ SELECT NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'opsledger_auditor') AS 
 CREATE ROLE opsledger_auditor LOGIN;
 \endif
 
+SELECT NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'opsledger_registrar') AS missing \gset
+\if :missing
+CREATE ROLE opsledger_registrar NOLOGIN;
+\endif
+
 ALTER ROLE opsledger_owner      LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD :'owner_password';
 ALTER ROLE opsledger_aggregator LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD :'aggregator_password';
 ALTER ROLE opsledger_query      LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD :'query_password';
 ALTER ROLE opsledger_auditor    LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD :'auditor_password';
+\if :{?registrar_password}
+ALTER ROLE opsledger_registrar  LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD :'registrar_password';
+GRANT CONNECT ON DATABASE :"db" TO opsledger_registrar;
+\endif
 
 -- A service may connect; only the owner may create schemas (migrations, rebuild's shadow schema).
 REVOKE ALL ON DATABASE :"db" FROM PUBLIC;

@@ -21,14 +21,20 @@ def _say(message: str) -> None:
 
 def _database_role(service: str, database_url: str) -> dict[str, str]:
     """The aggregator and query connect as their own least-privilege roles, as deployed, when the
-    database is the local stack's (which `stack up` gave those roles); ingest has none."""
+    database is the local stack's (which `stack up` gave those roles); ingest has none. The
+    query service creates and closes operations as the registrar role."""
     from services import stack
     from services.stack.roles import role_url
 
     role = {"aggregator": "opsledger_aggregator", "query": "opsledger_query"}.get(service)
     if role is None or stack.external_database() is not None or not stack.settings().migrate:
         return {}
-    return {"OPSLEDGER_DATABASE_URL": role_url(database_url, role)}
+    env = {"OPSLEDGER_DATABASE_URL": role_url(database_url, role)}
+    if service == "query":  # its admin routes create and close operations as the registrar
+        env["OPSLEDGER_QUERY_OPERATIONS_DATABASE_URL"] = role_url(
+            database_url, "opsledger_registrar"
+        )
+    return env
 
 
 def demo(

@@ -135,6 +135,45 @@ async def drop_schema(conn: asyncpg.Connection, schema: str) -> None:
     await conn.execute(f"DROP SCHEMA IF EXISTS {ident(schema)} CASCADE")
 
 
+#: Tables of the ledger that are records, not projections of the field-events log (a rebuild
+#: cannot derive them): ``operations`` (`services.ledger.lifecycle`, migration 0008).
+RECORD_TABLES = ("operations",)
+
+
+async def carry_records(conn: asyncpg.Connection, shadow: str) -> None:
+    """Make ``shadow``'s record tables (`RECORD_TABLES`) exactly the live ones, in the caller's
+    (swap) transaction.
+
+    The live rows are the current state (the compacted topic holds the same, but may lag behind
+    a commit, and compaction keeps no order across keys); an EXCLUSIVE lock holds off
+    `lifecycle.create`/`close` (their row locks wait) until the swap commits, so none is lost.
+    """
+    s = ident(shadow)
+    for table in RECORD_TABLES:
+        t = ident(table)
+        present = await conn.fetchval(
+            "SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL",
+            f"{LEDGER_SCHEMA}.{table}",
+            f"{shadow}.{table}",
+        )
+        if not present:
+            continue
+        columns = ", ".join(
+            ident(r["column_name"])
+            for r in await conn.fetch(
+                """SELECT column_name FROM information_schema.columns
+                   WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position""",
+                LEDGER_SCHEMA,
+                table,
+            )
+        )
+        await conn.execute(f"LOCK TABLE {LEDGER_SCHEMA}.{t} IN EXCLUSIVE MODE")
+        await conn.execute(f"DELETE FROM {s}.{t}")  # noqa: S608
+        await conn.execute(
+            f"INSERT INTO {s}.{t} ({columns}) SELECT {columns} FROM {LEDGER_SCHEMA}.{t}"  # noqa: S608
+        )
+
+
 async def swap_in(
     conn: asyncpg.Connection,
     shadow: str,
@@ -156,6 +195,7 @@ async def swap_in(
         await conn.execute("SELECT pg_advisory_xact_lock($1)", LEDGER_SWAP_LOCK)
         await conn.execute(f"LOCK TABLE {LEDGER_SCHEMA}.consumer_offsets IN EXCLUSIVE MODE")
         await catch_up()
+        await carry_records(conn, shadow)
         # Triggers are not copied by LIKE: carry every user trigger over by its definition.
         # A schema that was live before (`undo_swap`) still has its own: skip those.
         triggers = [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from services.common.issuer_settings import IssuerSettings
 from services.common.settings import service_env
@@ -151,4 +151,11 @@ class QuerySettings(IssuerSettings):
         ge=0,
         le=60,
         description="How long a read of the consumer offsets is reused.",
+    )
+    operations_database_url: SecretStr | None = Field(
+        None,
+        validation_alias=_alias("OPERATIONS_DATABASE_URL"),
+        description="Database URL, as the registrar role (`opsledger_registrar`), used only by "
+        "POST /v1/operations and /v1/operations/{op}/close; unset, those answer 503 (the query "
+        "role reads only). Closing also signs with the ledger's key (`OPSLEDGER_TLOG_*`).",
     )

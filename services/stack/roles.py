@@ -15,7 +15,9 @@ import asyncpg
 
 from services.stack.settings import repo_root
 
-SERVICE_ROLES = ("opsledger_aggregator", "opsledger_query", "opsledger_auditor")
+SERVICE_ROLES = (
+    "opsledger_aggregator", "opsledger_query", "opsledger_auditor", "opsledger_registrar",
+)  # fmt: skip
 
 # Locally the migrations run as the superuser, so roles.sql's default privileges (FOR ROLE
 # opsledger_owner) never fire: give every other schema's existing objects what they would have

@@ -93,6 +93,7 @@ DATABASE_ROLES: dict[str, str] = {
     "opsledger_aggregator": "PG_AGGREGATOR_PASSWORD",
     "opsledger_query": "PG_QUERY_PASSWORD",
     "opsledger_auditor": "PG_AUDITOR_PASSWORD",
+    "opsledger_registrar": "PG_REGISTRAR_PASSWORD",
 }
 SERVICE_DATABASE_ROLE = {"aggregator": "opsledger_aggregator", "query": "opsledger_query"}
 # Never set by a deployment that is secure as shipped.

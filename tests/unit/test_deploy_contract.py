@@ -25,8 +25,12 @@ K8S = ROOT / "deploy" / "k8s"
 SERVICES = ("ingest", "aggregator", "query")
 # Not settings, and allowed in an opsledger container: the image's own healthcheck port.
 IMAGE_ENV = {"HEALTHCHECK_PORT"}
-# Settings a service's process reads besides its own class: the aggregator signs checkpoints.
-ALSO_READS: dict[str, tuple[type[BaseSettings], ...]] = {"aggregator": (TlogSettings,)}
+# Settings a service's process reads besides its own class: the aggregator signs checkpoints, and
+# the query service signs an operation's final checkpoint when it closes one over HTTP.
+ALSO_READS: dict[str, tuple[type[BaseSettings], ...]] = {
+    "aggregator": (TlogSettings,),
+    "query": (TlogSettings,),
+}
 
 
 # --- discovery ----------------------------------------------------------------------------------

@@ -3,15 +3,21 @@ the CLI: `services.ledger.lifecycle`).
 
 Supervisors read the operations their token covers; auditors and admins read every one. Each
 read goes through the access-log rule (`services.common.access_log.is_logged`), as the
-operation list does. Closing needs the ledger's checkpoint key (`OPSLEDGER_TLOG_*`): the final
-signed checkpoint is issued in the closing transaction.
+operation list does. The query role reads only, so creating and closing connect as the
+registrar role (``OPSLEDGER_QUERY_OPERATIONS_DATABASE_URL``; unset: 503). Closing needs the
+ledger's checkpoint key (`OPSLEDGER_TLOG_*`, as the aggregator has it): the final signed
+checkpoint is issued in the closing transaction.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import asyncpg
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Depends, Path, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
@@ -29,6 +35,7 @@ from services.ledger import lifecycle
 from services.query.deps import Reader, ReadsDep, Settings
 from services.query.jsonresp import json_response
 from services.query.openapi import AUTH_ERRORS, READ_ERRORS, problem
+from services.query.settings import QuerySettings
 from services.tlog.keys import ledger_signer
 from services.tlog.settings import TlogSettings
 
@@ -85,6 +92,32 @@ def _log_unavailable(exc: BaseException) -> ProblemError:
 _BROKER_ERRORS = (KafkaError, TopicError, TimeoutError, OSError)
 
 
+def _not_enabled() -> ProblemError:
+    return ProblemError(
+        503, "Operation changes not enabled",
+        detail="this query service reads only; to create and close operations over HTTP set"
+        " OPSLEDGER_QUERY_OPERATIONS_DATABASE_URL to a URL of the opsledger_registrar role (and"
+        " the ledger's OPSLEDGER_TLOG_SIGNING_KEY), or use `opsledger operation create | close`",
+        kind="operations-not-enabled",
+    )  # fmt: skip
+
+
+@asynccontextmanager
+async def _registrar(settings: QuerySettings) -> AsyncIterator[asyncpg.Connection]:
+    """A connection as the registrar role, for one create or close (rare, admin-only)."""
+    if settings.operations_database_url is None:
+        raise _not_enabled()
+    conn = await asyncpg.connect(
+        settings.operations_database_url.get_secret_value(),
+        timeout=settings.ready_timeout_s,
+        server_settings={"statement_timeout": str(settings.statement_timeout_ms)},
+    )
+    try:
+        yield conn
+    finally:
+        await asyncio.wait_for(conn.close(), settings.ready_timeout_s)
+
+
 def _conflict(operation_id: str, exc: ops.OperationError) -> ProblemError:
     return ProblemError(
         409, "Operation conflict", detail=str(exc), kind="operation-conflict",
@@ -99,14 +132,15 @@ def _conflict(operation_id: str, exc: ops.OperationError) -> ProblemError:
     responses={
         201: {"description": "The operation's record"},
         409: problem("An operation with this id exists already."),
-        503: problem("The operations topic did not take the record (nothing stored)."),
+        503: problem(
+            "The operations topic did not take the record (nothing stored), or"
+            " operation changes are not enabled on this service."
+        ),
         422: problem("Invalid operation (the field is named)."),
         **AUTH_ERRORS,
     },
 )
-async def create_operation(
-    body: NewOperation, reads: ReadsDep, settings: Settings, principal: Admin
-) -> Response:
+async def create_operation(body: NewOperation, settings: Settings, principal: Admin) -> Response:
     """Create an operation (admin): planned, or active once its planned start has passed."""
     try:
         record = ops.new_record(
@@ -119,7 +153,7 @@ async def create_operation(
         raise ProblemError(
             422, "Invalid operation", errors=errors, kind="invalid-request"
         ) from None
-    async with reads.pool.acquire() as conn:
+    async with _registrar(settings) as conn:
         try:
             await lifecycle.create(conn, settings, record)
         except ops.OperationConflict as exc:
@@ -155,16 +189,21 @@ async def show_operation(
         200: {"description": "The closed operation's record"},
         404: problem("The operation was never created."),
         409: problem("The operation is closed already."),
-        503: problem("The operations topic did not take the record (nothing changed)."),
+        503: problem(
+            "The operations topic did not take the record (nothing changed), or"
+            " operation changes are not enabled on this service."
+        ),
         **AUTH_ERRORS,
     },
 )
 async def close_operation(
-    operation_id: OperationPath, reads: ReadsDep, settings: Settings, principal: Admin
+    operation_id: OperationPath, settings: Settings, principal: Admin
 ) -> Response:
     """Close an operation (admin): its tally is frozen and its final checkpoint signed."""
+    if settings.operations_database_url is None:
+        raise _not_enabled()
     signer = ledger_signer(TlogSettings())
-    async with reads.pool.acquire() as conn:
+    async with _registrar(settings) as conn:
         try:
             closed = await lifecycle.close(conn, settings, signer, operation_id, principal.subject)
         except ops.UnknownOperation:

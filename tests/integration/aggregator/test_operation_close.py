@@ -43,7 +43,8 @@ def _auth(role: str, *operations: str) -> dict[str, str]:
 @pytest.fixture
 async def query(target: Target) -> AsyncIterator[httpx.AsyncClient]:
     settings = QuerySettings(
-        database_url=target.database_url, kafka_bootstrap_servers=target.kafka,
+        database_url=target.database_url, operations_database_url=target.database_url,
+        kafka_bootstrap_servers=target.kafka,
         topic=target.topic, consumer_group=target.group,
         operations_topic=f"{target.topic}.operations", port=free_port(),
     )  # fmt: skip

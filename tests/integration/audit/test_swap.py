@@ -8,17 +8,22 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import asyncpg
 import pytest
 
 from services.audit.rebuild import rebuild
 from services.audit.service import verify_operation
+from services.common import operations as ops_records
 from services.common.auth import Principal
 from services.common.db import TOTALS_CHANNEL, create_pool
+from services.common.settings import CommonSettings
+from services.ledger import lifecycle
 from services.ledger.shadow import SwapRefused, drop_previous, undo_swap
+from services.tlog.keys import Signer
 
-from .conftest import Live, migrate_database, operation_events, produce, submissions
+from .conftest import T0, Live, migrate_database, operation_events, produce, submissions
 from .test_rebuild import _stream
 
 pytestmark = pytest.mark.integration
@@ -306,3 +311,54 @@ async def test_a_swap_that_would_lose_live_events_is_refused_unless_forced_and_c
         "SELECT params FROM audit.access_log WHERE action = 'rebuild' ORDER BY id"
     )
     assert len(actions) == 4  # three swaps tried and one comparison, each logged
+
+
+async def test_a_swap_and_its_undo_keep_the_operation_records(
+    swap_pool: asyncpg.Pool, kafka_bootstrap: str, topic: str, unique_id: str
+) -> None:
+    """`ledger.operations` is not derived from field events: a swap must not drop it."""
+    pool = swap_pool
+    live = Live(pool, topic, "opsledger-aggregator")
+    settings = CommonSettings(
+        kafka_bootstrap_servers=kafka_bootstrap, operations_topic=f"{topic}-operations"
+    )
+    op = f"swap-op-{unique_id}"
+    events = submissions(op, operation_events(op))
+    await live.apply(await produce(kafka_bootstrap, topic, [(op, v) for v in events[:2]]))
+    record = ops_records.new_record(
+        op, "Week of action", ["Lambeth"], T0, T0 + timedelta(days=6), by="test-admin"
+    )
+    async with pool.acquire() as conn:
+        await lifecycle.create(conn, settings, record)
+        closed = await lifecycle.close(conn, settings, Signer.generate("test-ledger"), op, "admin")
+    after = await produce(kafka_bootstrap, topic, [(op, v) for v in events[2:3]])
+    await live.apply(after)  # recorded late, not counted
+    counted = await pool.fetchval("SELECT count(*) FROM ledger.events WHERE operation_id = $1", op)
+
+    async def still_closed() -> None:
+        async with pool.acquire() as conn:
+            kept = await ops_records.get(conn, op)
+            assert kept is not None
+            assert (kept.title, kept.status, kept.closed_at) == (
+                "Week of action",
+                "closed",
+                closed.closed_at,
+            )
+            with pytest.raises(ops_records.OperationConflict):
+                await lifecycle.close(conn, settings, Signer.generate("x"), op, "admin")
+        late = await pool.fetchval(
+            "SELECT count(*) FROM ledger.late_events WHERE operation_id = $1", op
+        )
+        assert late == 3  # the submission after the close: its three events
+        now = await pool.fetchval("SELECT count(*) FROM ledger.events WHERE operation_id = $1", op)
+        assert now == counted == 6
+
+    await still_closed()
+    report = await rebuild(
+        pool, kafka_bootstrap, topic, principal=AUDITOR, consumer_group=live.group, swap=True
+    )
+    assert report.swapped
+    await still_closed()
+    async with pool.acquire() as conn:
+        await undo_swap(conn, set())
+    await still_closed()

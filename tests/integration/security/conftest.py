@@ -111,7 +111,10 @@ async def ingest(common: dict[str, Any]) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture(scope="session")
 async def query(common: dict[str, Any], world: World) -> AsyncIterator[httpx.AsyncClient]:
     """The query app (real pool) behind an in-process client, over a seeded operation."""
-    settings = QuerySettings(**common, consumer_group=f"{world.topic}-group")
+    settings = QuerySettings(
+        **common, consumer_group=f"{world.topic}-group",
+        operations_database_url=common["database_url"],  # admins create and close here
+    )  # fmt: skip
     pool = await create_pool(settings.database_url, min_size=1, max_size=2)
     try:
         writer = BatchWriter(pool, topic=world.topic, consumer_group=settings.consumer_group)

@@ -131,6 +131,22 @@ REFUSED = [
     ),
     ("opsledger_aggregator", "DROP TABLE ledger.totals"),
 ]
+# The registrar writes operation records, closures and checkpoints: never the field history,
+# the tally, the access log, nor a chain head's hash.
+REFUSED += [
+    ("opsledger_registrar", "UPDATE ledger.events SET unit = 'x' WHERE operation_id = $1"),
+    ("opsledger_registrar", "UPDATE ledger.contributions SET delta = 0 WHERE operation_id = $1"),
+    ("opsledger_registrar", "INSERT INTO ledger.events SELECT * FROM ledger.events"
+     " WHERE operation_id = $1"),
+    ("opsledger_registrar", "DELETE FROM ledger.events WHERE operation_id = $1"),
+    ("opsledger_registrar", "SELECT * FROM ledger.contributions WHERE operation_id = $1"),
+    ("opsledger_registrar", "UPDATE ledger.totals SET value = value + 1 WHERE operation_id = $1"),
+    ("opsledger_registrar", "UPDATE ledger.chain_heads SET hash = '' WHERE operation_id = $1"),
+    ("opsledger_registrar", "DELETE FROM ledger.operations WHERE operation_id = $1"),
+    ("opsledger_registrar", "UPDATE tlog.closures SET last_offset = 0 WHERE operation_id = $1"),
+    ("opsledger_registrar", "DELETE FROM tlog.checkpoints WHERE operation_id = $1"),
+    ("opsledger_registrar", "SELECT * FROM audit.access_log WHERE operation_id = $1"),
+]  # fmt: skip
 for _role in ("opsledger_query", "opsledger_auditor"):
     REFUSED += [
         (_role, "INSERT INTO ledger.events SELECT * FROM ledger.events WHERE operation_id = $1"),
@@ -241,3 +257,61 @@ async def test_the_query_service_does_every_read_as_its_role(
     assert actions == ["totals", "history", "verify", "export", "access_log"]
     async with role_pools["opsledger_auditor"].acquire() as conn:
         assert (await access_log.verify_chain(conn)).ok
+
+
+async def test_the_query_service_creates_and_closes_operations_only_as_the_registrar(
+    role_pools: dict[str, asyncpg.Pool], database_url: str, kafka_bootstrap: str
+) -> None:
+    """Query runs as opsledger_query (reads only): with the registrar URL an admin creates and
+    closes over HTTP; without it both routes answer 503 saying how to enable them."""
+    op = f"reg-{uuid.uuid4().hex[:8]}"
+    common: dict[str, Any] = {
+        "env": "test",
+        "kafka_bootstrap_servers": kafka_bootstrap,
+        "database_url": roles.role_url(database_url, "opsledger_query"),
+        "operations_topic": f"priv-{op}.operations",
+    }
+    headers = {"Authorization": "Bearer " + dev_token(role="admin", subject=f"admin-{op}")}
+    new = {
+        "operation_id": op,
+        "title": "Registrar test",
+        "areas": ["Lambeth"],
+        "planned_start": "2026-11-23T06:00:00Z",
+        "planned_end": "2026-11-29T22:00:00Z",
+    }
+
+    async def client_of(settings: QuerySettings) -> AsyncIterator[httpx.AsyncClient]:
+        app = create_query(settings)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://query") as c:
+                yield c
+
+    read_only = QuerySettings(**common, operations_database_url=None)  # whatever the env says
+    async for client in client_of(read_only):
+        for path, body in (("/v1/operations", new), (f"/v1/operations/{op}/close", None)):
+            r = await client.post(path, json=body, headers=headers)
+            assert r.status_code == 503, r.text
+            assert r.json()["type"].endswith("/operations-not-enabled")
+            assert "OPSLEDGER_QUERY_OPERATIONS_DATABASE_URL" in r.json()["detail"]
+    reader = role_pools["opsledger_query"]
+    assert await reader.fetchval("SELECT count(*) FROM ledger.operations WHERE operation_id = $1",
+                                 op) == 0  # fmt: skip
+
+    registrar = QuerySettings(
+        **common, operations_database_url=roles.role_url(database_url, "opsledger_registrar")
+    )
+    async for client in client_of(registrar):
+        made = await client.post("/v1/operations", json=new, headers=headers)
+        assert made.status_code == 201, made.text
+        closed = await client.post(f"/v1/operations/{op}/close", headers=headers)
+        assert closed.status_code == 200, closed.text
+        assert closed.json()["status"] == "closed"
+        again = await client.post(f"/v1/operations/{op}/close", headers=headers)
+        assert again.status_code == 409, again.text
+        shown = await client.get(f"/v1/operations/{op}", headers=headers)
+        assert shown.json()["title"] == "Registrar test" and shown.json()["status"] == "closed"
+    closure = await reader.fetchrow(
+        "SELECT tree_size, closed_by FROM tlog.closures WHERE operation_id = $1", op
+    )
+    assert closure is not None and dict(closure) == {"tree_size": 0, "closed_by": f"admin-{op}"}
