@@ -76,7 +76,7 @@ SCALE_S = float(_env("OPSLEDGER_BENCH_E2E_SCALE_S", "10" if QUICK else "30"))
 PERF_BATCH_RECORDS = 300 if QUICK else 1_000
 PERF_SINGLE_RECORDS = 100_000 if QUICK else 300_000
 TARGETS = {"batch": 15_000, "single": 2_500, "latency_p99_ms_at_1000": 100.0}
-# The stream coalesces bursts of commits (default 0.1 s between messages); the bench measures
+# The stream coalesces bursts of commits (default 0.02 s between messages); the bench measures
 # when a change becomes visible, so it turns coalescing off. See docs/performance.md.
 QUERY_ENV = {"OPSLEDGER_QUERY_STREAM_MIN_INTERVAL_S": "0"}
 

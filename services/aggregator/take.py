@@ -26,6 +26,10 @@ from typing import Any
 
 from mode.utils.queues import ThrowableQueue
 
+# With ``within`` 0, how often an idle take looks whether the stream is stopping (it wakes at
+# once for a record or a stop; this only bounds the wait if a stop went unnoticed).
+IDLE_CHECK_S = 1.0
+
 
 def _size(item: Any) -> int:
     value = getattr(getattr(item, "message", None), "value", None)
@@ -76,12 +80,16 @@ async def bounded_take(
 ) -> AsyncIterator[list[Any]]:
     """Yield lists of faust events, each closed at ``max_`` records, ``max_bytes`` or ``within`` s.
 
-    Never acks (the caller acks each event after its commit). A record bigger than
-    ``max_bytes`` makes a batch of its own.
+    ``within`` 0 hands the records over as soon as there are any: no fixed wait when the stream
+    is quiet. Under load batches still form: what the stream delivers while the previous batch
+    is read (decoded) piles up here, and the agent's group commit gathers what is decoded while
+    a transaction is in flight. Never acks (the caller acks each event after its commit). A
+    record bigger than ``max_bytes`` makes a batch of its own.
     """
     batch: list[Any] = []
     size = [0]
-    full = asyncio.Event()
+    full = asyncio.Event()  # hand the batch over now (at its first record when within is 0)
+    wake = IDLE_CHECK_S if within <= 0 else within
     consumed = asyncio.Event()
     reading: asyncio.Future[None] | None = None
 
@@ -94,6 +102,8 @@ async def bounded_take(
             raise RuntimeError("no current event for a value of the stream")
         batch.append(event)
         size[0] += _size(event)
+        if within <= 0:
+            full.set()
         if len(batch) >= max_ or size[0] >= max_bytes:
             full.set()
             consumed.clear()
@@ -108,9 +118,17 @@ async def bounded_take(
     stream._enable_passive(aiter(stream.channel))  # noqa: SLF001 - as faust's own take does
     try:
         while not stream.should_stop:
-            await stream.wait_for_stopped(full, timeout=within)
+            await stream.wait_for_stopped(full, timeout=wake)
             if not batch:
                 continue
+            if within <= 0:
+                # Take what the stream already holds, not only its first records: the drainer
+                # hands over a few records per loop turn, so let it run while it still adds
+                # (it stops at an empty buffer, or waits at ``max_`` / ``max_bytes``).
+                held = -1
+                while held != len(batch) and not stream.should_stop:
+                    held = len(batch)
+                    await asyncio.sleep(0)
             loop = asyncio.get_running_loop()
             reading = loop.create_future()
             try:

@@ -92,3 +92,38 @@ async def test_an_abandoned_take_never_acks_what_the_stream_receives_afterwards(
         await stream.stop()
         # The stream made the app's consumer, whose thread (never started) has its own loop.
         app.consumer._thread.thread_loop.close()  # type: ignore[attr-defined]  # noqa: SLF001
+
+
+async def test_with_no_window_a_record_is_handed_over_at_once_and_a_burst_comes_whole() -> None:
+    """within 0: no fixed wait when the stream is quiet (a lone record goes straight to the
+    agent), yet records that are already there when the take looks come as one batch."""
+    loop = asyncio.get_running_loop()
+    app = faust.App("unit-take-now", broker="kafka://127.0.0.1:1", loop=loop)
+    app.flow_control.resume()
+    stream = app.channel().stream()
+
+    def put(offset: int) -> None:
+        message = Message(
+            "t", 0, offset, 0.0, 0, None, b"k", b"v", None,
+            generation_id=app.consumer_generation_id,
+        )  # fmt: skip
+        stream.channel.queue.put_nowait(Event(app, b"k", b"v", {}, message))
+
+    for offset in range(50):
+        put(offset)
+    await stream.maybe_start()
+    take = bounded_take(stream, 1000, 0, max_bytes=1 << 20)
+    try:
+        first = await anext(take)
+        assert [e.message.offset for e in first] == list(range(50))
+        await asyncio.sleep(0.3)  # quiet
+        put(50)
+        started = loop.time()
+        second = await anext(take)
+        waited = loop.time() - started
+        assert [e.message.offset for e in second] == [50]
+        assert waited < 0.1, f"a lone record waited {waited:.3f} s"
+    finally:
+        await take.aclose()
+        await stream.stop()
+        app.consumer._thread.thread_loop.close()  # type: ignore[attr-defined]  # noqa: SLF001
