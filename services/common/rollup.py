@@ -7,9 +7,11 @@ contributions in the same transaction (`ROLLUP_UPSERT` over the batch's contribu
 bulk load or a migration builds it with `build_sql` from the table.
 
 An ``as_of`` / ``known_at`` read (occurred_at <= A and recorded_at <= K) is then exact to the
-event from four disjoint parts (services.query.repository): the day rows wholly before both
-instants' days, the hour rows wholly before both instants' hours but not in those days, and the
-contributions of the two partial hours (read through the contributions' own time indexes).
+event from signed parts (services.query.repository): each instant is split at the hour boundary
+nearest it and the midnight nearest that, so a read sums the day rows before both midnights, plus
+or minus at most 12 hours of hour rows per timeline, plus or minus at most 30 minutes of
+contributions per timeline (read through the contributions' own time indexes). Subtracting is
+as exact as adding, because every rollup row is a sum of the same contribution rows.
 """
 
 from __future__ import annotations
