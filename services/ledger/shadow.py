@@ -7,6 +7,7 @@ live grants; `swap_in` makes it the live ledger in one transaction while readers
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -55,7 +56,38 @@ async def create_shadow(conn: asyncpg.Connection, shadow: str, live: str = LEDGE
                 f"ALTER TABLE {s}.{table} ALTER COLUMN {column}"
                 f" SET DEFAULT nextval('{s}.{seq}'::regclass)"
             )
+        await name_like_live(conn, shadow, live)
         await copy_privileges(conn, live, shadow)
+
+
+def _definition(r: asyncpg.Record) -> tuple[str, str]:
+    """An index as (table, definition without its name and schema): what LIKE keeps."""
+    return r["table_name"], re.sub(r" INDEX \S+ ON \S+?\.", " INDEX ON ", r["indexdef"], count=1)
+
+
+async def name_like_live(conn: asyncpg.Connection, shadow: str, live: str = LEDGER_SCHEMA) -> None:
+    """Give ``shadow``'s indexes and constraints the names they have in ``live``.
+
+    LIKE names what it copies by PostgreSQL's default rules (``voids_target_event_id_idx``
+    for live's ``voids_target``), so a swapped-in ledger would not have live's names, and
+    `finish_bulk_load`, which builds what the shadow lacks by name, built a second copy of
+    each such index on the small tables.
+    """
+    s = ident(shadow)
+    names = {_definition(r): r for r in await conn.fetch(_INDEXES, live)}
+    for r in await conn.fetch(_INDEXES, shadow):
+        want = names.get(_definition(r))
+        if want is None or want["index_name"] == r["index_name"]:
+            continue
+        if r["constraint_name"] is not None and want["constraint_name"] is not None:
+            await conn.execute(
+                f"ALTER TABLE {s}.{ident(r['table_name'])} RENAME CONSTRAINT"
+                f" {ident(r['constraint_name'])} TO {ident(want['constraint_name'])}"
+            )
+        else:
+            await conn.execute(
+                f"ALTER INDEX {s}.{ident(r['index_name'])} RENAME TO {ident(want['index_name'])}"
+            )
 
 
 _GRANTS = """

@@ -19,6 +19,13 @@ from services.audit.rebuild import TotalsDifference, rebuild
 from services.audit.service import verify_operation
 from services.common.auth import Principal
 from services.common.wire import Submission, encode_submission
+from services.ledger.shadow import (
+    create_shadow,
+    drop_schema,
+    drop_secondary_indexes,
+    finish_bulk_load,
+    shadow_name,
+)
 
 from .conftest import T0, Live, forget, operation_events, produce, submissions
 from .test_verify_db import cli
@@ -246,3 +253,22 @@ async def test_a_poison_record_is_dead_lettered_by_the_rebuild_as_live_does(
         topic, partition, offset,
     )  # fmt: skip
     assert [r["reason"] for r in again] == [reason]
+
+
+async def test_a_bulk_loaded_shadow_has_exactly_the_live_indexes(pool: asyncpg.Pool) -> None:
+    """Same names, same definitions, nothing twice: a swap must bring live's indexes back."""
+    shadow = shadow_name()
+    indexes = (
+        "SELECT tablename, indexname, regexp_replace(indexdef, ' ON \\S+?\\.', ' ON ')"
+        " FROM pg_indexes WHERE schemaname = $1 ORDER BY 1, 2"
+    )
+    async with pool.acquire() as conn:
+        await create_shadow(conn, shadow)
+        try:
+            await drop_secondary_indexes(conn, shadow, keep_keys=False)
+            await finish_bulk_load(pool, shadow)
+            assert [tuple(r) for r in await conn.fetch(indexes, shadow)] == [
+                tuple(r) for r in await conn.fetch(indexes, "ledger")
+            ]
+        finally:
+            await drop_schema(conn, shadow)
