@@ -17,6 +17,11 @@ What one worker cannot see is another worker's partitions: the same ``event_id``
 operations in different partitions. Live, the second is a conflict; here both are written, and
 the shadow's primary key, built after the load, refuses it (`IdsAcrossPartitions`): the
 rebuild then replays again with lookups (`services.audit.rebuild`).
+
+What a worker keeps grows with the events it writes (`BYTES_PER_EVENT` each, measured), so a
+writer can be given ``max_events``: a batch that would take it past that stops the pass
+(`MemoryBound`) before anything of it is written, and the rebuild replays with lookups, whose
+memory does not grow with the log.
 """
 
 from __future__ import annotations
@@ -38,12 +43,25 @@ Frontier = tuple[int, list[bytes]]  # (tree size, hashes of merkle.frontier_keys
 NodeRow = tuple[str, int, int, bytes]
 
 
-class IdsAcrossPartitions(BaseException):
-    """The same event id sits in partitions of different workers: replay with lookups.
+#: What one event's fold state costs a worker, in bytes: workers' peak resident memory over
+#: the events they wrote (docs/performance.md, "The rebuild's memory"); rounded up.
+BYTES_PER_EVENT = 800
+
+
+class ReplayWithLookups(BaseException):
+    """The bulk pass cannot go on: replay with lookups (as live writes).
 
     A `BaseException`, like a cancellation: it says nothing about the batch that met it, so
     `services.ledger.apply` must not classify it and bisect the batch around it.
     """
+
+
+class IdsAcrossPartitions(ReplayWithLookups):
+    """The same event id sits in partitions of different workers: replay with lookups."""
+
+
+class MemoryBound(ReplayWithLookups):
+    """A worker would keep more events than its share of the memory bound: replay with lookups."""
 
 
 class BulkWriter(BatchWriter):
@@ -55,7 +73,15 @@ class BulkWriter(BatchWriter):
     (derived after the load).
     """
 
-    def __init__(self, pool: asyncpg.Pool, *, topic: str, consumer_group: str, schema: str) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        topic: str,
+        consumer_group: str,
+        schema: str,
+        max_events: int | None = None,
+    ) -> None:
         super().__init__(
             pool, topic=topic, consumer_group=consumer_group, schema=schema, notify=False,
             swap_lock=False, derived=False,
@@ -65,6 +91,7 @@ class BulkWriter(BatchWriter):
         self.state = FoldState()
         self.frontiers: dict[str, Frontier] = {}
         self._claimed: set[int] = set()
+        self.max_events = max_events  # None: unbounded
 
     async def write(
         self, batch: PreparedBatch, *, highwater: Mapping[int, int] | None = None
@@ -77,6 +104,13 @@ class BulkWriter(BatchWriter):
         records = [r for r in batch.records if r.offset > stored.get(r.partition, -1)]
         result.skipped_records = len(batch.records) - len(records)
         result.poison = [p for p in batch.poison if p.offset > stored.get(p.partition, -1)]
+        if self.max_events is not None:
+            kept = len(self.state.events) + sum(len(r.events) for r in records)
+            if kept > self.max_events:  # checked before the batch: memory never passes it
+                raise MemoryBound(
+                    f"{kept} events would be kept in memory, above this worker's bound of"
+                    f" {self.max_events}"
+                )
         state = self._state_for(records)
         operations = sorted({r.operation_id for r in records})
         try:
