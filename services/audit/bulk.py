@@ -27,11 +27,13 @@ memory does not grow with the log.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from sys import intern
+from uuid import UUID
 
 import asyncpg
 
 from schemas.canonical import GENESIS_HASH
-from schemas.tally import FoldState
+from schemas.tally import Contribution, Fact, FoldState
 from services.ledger import dead_letters, late
 from services.ledger.plan import ChainedEvent, Head, Plan, plan_batch
 from services.ledger.records import PreparedBatch, PreparedRecord
@@ -92,6 +94,7 @@ class BulkWriter(BatchWriter):
         self.frontiers: dict[str, Frontier] = {}
         self._claimed: set[int] = set()
         self.max_events = max_events  # None: unbounded
+        self._shared: dict[Contribution, Contribution] = {}
 
     async def write(
         self, batch: PreparedBatch, *, highwater: Mapping[int, int] | None = None
@@ -126,7 +129,7 @@ class BulkWriter(BatchWriter):
         self.heads.update(heads)
         self.heads.update(plan.heads)
         self.frontiers.update(frontiers)
-        self.state.events.update(state.events)
+        self._keep(state.events)
         self.state.held.update(state.held)
         self.state.cancelled.update(state.cancelled)
         result.applied = len(plan.events)
@@ -182,6 +185,23 @@ class BulkWriter(BatchWriter):
                     "merkle_nodes", schema_name=self.schema, columns=NODE_COLUMNS, records=nodes
                 )
         return plan, heads, frontiers, unclaimed
+
+    def _keep(self, facts: Mapping[UUID, Fact]) -> None:
+        """Remember a committed batch's facts, compactly: each event kept decodes its own
+        operation id, type and contribution (area, unit, detail strings, day), which thousands
+        of events share; the kept `Fact` points at one copy of each (equal values, the same
+        decisions). Facts already kept are left as they are."""
+        known, shared = self.state.events, self._shared
+        for i, f in facts.items():
+            if known.get(i) is f:
+                continue
+            c = f.contribution
+            if c is not None:
+                c = shared.setdefault(c, c)
+            known[i] = Fact(
+                i, intern(f.operation_id), intern(f.type), c, f.void_target, f.occurred_at,
+                f.recorded_at, f.content_hash,
+            )  # fmt: skip
 
     def _state_for(self, records: Sequence[PreparedRecord]) -> FoldState:
         """The fold state of the ids ``records`` carry, as the writer's ``lookup`` would read it
