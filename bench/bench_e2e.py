@@ -465,6 +465,12 @@ def throughput(
     ours = sum(busy.get(k, 0.0) for k in parts) - busy.get("kafka_all", 0.0)
     result["other_processes_cores"] = round((busy.get("machine", 0.0) - ours) / span, 2)
     result["other_processes_top"] = meter.others
+    # The same ceiling on the cores the rest of the box left to this run (on a shared box the
+    # plain ceiling assumes all of them, which the run could never have had).
+    elsewhere = busy.get("machine", 0.0) - ours - busy.get("kafka_all", 0.0)
+    left = (os.cpu_count() or 1) - elsewhere / span
+    if per_event > 0 and left > 0:
+        result["cpu_left_ceiling_events_per_s"] = round(left / per_event)
     if wrong:
         result["mismatches"] = dict(list(wrong.items())[:3])
     say(
