@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import uvicorn
 
 
-def run_asgi(
-    factory: str,
-    *,
-    host: str,
-    port: int,
-    workers: int,
-    http: type[asyncio.Protocol] | str = "httptools",
-    **options: Any,
-) -> None:
+def run_asgi(factory: str, *, host: str, port: int, workers: int, **options: Any) -> None:
     """Serve the app built by ``factory`` ("module:function") until interrupted.
 
     A factory by import path, so that ``workers > 1`` builds one app per process; uvloop and
-    httptools (or ``http``, a protocol class built on it: ingest's writes each answer at once);
-    no access log (a line per event would cost more than the event) and no uvicorn logging
-    config (ours is set up by the caller).
+    httptools; no access log (a line per event would cost more than the event) and no uvicorn
+    logging config (ours is set up by the caller).
     """
     uvicorn.run(
         factory,
@@ -31,7 +21,7 @@ def run_asgi(
         port=port,
         workers=workers,
         loop="uvloop",
-        http=http,
+        http="httptools",
         access_log=False,
         log_config=None,
         lifespan="on",

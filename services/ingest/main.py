@@ -5,7 +5,6 @@ from __future__ import annotations
 from services.common.gc_tuning import tune_gc
 from services.common.logging import configure
 from services.common.serve import run_asgi
-from services.ingest.http_protocol import CoalescingHttpToolsProtocol
 from services.ingest.settings import ingest_settings
 
 
@@ -19,7 +18,6 @@ def run(host: str | None = None, port: int | None = None) -> None:
         host=host or settings.host,
         port=port or settings.port,
         workers=settings.workers,
-        http=CoalescingHttpToolsProtocol,
         proxy_headers=False,  # ingest never uses the client's address; skip the rewrite
         server_header=False,
     )
