@@ -169,6 +169,9 @@ def rows(results: dict[str, Any]) -> list[Row]:
             if f.get("cpu_ceiling_events_per_s"):
                 others = f.get("other_processes_cores")
                 note = f"(other processes: {others} cores)" if others is not None else ""
+                left = f.get("cpu_left_ceiling_events_per_s")
+                if left:  # the ceiling on the cores the other processes left free
+                    note = f"{note[:-1]}; on the cores left: {_num(left, ' ev/s')})"
                 ceiling = f["cpu_ceiling_events_per_s"]
                 label = "  same, vs the box's CPU"
                 if kind == "single":
