@@ -326,7 +326,8 @@ def main() -> None:
         f" {r['ceiling_events_per_s']:,} events/s, ratio {r['ratio']}; bare aiokafka consumer"
         f" {r['ceiling_bare_consumer_events_per_s']:,} events/s;"
         f" target {r['target_events_per_s']:,}: {'met' if r['meets_target'] else 'NOT met'};"
-        f" {r['python_cpu_us_per_event']} µs Python CPU per event, load {r['load_average_1m']}"
+        f" {r['python_cpu_us_per_event']} µs Python CPU per event, load {r['load_average_1m']};"
+        f" workers' peak memory {r['workers_peak_rss_mb']} MB"
     )
 
 

@@ -17,16 +17,23 @@ What one worker cannot see is another worker's partitions: the same ``event_id``
 operations in different partitions. Live, the second is a conflict; here both are written, and
 the shadow's primary key, built after the load, refuses it (`IdsAcrossPartitions`): the
 rebuild then replays again with lookups (`services.audit.rebuild`).
+
+What a worker keeps grows with the events it writes (`BYTES_PER_EVENT` each, measured), so a
+writer can be given ``max_events``: a batch that would take it past that stops the pass
+(`MemoryBound`) before anything of it is written, and the rebuild replays with lookups, whose
+memory does not grow with the log.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from sys import intern
+from uuid import UUID
 
 import asyncpg
 
 from schemas.canonical import GENESIS_HASH
-from schemas.tally import FoldState
+from schemas.tally import Contribution, Fact, FoldState
 from services.ledger import dead_letters, late
 from services.ledger.plan import ChainedEvent, Head, Plan, plan_batch
 from services.ledger.records import PreparedBatch, PreparedRecord
@@ -38,12 +45,25 @@ Frontier = tuple[int, list[bytes]]  # (tree size, hashes of merkle.frontier_keys
 NodeRow = tuple[str, int, int, bytes]
 
 
-class IdsAcrossPartitions(BaseException):
-    """The same event id sits in partitions of different workers: replay with lookups.
+#: What one event's fold state costs a worker, in bytes: workers' peak resident memory over
+#: the events they wrote (docs/performance.md, "The rebuild's memory"); rounded up.
+BYTES_PER_EVENT = 800
+
+
+class ReplayWithLookups(BaseException):
+    """The bulk pass cannot go on: replay with lookups (as live writes).
 
     A `BaseException`, like a cancellation: it says nothing about the batch that met it, so
     `services.ledger.apply` must not classify it and bisect the batch around it.
     """
+
+
+class IdsAcrossPartitions(ReplayWithLookups):
+    """The same event id sits in partitions of different workers: replay with lookups."""
+
+
+class MemoryBound(ReplayWithLookups):
+    """A worker would keep more events than its share of the memory bound: replay with lookups."""
 
 
 class BulkWriter(BatchWriter):
@@ -55,7 +75,15 @@ class BulkWriter(BatchWriter):
     (derived after the load).
     """
 
-    def __init__(self, pool: asyncpg.Pool, *, topic: str, consumer_group: str, schema: str) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        topic: str,
+        consumer_group: str,
+        schema: str,
+        max_events: int | None = None,
+    ) -> None:
         super().__init__(
             pool, topic=topic, consumer_group=consumer_group, schema=schema, notify=False,
             swap_lock=False, derived=False,
@@ -65,6 +93,8 @@ class BulkWriter(BatchWriter):
         self.state = FoldState()
         self.frontiers: dict[str, Frontier] = {}
         self._claimed: set[int] = set()
+        self.max_events = max_events  # None: unbounded
+        self._shared: dict[Contribution, Contribution] = {}
 
     async def write(
         self, batch: PreparedBatch, *, highwater: Mapping[int, int] | None = None
@@ -77,6 +107,13 @@ class BulkWriter(BatchWriter):
         records = [r for r in batch.records if r.offset > stored.get(r.partition, -1)]
         result.skipped_records = len(batch.records) - len(records)
         result.poison = [p for p in batch.poison if p.offset > stored.get(p.partition, -1)]
+        if self.max_events is not None:
+            kept = len(self.state.events) + sum(len(r.events) for r in records)
+            if kept > self.max_events:  # checked before the batch: memory never passes it
+                raise MemoryBound(
+                    f"{kept} events would be kept in memory, above this worker's bound of"
+                    f" {self.max_events}"
+                )
         state = self._state_for(records)
         operations = sorted({r.operation_id for r in records})
         try:
@@ -92,7 +129,7 @@ class BulkWriter(BatchWriter):
         self.heads.update(heads)
         self.heads.update(plan.heads)
         self.frontiers.update(frontiers)
-        self.state.events.update(state.events)
+        self._keep(state.events)
         self.state.held.update(state.held)
         self.state.cancelled.update(state.cancelled)
         result.applied = len(plan.events)
@@ -148,6 +185,23 @@ class BulkWriter(BatchWriter):
                     "merkle_nodes", schema_name=self.schema, columns=NODE_COLUMNS, records=nodes
                 )
         return plan, heads, frontiers, unclaimed
+
+    def _keep(self, facts: Mapping[UUID, Fact]) -> None:
+        """Remember a committed batch's facts, compactly: each event kept decodes its own
+        operation id, type and contribution (area, unit, detail strings, day), which thousands
+        of events share; the kept `Fact` points at one copy of each (equal values, the same
+        decisions). Facts already kept are left as they are."""
+        known, shared = self.state.events, self._shared
+        for i, f in facts.items():
+            if known.get(i) is f:
+                continue
+            c = f.contribution
+            if c is not None:
+                c = shared.setdefault(c, c)
+            known[i] = Fact(
+                i, intern(f.operation_id), intern(f.type), c, f.void_target, f.occurred_at,
+                f.recorded_at, f.content_hash,
+            )  # fmt: skip
 
     def _state_for(self, records: Sequence[PreparedRecord]) -> FoldState:
         """The fold state of the ids ``records`` carry, as the writer's ``lookup`` would read it

@@ -17,7 +17,7 @@ from datetime import datetime
 from multiprocessing.queues import Queue
 from typing import Any
 
-from services.audit.bulk import BulkWriter, IdsAcrossPartitions
+from services.audit.bulk import BulkWriter, IdsAcrossPartitions, MemoryBound, ReplayWithLookups
 from services.audit.replay import LogReplayer
 from services.common.db import create_pool
 from services.common.gc_tuning import tune_gc
@@ -39,6 +39,7 @@ class Share:
     until: datetime | None
     derived: bool = True  # False: totals and rollups derived after the load
     bulk: bool = False  # a `BulkWriter` (what it would look up kept in memory)
+    max_events: int | None = None  # the bulk writer's bound (None: unbounded)
 
 
 class _Reporter:
@@ -67,8 +68,9 @@ async def _replay(share: Share, q: Queue[Any]) -> dict[str, int]:
         writer: BatchWriter
         if share.bulk:
             writer = BulkWriter(
-                pool, topic=share.topic, consumer_group=share.group, schema=share.schema
-            )
+                pool, topic=share.topic, consumer_group=share.group, schema=share.schema,
+                max_events=share.max_events,
+            )  # fmt: skip
         else:
             writer = BatchWriter(
                 pool, topic=share.topic, consumer_group=share.group, schema=share.schema,
@@ -95,8 +97,8 @@ def _worker(share: Share, q: Queue[Any]) -> None:
     tune_gc("services.audit.bulk", "services.audit.replay")
     try:
         q.put(("done", asyncio.run(_replay(share, q))))
-    except IdsAcrossPartitions as exc:
-        q.put(("ids", str(exc)))
+    except ReplayWithLookups as exc:
+        q.put(("lookups", isinstance(exc, MemoryBound), str(exc)))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises
         q.put(("error", f"{type(exc).__name__}: {exc}"))
 
@@ -115,18 +117,25 @@ async def replay_in_processes(
     progress: Any,
     derived: bool = True,
     bulk: bool = False,
+    max_events: int | None = None,
 ) -> dict[str, int]:
-    """Replay every partition from ``starts`` to ``targets`` in ``workers`` processes."""
+    """Replay every partition from ``starts`` to ``targets`` in ``workers`` processes.
+
+    With ``max_events`` (bulk only), the workers together keep at most that many events: each
+    one its equal share.
+    """
     partitions: Sequence[int] = sorted(p for p in targets if targets[p] > starts.get(p, 0))
     ctx = mp.get_context("spawn")  # no fork of a process with a running loop and threads
     q: Queue[Any] = ctx.Queue()
     procs = []
-    for w in range(min(workers, len(partitions))):
+    n = min(workers, len(partitions))
+    share_of = None if max_events is None else max_events // max(n, 1)
+    for w in range(n):
         mine = tuple(partitions[w::workers])
         share = Share(
             dsn, kafka, topic, schema, group, mine,
             {p: starts.get(p, 0) for p in mine}, {p: targets[p] for p in mine}, until, derived,
-            bulk,
+            bulk, share_of,
         )  # fmt: skip
         proc = ctx.Process(target=_worker, args=(share, q), daemon=True)
         proc.start()
@@ -134,6 +143,7 @@ async def replay_in_processes(
     totals: dict[str, int] = {}
     errors: list[str] = []
     across: list[str] = []
+    bound: list[str] = []
     running = len(procs)
     try:
         while running:
@@ -150,9 +160,9 @@ async def replay_in_processes(
                 running -= 1
                 for k, v in msg[1].items():
                     totals[k] = totals.get(k, 0) + v
-            elif msg[0] == "ids":
+            elif msg[0] == "lookups":
                 running -= 1
-                across.append(msg[1])
+                (bound if msg[1] else across).append(msg[2])
             else:
                 running -= 1
                 errors.append(msg[1])
@@ -163,6 +173,8 @@ async def replay_in_processes(
                 proc.kill()
     if errors:
         raise RuntimeError("rebuild worker failed: " + "; ".join(errors))
+    if bound:
+        raise MemoryBound("; ".join(bound))
     if across:
         raise IdsAcrossPartitions("; ".join(across))
     return totals
@@ -177,9 +189,11 @@ async def first_pass(
     group: str,
     workers: int,
     bulk: bool = False,
+    max_events: int | None = None,
 ) -> None:
     """Replay up to ``targets``: in this process (with ``replayer``'s writer), or split over
-    ``workers`` processes (each with a `BulkWriter` if ``bulk``)."""
+    ``workers`` processes (each with a `BulkWriter` if ``bulk``, keeping together at most
+    ``max_events``)."""
     if workers <= 1 or dsn is None:
         await replayer.read_to(targets)
         return
@@ -189,6 +203,7 @@ async def first_pass(
         dsn=dsn, kafka=replayer.kafka, topic=replayer.topic, schema=shadow, group=group,
         starts=starts, targets=targets, until=replayer.until, workers=workers,
         progress=replayer.progress, derived=replayer.writer.derived, bulk=bulk,
+        max_events=max_events,
     )  # fmt: skip
     for p, target in targets.items():
         replayer.positions[p] = max(replayer.positions.get(p, 0), target)

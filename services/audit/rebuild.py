@@ -21,7 +21,7 @@ from typing import Any
 
 import asyncpg
 
-from services.audit.bulk import BulkWriter, IdsAcrossPartitions
+from services.audit.bulk import BYTES_PER_EVENT, BulkWriter, IdsAcrossPartitions, MemoryBound
 from services.audit.compare import (
     HeadDifference,
     TotalsDifference,
@@ -120,30 +120,64 @@ async def bulk_load(
     group: str,
     workers: int,
     unlogged: bool = UNLOGGED,
+    memory_bytes: int | None = None,
+    notes: list[str] | None = None,
 ) -> dict[str, float]:
     """The first pass into the fresh ``shadow``, then totals, rollups and indexes after it.
 
     The pass writes with `BulkWriter`s (one per worker, what live looks up kept in memory)
     into tables without any index; `finish_bulk_load` derives totals and rollups and builds
-    every index. When the keys built then are violated (the same event id in partitions of
-    different workers: `IdsAcrossPartitions`) the shadow is made again and replayed the way
-    live writes, looking every id up in the shadow (its keys kept during the load). Later
-    batches (catching up) write as live does through ``replayer.writer``.
-    Returns the seconds of each step after the load.
+    every index. The pass is replayed the way live writes instead, looking every id up in the
+    shadow (its keys kept during the load), whose memory does not grow with the log:
+    * up front, when ``memory_bytes`` cannot hold the fold state (`BYTES_PER_EVENT`) of as many
+      events as the log has records to replay;
+    * after a bulk attempt, when a worker would pass its share of ``memory_bytes``
+      (`MemoryBound`), or the keys built after the load are violated (the same event id in
+      partitions of different workers: `IdsAcrossPartitions`); the shadow is made again.
+    Why, if so, is appended to ``notes``. Later batches (catching up) write as live does
+    through ``replayer.writer``. Returns the seconds of each step after the load.
     """
+    notes = [] if notes is None else notes
     starts = dict(replayer.positions)
+    records = sum(max(0, t - starts.get(p, 0)) for p, t in targets.items())
+    max_events = None if memory_bytes is None else memory_bytes // BYTES_PER_EVENT
+    if memory_bytes is not None and max_events is not None and records > max_events:
+        notes.append(
+            f"the log's {records} records are more than the rebuild's memory bound holds"
+            f" ({memory_bytes / 2**20:g} MB, about {max_events} events): replayed with lookups"
+            " (as live writes)"
+        )
+        async with pool.acquire() as conn:
+            await drop_secondary_indexes(conn, shadow, keep_keys=True, unlogged=unlogged)
+        return await _with_lookups(
+            pool, replayer, targets, dsn=dsn, shadow=shadow, group=group, workers=workers
+        )
     live_writer = replayer.writer
     async with pool.acquire() as conn:
         await drop_secondary_indexes(conn, shadow, keep_keys=False, unlogged=unlogged)
-    replayer.writer = BulkWriter(pool, topic=replayer.topic, consumer_group=group, schema=shadow)
+    replayer.writer = BulkWriter(
+        pool, topic=replayer.topic, consumer_group=group, schema=shadow, max_events=max_events
+    )
     try:
         await first_pass(
-            replayer, targets, dsn=dsn, shadow=shadow, group=group, workers=workers, bulk=True
-        )
+            replayer, targets, dsn=dsn, shadow=shadow, group=group, workers=workers, bulk=True,
+            max_events=max_events,
+        )  # fmt: skip
         replayer.progress.phase(AFTER_LOAD)
         return await finish_bulk_load(pool, shadow)
+    except MemoryBound as exc:
+        log.warning("rebuild memory bound reached (%s): replaying with lookups", exc)
+        notes.append(
+            f"a worker reached its share of the rebuild's memory bound"
+            f" ({(memory_bytes or 0) / 2**20:g} MB): the first pass was replayed again with"
+            " lookups (as live writes)"
+        )
     except (IdsAcrossPartitions, asyncpg.UniqueViolationError) as exc:
         log.warning("event ids shared across partitions (%s): replaying with lookups", exc)
+        notes.append(
+            "event ids shared across partitions of different workers: the first pass was"
+            " replayed again with lookups (as live writes)"
+        )
     finally:
         replayer.writer = live_writer
     async with pool.acquire() as conn:
@@ -152,14 +186,31 @@ async def bulk_load(
         await drop_secondary_indexes(conn, shadow, keep_keys=True, unlogged=unlogged)
     replayer.positions.update(starts)
     replayer.counts = type(replayer.counts)()
-    live_writer.derived = False
     replayer.progress.phase("replaying again")
+    return await _with_lookups(
+        pool, replayer, targets, dsn=dsn, shadow=shadow, group=group, workers=workers
+    )
+
+
+async def _with_lookups(
+    pool: asyncpg.Pool,
+    replayer: LogReplayer,
+    targets: dict[int, int],
+    *,
+    dsn: str | None,
+    shadow: str,
+    group: str,
+    workers: int,
+) -> dict[str, float]:
+    """The first pass as live writes (``replayer.writer``, keys kept), then `finish_bulk_load`."""
+    live_writer = replayer.writer
+    live_writer.derived = False
     try:
         await first_pass(replayer, targets, dsn=dsn, shadow=shadow, group=group, workers=workers)
     finally:
         live_writer.derived = True
     replayer.progress.phase(AFTER_LOAD)
-    return {**await finish_bulk_load(pool, shadow), "replayed_with_lookups": 1.0}
+    return await finish_bulk_load(pool, shadow)
 
 
 def _d(obj: Any) -> dict[str, Any]:
@@ -185,6 +236,7 @@ async def rebuild(
     dsn: str | None = None,
     workers: int = 1,
     force: frozenset[str] = frozenset(),
+    memory_bytes: int | None = None,
 ) -> RebuildReport:
     """Replay ``topic`` into a new shadow schema, compare with the live projection, maybe swap.
 
@@ -194,7 +246,8 @@ async def rebuild(
     topic (a database shared by several topics); otherwise a live operation missing from the
     log is a difference too. A swap is refused (`SwapRefused`) when the rebuilt ledger lacks an
     operation, an event or chain positions the live one has, unless ``force`` names each such
-    operation; the replaced ledger is kept until `drop_previous`.
+    operation; the replaced ledger is kept until `drop_previous`. ``memory_bytes`` bounds what
+    the first pass's workers keep in memory (None: unbounded; `bulk_load`).
     """
     if swap and until is not None:
         raise ValueError("--swap replaces the live projection with the whole log; not with --until")
@@ -220,15 +273,11 @@ async def rebuild(
         started = time.monotonic()
         targets = await replayer.end_offsets()
         report.after_load = await bulk_load(
-            pool, replayer, targets, dsn=dsn, shadow=shadow, group=consumer_group, workers=workers
-        )
+            pool, replayer, targets, dsn=dsn, shadow=shadow, group=consumer_group,
+            workers=workers, memory_bytes=memory_bytes, notes=report.notes,
+        )  # fmt: skip
         report.seconds = time.monotonic() - started
         replayer.progress.phase("catching up and comparing with the live ledger")
-        if report.after_load.pop("replayed_with_lookups", 0):
-            report.notes.append(
-                "event ids shared across partitions of different workers: the first pass was"
-                " replayed again with lookups (as live writes)"
-            )
         if swap:
             await _compare_and_swap(pool, replayer, report, consumer_group, only_seen, force)
         else:

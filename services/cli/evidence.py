@@ -522,6 +522,7 @@ def rebuild_cmd(
                 dsn=settings.database_url,
                 workers=workers,
                 force=accepted,
+                memory_bytes=settings.rebuild_memory_mb * 2**20 or None,
             )
         finally:
             await pool.close()

@@ -15,6 +15,7 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from services.audit.bulk import BYTES_PER_EVENT
 from services.audit.rebuild import TotalsDifference, rebuild
 from services.audit.service import verify_operation
 from services.common.auth import Principal
@@ -106,6 +107,49 @@ async def test_rebuild_equals_live_to_the_unit(
         topic,
     )
     assert logged is not None and logged["principal"] == "test-auditor"
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("where", ["up front", "mid-way"])
+async def test_a_rebuild_past_its_memory_bound_equals_live_to_the_unit(
+    pool: asyncpg.Pool,
+    kafka_bootstrap: str,
+    topic: str,
+    unique_id: str,
+    database_url: str,
+    workers: int,
+    where: str,
+) -> None:
+    """Past the bound the first pass looks ids up in the shadow instead of keeping them: the
+    same ledger, voids, duplicates and conflicts included, and the report says so."""
+    ops, keyed = _stream(unique_id)
+    records = await produce(kafka_bootstrap, topic, keyed)
+    live = Live(pool, topic, f"audit-test-{unique_id}")
+    await live.apply(records)
+    # Up front: fewer events than the log has records. Mid-way: as many as its records (the
+    # log passes the check made before the load), fewer than its events (~3 per record).
+    bound = 1 if where == "up front" else len(records)
+    report = await rebuild(
+        pool, kafka_bootstrap, topic, principal=AUDITOR, consumer_group=live.group,
+        only_seen=True, dsn=database_url, workers=workers,
+        memory_bytes=bound * BYTES_PER_EVENT, keep_shadow=True,
+    )  # fmt: skip
+    assert report.matches, report.to_dict()
+    said = "more than the rebuild's memory bound" if where == "up front" else "reached its share"
+    assert [n for n in report.notes if "memory bound" in n and said in n], report.notes
+    assert report.operations == 2
+    assert report.events == 13 + 13 + 2
+    assert report.conflicts == 1
+    assert report.duplicates == 3 + 3
+    assert report.poison == 0
+    try:
+        for op in ops:  # the rebuilt ledger's chains, trees and totals verify
+            async with pool.acquire() as conn:
+                checked = await verify_operation(conn, op, schema=report.shadow)
+                assert checked.ok, checked
+    finally:
+        async with pool.acquire() as conn:
+            await drop_schema(conn, report.shadow)
 
 
 async def test_tampered_projection_is_named_by_the_rebuild(
@@ -224,8 +268,14 @@ async def test_an_event_id_shared_by_two_workers_partitions_is_one_event_and_one
     await forget(pool, ops)
 
 
+@pytest.mark.parametrize("bounded", [False, True])
 async def test_a_poison_record_is_dead_lettered_by_the_rebuild_as_live_does(
-    pool: asyncpg.Pool, kafka_bootstrap: str, topic: str, unique_id: str, database_url: str
+    pool: asyncpg.Pool,
+    kafka_bootstrap: str,
+    topic: str,
+    unique_id: str,
+    database_url: str,
+    bounded: bool,
 ) -> None:
     live = Live(pool, topic, f"audit-test-{unique_id}")
     op = f"rebuild-p-{unique_id}"
@@ -244,8 +294,10 @@ async def test_a_poison_record_is_dead_lettered_by_the_rebuild_as_live_does(
     report = await rebuild(
         pool, kafka_bootstrap, topic, principal=AUDITOR, consumer_group=live.group,
         only_seen=True, dsn=database_url, workers=2,
+        memory_bytes=BYTES_PER_EVENT if bounded else None,
     )  # fmt: skip
     assert report.matches, report.to_dict()
+    assert any("memory bound" in n for n in report.notes) == bounded, report.notes
     assert report.poison == 1
     assert report.events == 13
     again = await pool.fetch(
