@@ -261,6 +261,11 @@ def rows(results: dict[str, Any]) -> list[Row]:
         out.append(("contract parse_event", f"{f['parse_event_us']:.1f} µs", "json.loads",
                     f"{f['json_loads_us']:.1f} µs", f"{f['parse_event_vs_json_loads']:.1f}x",
                     _verdict(f.get("meets_target"), f.get("target_us"))))  # fmt: skip
+    f = _get(results, "contract", "decoding")
+    if isinstance(f, dict) and "prepare_record_us_per_event" in f:
+        out.append((f"contract prepare_record, {f['per_submission']}/record",
+                    f"{f['prepare_record_us_per_event']:.1f} µs/event CPU", "parse_event(bytes)",
+                    f"{f['parse_event_bytes_us_per_event']:.1f} µs/event", "", ""))  # fmt: skip
     missing("contract", "contract")
     return out
 
