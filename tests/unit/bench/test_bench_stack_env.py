@@ -14,8 +14,10 @@ def test_ensure_stack_hands_the_stacks_addresses_to_child_processes(
 ) -> None:
     info = StackInfo("127.0.0.1:27092", "postgresql://opsledger@127.0.0.1:27432/opsledger")
     monkeypatch.setattr(services.stack, "ensure_up", lambda say: info)
-    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
-    monkeypatch.delenv("DATABASE_URL", raising=False)
+    # setenv records what was there, so the teardown restores it: ensure_stack writes
+    # os.environ, and a value left behind would send the rest of the session to port 27092
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "unset-by-the-test")
+    monkeypatch.setenv("DATABASE_URL", "unset-by-the-test")
 
     settings = bench.common.ensure_stack()
 
