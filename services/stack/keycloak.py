@@ -295,6 +295,11 @@ class KeycloakAdmin:
         user["attributes"] = {**(user.get("attributes") or {}), "operations": list(operations)}
         self._call("PUT", f"/{realm}/users/{user['id']}", user)
 
+    def end_sessions(self, realm: str, username: str) -> None:
+        """Sign ``username`` out everywhere: its sessions end, its refresh tokens stop working."""
+        (user,) = self._call("GET", f"/{realm}/users?username={username}&exact=true")
+        self._call("POST", f"/{realm}/users/{user['id']}/logout")
+
     def rotate_key(self, realm: str) -> str:
         """Publish a new RSA signing key that takes over signing; returns its kid."""
         realm_id = self._call("GET", f"/{realm}")["id"]
