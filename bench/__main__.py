@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     from bench.common import ensure_stack, machine_info, say
-    from bench.report import e2e_ceilings, table
+    from bench.report import e2e_ceilings, issue17, table, targets_text
 
     started = time.monotonic()
     settings = ensure_stack()
@@ -142,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         part, durations[name] = _run_child(name, module)
         _merge(results, name, part)
     e2e_ceilings(results)
+    results["targets_issue17"] = issue17(results)
     results["machine"]["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
     results["durations_s"] = {k: round(v, 1) for k, v in durations.items()}
     results["duration_s"] = round(time.monotonic() - started, 1)
@@ -155,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=str) + "\n")
     print(table(results))
+    print()
+    print(targets_text(results))
     machine = results["machine"]
     print(
         f"\nfull run took {results['duration_s']:.0f} s (load average"

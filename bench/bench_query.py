@@ -6,7 +6,10 @@ process, and drives it with readers in two client processes (so the load generat
 share the server's interpreter; a minimal keep-alive HTTP/1.1 client, as httpx would cost more
 CPU than the server). Figures: headline and grouped totals (the projection, and with the
 in-memory cache off), and as_of / known_at reads at a new instant each (the rollups' whole days
-and hours plus the contributions of the partial hours). The rows are deleted at the end. Run
+and hours plus the contributions of the partial hours); as a supervisor (aggregate reads, not in
+the access log) and, for as_of and totals, as an auditor (every read appended to the access log's
+hash chain before it is answered). The rows are deleted at the end (the access log keeps its
+rows: it is append-only). Run
 alone with ``python -m bench.bench_query``; ``run()`` returns the figures.
 """
 
@@ -255,6 +258,7 @@ def run() -> dict[str, Any]:
     op, group, topic = f"bench-query-{run_id}", f"bench-query-{run_id}", f"bench-query-{run_id}"
     dsn = settings.database_url
     token = dev_token(role="supervisor", operations=[op], ttl_s=3600)
+    auditor = dev_token(role="auditor", ttl_s=3600)
     env = {
         **os.environ,
         "OPSLEDGER_CONSUMER_GROUP": group,
@@ -278,6 +282,10 @@ def run() -> dict[str, Any]:
             )
             out["as_of_one_reader"] = _measure(server, path, [("as_of", RANDOM)], token, 1)
             out["as_of_repeated"] = _measure(server, path, [("as_of", mid)], token, READERS)
+            # An auditor's every read is written to the hash-chained access log before it is
+            # answered (a supervisor's aggregate reads are not): the same reads, logged.
+            out["as_of_auditor"] = _measure(server, path, [("as_of", RANDOM)], auditor, tt)
+            out["totals_auditor"] = _measure(server, path, [], auditor, READERS)
         nocache = {**env, "OPSLEDGER_QUERY_CACHE_TOTALS": "false"}
         with _server(nocache, work) as server:
             out["totals_uncached"] = _measure(server, path, [], token, READERS)

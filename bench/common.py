@@ -47,7 +47,10 @@ def ensure_stack() -> CommonSettings:
     """Start the local Kafka and PostgreSQL if they are not running; the settings to reach them."""
     from services.stack import ensure_up
 
-    ensure_up(say=say)
+    info = ensure_up(say=say)
+    # The services the benchmarks start are child processes: they must reach this stack (its
+    # ports may be set by OPSLEDGER_STACK_*), not the defaults, so its addresses go to the env.
+    os.environ.update(info.env())
     return CommonSettings()
 
 

@@ -283,11 +283,15 @@ def by_method(make_records: Callable[[str], list[bytes]], per_batch: int) -> dic
     return {m: plans(make_records(m), per_batch) for m in METHODS}
 
 
-async def bulk_load(dsn: str, all_plans: Sequence[Plan], *, streams: int = 2) -> dict[str, Any]:
-    """The rebuild's ceiling: the plans' events and contributions COPY'd (``streams``
-    connections at once) into a fresh shadow schema without secondary indexes, then heads
-    and offsets, then totals, rollups and every index built (`services.ledger.shadow`)."""
+async def bulk_load(
+    dsn: str, all_plans: Sequence[Plan], *, streams: int = 2, unlogged: bool | None = None
+) -> dict[str, Any]:
+    """The rebuild's ceiling: the plans' events, contributions and tree nodes COPY'd
+    (``streams`` connections at once) into a fresh shadow schema without indexes (unlogged
+    if the rebuild loads so), then heads and offsets, then totals, rollups and every index
+    built (`services.ledger.shadow`)."""
     from services.ledger.shadow import (
+        UNLOGGED,
         create_shadow,
         drop_schema,
         drop_secondary_indexes,
@@ -295,14 +299,16 @@ async def bulk_load(dsn: str, all_plans: Sequence[Plan], *, streams: int = 2) ->
         shadow_name,
     )
 
-    pool = await asyncpg.create_pool(dsn, min_size=streams, max_size=streams + 2)
+    pool = await asyncpg.create_pool(dsn, min_size=streams, max_size=max(streams, 6))
     shadow = shadow_name()
     events = sum(len(p.events) for p in all_plans)
     nodes = dict(zip(map(id, all_plans), merkle_rows(all_plans), strict=True))
     try:
         async with pool.acquire() as conn:
             await create_shadow(conn, shadow)
-            await drop_secondary_indexes(conn, shadow)
+            await drop_secondary_indexes(
+                conn, shadow, keep_keys=False, unlogged=UNLOGGED if unlogged is None else unlogged
+            )
         t0 = time.perf_counter()
 
         async def stream(share: Sequence[Plan]) -> None:

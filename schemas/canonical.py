@@ -48,6 +48,31 @@ def _zero_is_zero(value: Any) -> Any:
     return value
 
 
+# Where the server's fields go in the canonical JSON of a valid client event: keys are sorted,
+# so "principal" and "recorded_at" fall between "payload" and "schema_version". No nested object
+# of a valid event has a key "schema_version" (unknown keys are refused), and no JSON string can
+# hold this text (its quote would be escaped), so its first occurrence is the top-level key.
+_SERVER_FIELDS_BEFORE: Final = b',"schema_version":'
+
+
+def server_fields_json(recorded_at: str, principal: str) -> bytes:
+    """The server's fields as a stored body's canonical JSON spells them (for `stored_json`)."""
+    server = {_PRINCIPAL: principal, _RECORDED: recorded_at}
+    # the body's own encoding of the two members, without the braces
+    return b"," + orjson.dumps(server, option=_OPTIONS)[1:-1]
+
+
+def stored_json(client_json: bytes, server_json: bytes) -> bytes:
+    """``canonical_json`` of the stored body, from ``canonical_json`` of the client's event.
+
+    ``client_json`` must be a valid event's (the contract's keys only) and ``server_json`` from
+    `server_fields_json`: the result is byte for byte ``canonical_json({**event, recorded_at,
+    principal})``, without encoding the event a second time.
+    """
+    at = client_json.index(_SERVER_FIELDS_BEFORE)
+    return client_json[:at] + server_json + client_json[at:]
+
+
 def client_fields(event_dict: Mapping[str, Any]) -> dict[str, Any]:
     """The event without the fields the server stamps (``recorded_at``, ``principal``)."""
     return {k: v for k, v in event_dict.items() if k not in SERVER_FIELDS}
@@ -58,7 +83,12 @@ def content_hash(event_dict: Mapping[str, Any]) -> str:
     # A client event (the usual input) has no server field: hash it as it is, without a copy.
     has_server = _RECORDED in event_dict or _PRINCIPAL in event_dict
     client = client_fields(event_dict) if has_server else event_dict
-    return hashlib.sha256(canonical_json(client)).hexdigest()
+    return content_digest(canonical_json(client))
+
+
+def content_digest(client_json: bytes) -> str:
+    """`content_hash` of an event from its canonical JSON (holding no server field)."""
+    return hashlib.sha256(client_json).hexdigest()
 
 
 def chain_hash(body: Mapping[str, Any], prev_hash: str) -> str:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, Field
-from pydantic_core import PydanticCustomError
+from pydantic import BaseModel, Field, GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import PydanticCustomError, core_schema
 
 from schemas._types import (
     STRICT_FROZEN,
@@ -66,13 +67,46 @@ class Envelope(BaseModel):
     source: Source
 
 
+# A Literal[1] alone would take true, 1.0 or 1e0 for 1, even in strict mode. Not pydantic's
+# "int_type": pydantic-core lets only an error type of its own carry a message of ours.
+_NOT_INTEGER, _NOT_INTEGER_MESSAGE = "integer_only", "must be an integer"
+
+
 def _integer_only(value: Any) -> Any:
-    # A Literal[1] alone would take True or 1.0 for 1.
     if type(value) is not int:
-        raise PydanticCustomError("int_type", "must be an integer")
+        raise PydanticCustomError(_NOT_INTEGER, _NOT_INTEGER_MESSAGE)
     return value
 
 
+class _IntegerOnly:
+    """Refuses anything but an integer before the ``Literal[n]`` it annotates.
+
+    JSON (every event: `schemas.parsing` validates JSON) is checked by pydantic-core alone, no
+    Python call: a strict integer, then the literal. A Python value goes through `_integer_only`.
+    """
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        literal = handler(source)
+        strict_int = core_schema.custom_error_schema(
+            core_schema.int_schema(strict=True),
+            custom_error_type=_NOT_INTEGER,
+            custom_error_message=_NOT_INTEGER_MESSAGE,
+        )
+        return core_schema.json_or_python_schema(
+            json_schema=core_schema.chain_schema([strict_int, literal]),
+            python_schema=core_schema.no_info_before_validator_function(_integer_only, literal),
+        )
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        # The literal's own schema (a chain is described by its first step, the bare integer).
+        assert schema["type"] == "json-or-python"  # noqa: S101 - built just above
+        return handler(schema["python_schema"]["schema"])
+
+
 #: Put before the ``Literal[n]`` of a kind's ``schema_version``.
-VersionIsInteger = BeforeValidator(_integer_only)
+VersionIsInteger = _IntegerOnly()
 SchemaV1 = Annotated[Literal[1], VersionIsInteger]

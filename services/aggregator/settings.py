@@ -133,6 +133,20 @@ class AggregatorSettings(CommonSettings):
         validation_alias=_alias("POOL_MAX_SIZE"),
         description="Upper bound on PostgreSQL connections.",
     )
+    rebuild_memory_mb: int = Field(
+        # A rebuild worker keeps the fold state of every event it wrote (services.audit.bulk),
+        # ~BYTES_PER_EVENT each: 2 GB holds about 2.7 million events; a longer log is replayed
+        # with lookups (slower, memory flat).
+        2048,
+        ge=0,
+        le=1 << 20,
+        validation_alias=_alias("REBUILD_MEMORY_MB", "OPSLEDGER_REBUILD_MEMORY_MB"),
+        description="`opsledger rebuild`: bound on what its workers together keep in memory"
+        " during the bulk first pass (the fold state of each event written). A log with more"
+        " records than that holds, or a worker reaching its share, is replayed with lookups"
+        " against the shadow instead, whose memory does not grow with the log (slower). 0: no"
+        " bound.",
+    )
     data_dir: Path = Field(
         default_factory=lambda: Path(tempfile.gettempdir()) / "opsledger-aggregator",
         validation_alias=_alias("DATA_DIR"),

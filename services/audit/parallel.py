@@ -8,6 +8,7 @@ W processes each replaying every W-th partition write the same shadow as one pro
 from __future__ import annotations
 
 import asyncio
+import gc
 import multiprocessing as mp
 import queue as queue_mod
 from collections.abc import Mapping, Sequence
@@ -16,8 +17,10 @@ from datetime import datetime
 from multiprocessing.queues import Queue
 from typing import Any
 
+from services.audit.bulk import BulkWriter, IdsAcrossPartitions, MemoryBound, ReplayWithLookups
 from services.audit.replay import LogReplayer
 from services.common.db import create_pool
+from services.common.gc_tuning import tune_gc
 from services.ledger.writer import BatchWriter
 
 
@@ -34,10 +37,14 @@ class Share:
     starts: dict[int, int]
     targets: dict[int, int]
     until: datetime | None
-    derived: bool = True  # False: a bulk load (totals and rollups derived after it)
+    derived: bool = True  # False: totals and rollups derived after the load
+    bulk: bool = False  # a `BulkWriter` (what it would look up kept in memory)
+    max_events: int | None = None  # the bulk writer's bound (None: unbounded)
 
 
 class _Reporter:
+    """Tells the parent of each committed batch."""
+
     def __init__(self, q: Queue[Any]) -> None:
         self.q = q
 
@@ -46,15 +53,29 @@ class _Reporter:
 
     def advanced(self, records: int, events: int) -> None:
         self.q.put(("progress", records, events))
+        # A bulk writer keeps each batch's fold state for the rest of the pass: freezing it
+        # keeps the collector from walking a heap that only grows (what is garbage now was
+        # freed by reference counting; cycles left in a batch stay until the worker exits).
+        gc.freeze()
+
+    def phase(self, name: str) -> None:
+        pass  # the parent's
 
 
 async def _replay(share: Share, q: Queue[Any]) -> dict[str, int]:
     pool = await create_pool(share.dsn, min_size=1, max_size=2)
     try:
-        writer = BatchWriter(
-            pool, topic=share.topic, consumer_group=share.group, schema=share.schema,
-            notify=False, derived=share.derived,
-        )  # fmt: skip
+        writer: BatchWriter
+        if share.bulk:
+            writer = BulkWriter(
+                pool, topic=share.topic, consumer_group=share.group, schema=share.schema,
+                max_events=share.max_events,
+            )  # fmt: skip
+        else:
+            writer = BatchWriter(
+                pool, topic=share.topic, consumer_group=share.group, schema=share.schema,
+                notify=False, derived=share.derived,
+            )  # fmt: skip
         replayer = LogReplayer(
             share.kafka, share.topic, writer, until=share.until,
             progress=_Reporter(q), partitions=share.partitions,
@@ -71,8 +92,13 @@ async def _replay(share: Share, q: Queue[Any]) -> dict[str, int]:
 
 
 def _worker(share: Share, q: Queue[Any]) -> None:
+    # Decoding allocates a dozen objects per event: freeze the imports' heap and collect young
+    # objects less often, as the aggregator does (services.common.gc_tuning).
+    tune_gc("services.audit.bulk", "services.audit.replay")
     try:
         q.put(("done", asyncio.run(_replay(share, q))))
+    except ReplayWithLookups as exc:
+        q.put(("lookups", isinstance(exc, MemoryBound), str(exc)))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises
         q.put(("error", f"{type(exc).__name__}: {exc}"))
 
@@ -90,23 +116,34 @@ async def replay_in_processes(
     workers: int,
     progress: Any,
     derived: bool = True,
+    bulk: bool = False,
+    max_events: int | None = None,
 ) -> dict[str, int]:
-    """Replay every partition from ``starts`` to ``targets`` in ``workers`` processes."""
+    """Replay every partition from ``starts`` to ``targets`` in ``workers`` processes.
+
+    With ``max_events`` (bulk only), the workers together keep at most that many events: each
+    one its equal share.
+    """
     partitions: Sequence[int] = sorted(p for p in targets if targets[p] > starts.get(p, 0))
     ctx = mp.get_context("spawn")  # no fork of a process with a running loop and threads
     q: Queue[Any] = ctx.Queue()
     procs = []
-    for w in range(min(workers, len(partitions))):
+    n = min(workers, len(partitions))
+    share_of = None if max_events is None else max_events // max(n, 1)
+    for w in range(n):
         mine = tuple(partitions[w::workers])
         share = Share(
             dsn, kafka, topic, schema, group, mine,
             {p: starts.get(p, 0) for p in mine}, {p: targets[p] for p in mine}, until, derived,
+            bulk, share_of,
         )  # fmt: skip
         proc = ctx.Process(target=_worker, args=(share, q), daemon=True)
         proc.start()
         procs.append(proc)
     totals: dict[str, int] = {}
     errors: list[str] = []
+    across: list[str] = []
+    bound: list[str] = []
     running = len(procs)
     try:
         while running:
@@ -123,6 +160,9 @@ async def replay_in_processes(
                 running -= 1
                 for k, v in msg[1].items():
                     totals[k] = totals.get(k, 0) + v
+            elif msg[0] == "lookups":
+                running -= 1
+                (bound if msg[1] else across).append(msg[2])
             else:
                 running -= 1
                 errors.append(msg[1])
@@ -133,6 +173,10 @@ async def replay_in_processes(
                 proc.kill()
     if errors:
         raise RuntimeError("rebuild worker failed: " + "; ".join(errors))
+    if bound:
+        raise MemoryBound("; ".join(bound))
+    if across:
+        raise IdsAcrossPartitions("; ".join(across))
     return totals
 
 
@@ -144,8 +188,12 @@ async def first_pass(
     shadow: str,
     group: str,
     workers: int,
+    bulk: bool = False,
+    max_events: int | None = None,
 ) -> None:
-    """Replay up to ``targets``: in this process, or split over ``workers`` processes."""
+    """Replay up to ``targets``: in this process (with ``replayer``'s writer), or split over
+    ``workers`` processes (each with a `BulkWriter` if ``bulk``, keeping together at most
+    ``max_events``)."""
     if workers <= 1 or dsn is None:
         await replayer.read_to(targets)
         return
@@ -154,7 +202,8 @@ async def first_pass(
     counts = await replay_in_processes(
         dsn=dsn, kafka=replayer.kafka, topic=replayer.topic, schema=shadow, group=group,
         starts=starts, targets=targets, until=replayer.until, workers=workers,
-        progress=replayer.progress, derived=replayer.writer.derived,
+        progress=replayer.progress, derived=replayer.writer.derived, bulk=bulk,
+        max_events=max_events,
     )  # fmt: skip
     for p, target in targets.items():
         replayer.positions[p] = max(replayer.positions.get(p, 0), target)

@@ -1,17 +1,19 @@
 """Rebuild the projection from the log into a shadow schema, compare it with the live one, swap.
 
-The shadow is written by the ledger's `BatchWriter` (schema parameter), the one the live
-aggregator writes with, so a rebuild exercises exactly the code that built the live tables; the
-first pass is a bulk load (`bulk_load`: COPY without the big tables' secondary indexes, totals
-and rollups derived and indexes built once at the end), the catch-up after it writes as live
-does. The topic is read with a plain aiokafka consumer: every partition assigned, no group, no
-commits, from the beginning up to the end offsets seen at start (or, with ``until``, only
-submissions recorded by then).
+The shadow is written with the ledger's rule and rows (`plan_batch`, `BatchWriter.write_rows`),
+the code that built the live tables. The first pass is a bulk load (`bulk_load`): worker
+processes each own a share of the partitions and write with a `BulkWriter`, which keeps in
+memory what live looks up, into tables without indexes; totals, rollups and every index are
+built once at the end. The catch-up after it writes as live does (`BatchWriter`). The topic
+is read with a plain aiokafka consumer: every partition assigned, no group, no commits, from
+the beginning up to the end offsets seen at start (or, with ``until``, only submissions
+recorded by then).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,6 +21,7 @@ from typing import Any
 
 import asyncpg
 
+from services.audit.bulk import BYTES_PER_EVENT, BulkWriter, IdsAcrossPartitions, MemoryBound
 from services.audit.compare import (
     HeadDifference,
     TotalsDifference,
@@ -34,6 +37,7 @@ from services.common.auth import Principal
 from services.common.db import LEDGER_SCHEMA
 from services.ledger.schema import ident
 from services.ledger.shadow import (
+    UNLOGGED,
     create_shadow,
     drop_schema,
     drop_secondary_indexes,
@@ -46,6 +50,8 @@ from services.ledger.shadow import (
 from services.ledger.writer import BatchWriter
 
 __all__ = ["HeadDifference", "RebuildReport", "TotalsDifference", "rebuild"]
+
+log = logging.getLogger("opsledger.rebuild")
 
 
 @dataclass
@@ -67,6 +73,7 @@ class RebuildReport:
     notes: list[str] = field(default_factory=list)
     swapped: bool = False
     replaced_schema: str | None = None
+    after_load: dict[str, float] = field(default_factory=dict)  # seconds of each step
 
     @property
     def events_per_s(self) -> float:
@@ -87,6 +94,7 @@ class RebuildReport:
             "conflicts": self.conflicts,
             "poison": self.poison,
             "seconds": round(self.seconds, 3),
+            "after_load_seconds": self.after_load,
             "events_per_s": round(self.events_per_s, 1),
             "operations_compared": self.operations,
             "matches": self.matches,
@@ -98,6 +106,10 @@ class RebuildReport:
         }
 
 
+#: What the progress bar says while totals, rollups and indexes are built.
+AFTER_LOAD = "building rollups, totals and indexes"
+
+
 async def bulk_load(
     pool: asyncpg.Pool,
     replayer: LogReplayer,
@@ -107,16 +119,97 @@ async def bulk_load(
     shadow: str,
     group: str,
     workers: int,
+    unlogged: bool = UNLOGGED,
+    memory_bytes: int | None = None,
+    notes: list[str] | None = None,
 ) -> dict[str, float]:
-    """The first pass into a shadow without secondary indexes (`drop_secondary_indexes`),
-    totals and rollups left out; then those derived from the contributions and every index
-    built (`finish_bulk_load`). Later batches (catching up) keep everything as live does.
-    Returns the seconds of each step after the load."""
-    replayer.writer.derived = False
+    """The first pass into the fresh ``shadow``, then totals, rollups and indexes after it.
+
+    The pass writes with `BulkWriter`s (one per worker, what live looks up kept in memory)
+    into tables without any index; `finish_bulk_load` derives totals and rollups and builds
+    every index. The pass is replayed the way live writes instead, looking every id up in the
+    shadow (its keys kept during the load), whose memory does not grow with the log:
+    * up front, when ``memory_bytes`` cannot hold the fold state (`BYTES_PER_EVENT`) of as many
+      events as the log has records to replay;
+    * after a bulk attempt, when a worker would pass its share of ``memory_bytes``
+      (`MemoryBound`), or the keys built after the load are violated (the same event id in
+      partitions of different workers: `IdsAcrossPartitions`); the shadow is made again.
+    Why, if so, is appended to ``notes``. Later batches (catching up) write as live does
+    through ``replayer.writer``. Returns the seconds of each step after the load.
+    """
+    notes = [] if notes is None else notes
+    starts = dict(replayer.positions)
+    records = sum(max(0, t - starts.get(p, 0)) for p, t in targets.items())
+    max_events = None if memory_bytes is None else memory_bytes // BYTES_PER_EVENT
+    if memory_bytes is not None and max_events is not None and records > max_events:
+        notes.append(
+            f"the log's {records} records are more than the rebuild's memory bound holds"
+            f" ({memory_bytes / 2**20:g} MB, about {max_events} events): replayed with lookups"
+            " (as live writes)"
+        )
+        async with pool.acquire() as conn:
+            await drop_secondary_indexes(conn, shadow, keep_keys=True, unlogged=unlogged)
+        return await _with_lookups(
+            pool, replayer, targets, dsn=dsn, shadow=shadow, group=group, workers=workers
+        )
+    live_writer = replayer.writer
+    async with pool.acquire() as conn:
+        await drop_secondary_indexes(conn, shadow, keep_keys=False, unlogged=unlogged)
+    replayer.writer = BulkWriter(
+        pool, topic=replayer.topic, consumer_group=group, schema=shadow, max_events=max_events
+    )
+    try:
+        await first_pass(
+            replayer, targets, dsn=dsn, shadow=shadow, group=group, workers=workers, bulk=True,
+            max_events=max_events,
+        )  # fmt: skip
+        replayer.progress.phase(AFTER_LOAD)
+        return await finish_bulk_load(pool, shadow)
+    except MemoryBound as exc:
+        log.warning("rebuild memory bound reached (%s): replaying with lookups", exc)
+        notes.append(
+            f"a worker reached its share of the rebuild's memory bound"
+            f" ({(memory_bytes or 0) / 2**20:g} MB): the first pass was replayed again with"
+            " lookups (as live writes)"
+        )
+    except (IdsAcrossPartitions, asyncpg.UniqueViolationError) as exc:
+        log.warning("event ids shared across partitions (%s): replaying with lookups", exc)
+        notes.append(
+            "event ids shared across partitions of different workers: the first pass was"
+            " replayed again with lookups (as live writes)"
+        )
+    finally:
+        replayer.writer = live_writer
+    async with pool.acquire() as conn:
+        await drop_schema(conn, shadow)
+        await create_shadow(conn, shadow)
+        await drop_secondary_indexes(conn, shadow, keep_keys=True, unlogged=unlogged)
+    replayer.positions.update(starts)
+    replayer.counts = type(replayer.counts)()
+    replayer.progress.phase("replaying again")
+    return await _with_lookups(
+        pool, replayer, targets, dsn=dsn, shadow=shadow, group=group, workers=workers
+    )
+
+
+async def _with_lookups(
+    pool: asyncpg.Pool,
+    replayer: LogReplayer,
+    targets: dict[int, int],
+    *,
+    dsn: str | None,
+    shadow: str,
+    group: str,
+    workers: int,
+) -> dict[str, float]:
+    """The first pass as live writes (``replayer.writer``, keys kept), then `finish_bulk_load`."""
+    live_writer = replayer.writer
+    live_writer.derived = False
     try:
         await first_pass(replayer, targets, dsn=dsn, shadow=shadow, group=group, workers=workers)
     finally:
-        replayer.writer.derived = True
+        live_writer.derived = True
+    replayer.progress.phase(AFTER_LOAD)
     return await finish_bulk_load(pool, shadow)
 
 
@@ -143,6 +236,7 @@ async def rebuild(
     dsn: str | None = None,
     workers: int = 1,
     force: frozenset[str] = frozenset(),
+    memory_bytes: int | None = None,
 ) -> RebuildReport:
     """Replay ``topic`` into a new shadow schema, compare with the live projection, maybe swap.
 
@@ -152,7 +246,8 @@ async def rebuild(
     topic (a database shared by several topics); otherwise a live operation missing from the
     log is a difference too. A swap is refused (`SwapRefused`) when the rebuilt ledger lacks an
     operation, an event or chain positions the live one has, unless ``force`` names each such
-    operation; the replaced ledger is kept until `drop_previous`.
+    operation; the replaced ledger is kept until `drop_previous`. ``memory_bytes`` bounds what
+    the first pass's workers keep in memory (None: unbounded; `bulk_load`).
     """
     if swap and until is not None:
         raise ValueError("--swap replaces the live projection with the whole log; not with --until")
@@ -169,7 +264,6 @@ async def rebuild(
     await access_log.record(pool, principal, "rebuild", None, params)
     async with pool.acquire() as conn:
         await create_shadow(conn, shadow)
-        await drop_secondary_indexes(conn, shadow)
     writer = BatchWriter(
         pool, topic=topic, consumer_group=consumer_group, schema=shadow, notify=False
     )
@@ -178,10 +272,12 @@ async def rebuild(
         await replayer.start()
         started = time.monotonic()
         targets = await replayer.end_offsets()
-        await bulk_load(
-            pool, replayer, targets, dsn=dsn, shadow=shadow, group=consumer_group, workers=workers
-        )
+        report.after_load = await bulk_load(
+            pool, replayer, targets, dsn=dsn, shadow=shadow, group=consumer_group,
+            workers=workers, memory_bytes=memory_bytes, notes=report.notes,
+        )  # fmt: skip
         report.seconds = time.monotonic() - started
+        replayer.progress.phase("catching up and comparing with the live ledger")
         if swap:
             await _compare_and_swap(pool, replayer, report, consumer_group, only_seen, force)
         else:

@@ -43,12 +43,18 @@ class Progress(Protocol):
 
     def advanced(self, records: int, events: int) -> None: ...
 
+    def phase(self, name: str) -> None:
+        """The replay is done; ``name`` is what runs now, until the next phase or the end."""
+
 
 class _Silent:
     def started(self, total_records: int) -> None:
         pass
 
     def advanced(self, records: int, events: int) -> None:
+        pass
+
+    def phase(self, name: str) -> None:
         pass
 
 

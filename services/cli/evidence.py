@@ -400,6 +400,9 @@ class _Bar:
         rate = self.events / max(time.monotonic() - self.t0, 1e-9)
         self.progress.update(self.task, advance=records, rate=f"{rate:,.0f} events/s")
 
+    def phase(self, name: str) -> None:
+        self.progress.update(self.task, description=name, rate="")
+
 
 def _rebuild_summary(report: RebuildReport) -> None:
     out.print(
@@ -502,7 +505,8 @@ def rebuild_cmd(
     principal = _signed_in()
 
     async def run(progress: Progress | None) -> RebuildReport:
-        pool = await create_pool(settings.database_url, max_size=4)
+        # After the load, each table's steps run on a connection of their own (five tables).
+        pool = await create_pool(settings.database_url, max_size=6)
         try:
             return await rebuild(
                 pool,
@@ -518,6 +522,7 @@ def rebuild_cmd(
                 dsn=settings.database_url,
                 workers=workers,
                 force=accepted,
+                memory_bytes=settings.rebuild_memory_mb * 2**20 or None,
             )
         finally:
             await pool.close()

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -167,42 +167,72 @@ async def record(
     """Log one consultation (the row's id), or do nothing (None) when the rule says not to."""
     if not is_logged(principal, action):
         return None
-    values = _jsonable(params or {})
+    entry = Consultation.of(principal, action, operation_id, params)
     if isinstance(conn, asyncpg.Pool):
         async with conn.acquire() as c:
-            return await _append(c, principal, action, operation_id, values)
-    return await _append(conn, principal, action, operation_id, values)
+            return (await append(c, [entry]))[0]
+    return (await append(conn, [entry]))[0]
 
 
-async def _append(
-    conn: asyncpg.Connection,
-    principal: Principal,
-    action: str,
-    operation_id: str | None,
-    params: dict[str, Any],
-) -> int:
-    # Head locked until commit: the next writer waits here, then links to this row.
+@dataclass(frozen=True, slots=True)
+class Consultation:
+    """One row to append: who consulted what (``params`` already JSON-ready)."""
+
+    principal: Principal
+    action: str
+    operation_id: str | None
+    params: dict[str, Any]
+
+    @classmethod
+    def of(
+        cls,
+        principal: Principal,
+        action: str,
+        operation_id: str | None,
+        params: Mapping[str, Any] | None = None,
+    ) -> Consultation:
+        """The row for these arguments of :func:`record` (params made JSON-ready)."""
+        return cls(principal, action, operation_id, _jsonable(params or {}))
+
+
+async def append(conn: asyncpg.Connection, entries: Sequence[Consultation]) -> list[int]:
+    """Append ``entries`` as consecutive links of the chain, in order, in one transaction: one
+    head lock and one commit however many rows (the ids, in the same order). The caller decides
+    whether each is logged (:func:`is_logged`)."""
+    if not entries:
+        return []
+    # Head locked until commit: the next writer waits here, then links to these rows.
     async with conn.transaction():
         head = await conn.fetchrow("SELECT seq, hash, at FROM audit.access_log_lock_head()")
         assert head is not None, "audit.access_log_head has its one row (migration 0007)"
-        seq = int(head["seq"]) + 1
-        body = row_body(seq, head["at"], principal.subject, principal.role, action,
-                        operation_id, params)  # fmt: skip
-        row_id = await conn.fetchval(
+        seq, prev, at = int(head["seq"]), head["hash"], head["at"]
+        columns: list[list[Any]] = [[] for _ in range(8)]
+        for e in entries:
+            seq += 1
+            body = row_body(seq, at, e.principal.subject, e.principal.role, e.action,
+                            e.operation_id, e.params)  # fmt: skip
+            link = chain_hash(body, prev)
+            row = (seq, e.principal.subject, e.principal.role, e.action, e.operation_id,
+                   orjson.dumps(e.params).decode(), prev, link)  # fmt: skip
+            for column, value in zip(columns, row, strict=True):
+                column.append(value)
+            prev = link
+        # In seq order: the insert trigger checks that each row extends the head it advances.
+        rows = await conn.fetch(
             """INSERT INTO audit.access_log
                    (seq, at, principal, role, action, operation_id, params, prev_hash, hash)
-               VALUES ($1, $2, $3, $4, $5, $6, $7::text::jsonb, $8, $9) RETURNING id""",
-            seq,
-            head["at"],
-            principal.subject,
-            principal.role,
-            action,
-            operation_id,
-            orjson.dumps(params).decode(),
-            head["hash"],
-            chain_hash(body, head["hash"]),
+               SELECT s, $2, p, r, a, o, j::jsonb, ph, h
+               FROM unnest($1::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
+                           $7::text[], $8::text[], $9::text[]) AS t(s, p, r, a, o, j, ph, h)
+               ORDER BY s
+               RETURNING seq, id""",
+            columns[0],
+            at,
+            *columns[1:],
         )
-    return int(row_id)
+    ids = {int(r["seq"]): int(r["id"]) for r in rows}
+    first = seq - len(entries) + 1
+    return [ids[first + i] for i in range(len(entries))]
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Garbage-collector settings for the event-path services (ingest, aggregator).
+"""Garbage-collector settings for the event-path services (ingest, aggregator) and query.
 
 Each event allocates a dozen container objects (the decoded JSON, the pydantic models, the
 rows), so CPython's cyclic collector runs every few events and, every hundred runs, walks the

@@ -7,9 +7,11 @@ contributions in the same transaction (`ROLLUP_UPSERT` over the batch's contribu
 bulk load or a migration builds it with `build_sql` from the table.
 
 An ``as_of`` / ``known_at`` read (occurred_at <= A and recorded_at <= K) is then exact to the
-event from four disjoint parts (services.query.repository): the day rows wholly before both
-instants' days, the hour rows wholly before both instants' hours but not in those days, and the
-contributions of the two partial hours (read through the contributions' own time indexes).
+event from signed parts (services.query.repository): each instant is split at the hour boundary
+nearest it and the midnight nearest that, so a read sums the day rows before both midnights, plus
+or minus at most 12 hours of hour rows per timeline, plus or minus at most 30 minutes of
+contributions per timeline (read through the contributions' own time indexes). Subtracting is
+as exact as adding, because every rollup row is a sum of the same contribution rows.
 """
 
 from __future__ import annotations
@@ -51,10 +53,27 @@ def upsert_sql(schema: str, source: str) -> str:
 
 def build_sql(schema: str, *, one_operation: bool = False) -> str:
     """Fill an empty ``{schema}.rollups`` from ``{schema}.contributions`` (bulk load, backfill);
-    with ``one_operation``, only for the operation given as ``$1``."""
+    with ``one_operation``, only for the operation given as ``$1``.
+
+    The hour rows are summed from the contributions, the day rows from the hour rows (a UTC
+    hour lies in one UTC day, so the sums are the same): one pass over the contributions
+    instead of one per grain (measured in docs/performance.md, issue 17, third round).
+    """
     where = "WHERE c.operation_id = $1" if one_operation else ""
-    source = _select(f"{schema}.contributions", where)
-    return f"INSERT INTO {schema}.rollups ({_KEY}, value) {source}"  # noqa: S608
+    dims = ", ".join(DIMENSION_COLUMNS)
+    return (
+        "WITH h AS (SELECT c.operation_id,"  # noqa: S608 - schema is a checked name
+        " date_trunc('hour', c.occurred_at, 'UTC') AS occurred_bucket,"
+        " date_trunc('hour', c.recorded_at, 'UTC') AS recorded_bucket,"
+        f" {', '.join('c.' + d for d in DIMENSION_COLUMNS)}, SUM(c.delta)::bigint AS value"
+        f" FROM {schema}.contributions AS c {where} GROUP BY 1, 2, 3, 4, 5, 6, 7, 8)"
+        f" INSERT INTO {schema}.rollups ({_KEY}, value)"
+        f" SELECT operation_id, 'hour', occurred_bucket, recorded_bucket, {dims}, value FROM h"
+        " UNION ALL"
+        " SELECT operation_id, 'day', date_trunc('day', occurred_bucket, 'UTC'),"
+        f" date_trunc('day', recorded_bucket, 'UTC'), {dims}, SUM(value)::bigint FROM h"
+        " GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9"
+    )
 
 
 def bucket(grain: str, at: datetime) -> datetime:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -57,6 +58,9 @@ class RequestMetricsMiddleware:
     def __init__(self, app: ASGIApp, metrics: IngestMetrics) -> None:
         self.app = app
         self.metrics = metrics
+        # Labelled children looked up once: `labels()` takes a lock and builds a key each call.
+        self._seconds = {r: metrics.request_seconds.labels(r) for r in (*ROUTES, "other")}
+        self._answers: dict[tuple[str, int], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -76,5 +80,9 @@ class RequestMetricsMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            self.metrics.requests.labels(route, str(status)).inc()
-            self.metrics.request_seconds.labels(route).observe(time.perf_counter() - started)
+            answers = self._answers.get((route, status))
+            if answers is None:  # at most |ROUTES| x the status codes the app uses
+                answers = self.metrics.requests.labels(route, str(status))
+                self._answers[(route, status)] = answers
+            answers.inc()
+            self._seconds[route].observe(time.perf_counter() - started)

@@ -7,6 +7,7 @@ live grants; `swap_in` makes it the live ledger in one transaction while readers
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -55,7 +56,38 @@ async def create_shadow(conn: asyncpg.Connection, shadow: str, live: str = LEDGE
                 f"ALTER TABLE {s}.{table} ALTER COLUMN {column}"
                 f" SET DEFAULT nextval('{s}.{seq}'::regclass)"
             )
+        await name_like_live(conn, shadow, live)
         await copy_privileges(conn, live, shadow)
+
+
+def _definition(r: asyncpg.Record) -> tuple[str, str]:
+    """An index as (table, definition without its name and schema): what LIKE keeps."""
+    return r["table_name"], re.sub(r" INDEX \S+ ON \S+?\.", " INDEX ON ", r["indexdef"], count=1)
+
+
+async def name_like_live(conn: asyncpg.Connection, shadow: str, live: str = LEDGER_SCHEMA) -> None:
+    """Give ``shadow``'s indexes and constraints the names they have in ``live``.
+
+    LIKE names what it copies by PostgreSQL's default rules (``voids_target_event_id_idx``
+    for live's ``voids_target``), so a swapped-in ledger would not have live's names, and
+    `finish_bulk_load`, which builds what the shadow lacks by name, built a second copy of
+    each such index on the small tables.
+    """
+    s = ident(shadow)
+    names = {_definition(r): r for r in await conn.fetch(_INDEXES, live)}
+    for r in await conn.fetch(_INDEXES, shadow):
+        want = names.get(_definition(r))
+        if want is None or want["index_name"] == r["index_name"]:
+            continue
+        if r["constraint_name"] is not None and want["constraint_name"] is not None:
+            await conn.execute(
+                f"ALTER TABLE {s}.{ident(r['table_name'])} RENAME CONSTRAINT"
+                f" {ident(r['constraint_name'])} TO {ident(want['constraint_name'])}"
+            )
+        else:
+            await conn.execute(
+                f"ALTER INDEX {s}.{ident(r['index_name'])} RENAME TO {ident(want['index_name'])}"
+            )
 
 
 _GRANTS = """
@@ -247,50 +279,93 @@ _INDEXES = """
 #: Tables whose rows a bulk load derives at the end from the contributions.
 DERIVED_TABLES = ("totals", "rollups")
 
+#: Tables a bulk load writes row by row, without their indexes (the small ones keep theirs:
+#: the writer's upserts and lookups use them, and they cost little).
+LOADED_TABLES = ("events", "contributions", "merkle_nodes")
+BULK_TABLES = (*LOADED_TABLES, *DERIVED_TABLES)
 
-#: Tables a bulk load writes without their secondary indexes (the small ones keep theirs: the
-#: writer's lookups use them, and they cost little).
-BULK_TABLES = ("events", "contributions", *DERIVED_TABLES)
+#: Whether a bulk load writes the loaded tables unlogged (no WAL; SET LOGGED at the end
+#: rewrites them into the WAL at once). Measured in docs/performance.md (issue 17, third round).
+UNLOGGED = False
+
+#: Memory for one index build or aggregation after a load: each sort then fits in memory
+#: (an index of 1M events' (operation_id, occurred_at) is ~70 MB, above the 64 MB default).
+AFTER_LOAD_MEMORY = "256MB"
+#: How long one step after a load may take (a pool's default command timeout is 30 s; an
+#: index of a few hundred million rows takes longer).
+AFTER_LOAD_TIMEOUT_S = 6 * 3600.0
 
 
-async def drop_secondary_indexes(conn: asyncpg.Connection, shadow: str) -> None:
-    """Drop the indexes of ``shadow``'s big tables but their primary keys (the writer looks
-    events and contributions up by id), and the derived tables' keys too (they stay empty
-    until `finish_bulk_load`)."""
+async def drop_secondary_indexes(
+    conn: asyncpg.Connection, shadow: str, *, keep_keys: bool = True, unlogged: bool = UNLOGGED
+) -> None:
+    """Drop the indexes of ``shadow``'s big tables (`BULK_TABLES`) for a bulk load.
+
+    With ``keep_keys`` the primary keys of events and contributions stay (a writer that looks
+    ids up in the shadow needs them); without, every index goes, to be built once by
+    `finish_bulk_load` (`services.audit.bulk` keeps what it would look up in memory). The
+    derived tables' keys always go (they stay empty until `finish_bulk_load`). ``unlogged``
+    also makes the loaded tables unlogged (no WAL while loading; `finish_bulk_load` turns
+    them logged before anything can be swapped in).
+    """
     s = ident(shadow)
     for r in await conn.fetch(_INDEXES, shadow):
-        if r["table_name"] not in BULK_TABLES:
+        table = r["table_name"]
+        if table not in BULK_TABLES:
             continue
-        if r["is_primary"] and r["table_name"] not in DERIVED_TABLES:
+        if keep_keys and r["is_primary"] and table not in DERIVED_TABLES:
             continue
-        table = f"{s}.{ident(r['table_name'])}"
+        if keep_keys and table == "merkle_nodes":
+            continue
+        name = f"{s}.{ident(table)}"
         if r["constraint_name"] is not None:
-            await conn.execute(f"ALTER TABLE {table} DROP CONSTRAINT {ident(r['constraint_name'])}")
+            await conn.execute(f"ALTER TABLE {name} DROP CONSTRAINT {ident(r['constraint_name'])}")
         else:
             await conn.execute(f"DROP INDEX {s}.{ident(r['index_name'])}")
+    if unlogged:
+        for table in LOADED_TABLES:
+            await conn.execute(f"ALTER TABLE {s}.{ident(table)} SET UNLOGGED")
 
 
 async def finish_bulk_load(
     pool: asyncpg.Pool, shadow: str, live: str = LEDGER_SCHEMA
 ) -> dict[str, float]:
-    """Derive totals and rollups from the loaded contributions, then build every index and
-    constraint ``live`` has that ``shadow`` lacks (with live's names), several at a time.
-    Returns the seconds each step took."""
-    timings: dict[str, float] = {}
-    started = time.perf_counter()
+    """Derive the rollups from the loaded contributions and the totals from the rollups' day
+    rows, turn unlogged tables logged, and build every index and constraint ``live`` has that
+    ``shadow`` lacks (with live's names): one table per connection, all at once (a table's own
+    steps in order), each with `AFTER_LOAD_MEMORY` to sort and aggregate in.
+
+    Returns the seconds each step took. A key the loaded rows violate raises
+    `asyncpg.UniqueViolationError` once every other step has finished.
+    """
     s, lv = ident(shadow), ident(live)
     columns = "operation_id, metric, detail, area, unit, day"
     async with pool.acquire() as conn:
-        await conn.execute(
-            f"INSERT INTO {s}.totals ({columns}, value)"  # noqa: S608
-            f" SELECT {columns}, SUM(delta) FROM {s}.contributions GROUP BY {columns}"
-        )
-        timings["totals"] = time.perf_counter() - started
-        await conn.execute(rollup.build_sql(s))
-        timings["rollups"] = time.perf_counter() - started - timings["totals"]
         present = {r["index_name"] for r in await conn.fetch(_INDEXES, shadow)}
         wanted = [r for r in await conn.fetch(_INDEXES, live) if r["index_name"] not in present]
-    statements: dict[str, list[str]] = {}
+        unlogged = {
+            r["relname"]
+            for r in await conn.fetch(
+                """SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                   WHERE n.nspname = $1 AND c.relkind = 'r' AND c.relpersistence = 'u'""",
+                shadow,
+            )
+        }
+    # One job per table, but totals follow the rollups they are summed from (the day rows:
+    # a few per operation and day, instead of every contribution again).
+    job = {"totals": "rollups"}
+    steps: dict[str, list[tuple[str, str]]] = {
+        "rollups": [
+            ("rollups", rollup.build_sql(s)),
+            ("totals",
+             f"INSERT INTO {s}.totals ({columns}, value)"  # noqa: S608
+             f" SELECT {columns}, SUM(value) FROM {s}.rollups WHERE grain = 'day'"
+             f" GROUP BY {columns}"),
+        ]
+    }  # fmt: skip
+    for table in sorted(unlogged):
+        logged = f"ALTER TABLE {s}.{ident(table)} SET LOGGED"
+        steps.setdefault(table, []).append((f"logged_{table}", logged))
     for r in wanted:
         table = f"{s}.{ident(r['table_name'])}"
         if r["constraint_name"] is not None:
@@ -300,20 +375,32 @@ async def finish_bulk_load(
             )
         else:
             sql = r["indexdef"].replace(f" ON {lv}.", f" ON {s}.", 1)
-        statements.setdefault(r["table_name"], []).append(sql)
+        name = r["table_name"]
+        steps.setdefault(job.get(name, name), []).append((f"indexes_{name}", sql))
+    timings: dict[str, float] = {}
 
-    async def build(table: str, table_statements: list[str]) -> None:
-        t0 = time.perf_counter()
+    async def run(first: str, job_steps: list[tuple[str, str]]) -> None:
         async with pool.acquire() as conn:
-            for sql in table_statements:
-                await conn.execute(sql)
-            await conn.execute(f"ANALYZE {s}.{ident(table)}")
-        timings[f"indexes_{table}"] = time.perf_counter() - t0
+            await conn.execute(
+                f"SET maintenance_work_mem = '{AFTER_LOAD_MEMORY}';"
+                f" SET work_mem = '{AFTER_LOAD_MEMORY}'"
+            )
+            try:
+                for name, sql in job_steps:
+                    t0 = time.perf_counter()
+                    await conn.execute(sql, timeout=AFTER_LOAD_TIMEOUT_S)
+                    timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
+                for table in {first, *(t for t, j in job.items() if j == first)}:
+                    await conn.execute(f"ANALYZE {s}.{ident(table)}", timeout=AFTER_LOAD_TIMEOUT_S)
+            finally:
+                await conn.execute("RESET maintenance_work_mem; RESET work_mem")
 
-    # One table's indexes one after another (each needs the table's lock), tables in parallel.
-    t0 = time.perf_counter()
-    await asyncio.gather(*(build(t, v) for t, v in statements.items()))
-    timings["indexes"] = time.perf_counter() - t0
+    started = time.perf_counter()
+    done = await asyncio.gather(*(run(j, v) for j, v in steps.items()), return_exceptions=True)
+    timings["after_load"] = time.perf_counter() - started
+    for outcome in done:
+        if isinstance(outcome, BaseException):
+            raise outcome
     return {k: round(v, 3) for k, v in timings.items()}
 
 

@@ -134,9 +134,18 @@ def _tidy_openapi(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented override
 
 
+async def _keep_session(_conn: asyncpg.Connection) -> None:
+    """Release a connection to the pool without asyncpg's reset query (RESET ALL, UNLISTEN *,
+    CLOSE ALL, advisory unlock: one more round trip after every read, which the reader waits
+    for). The read side sets no session state on pooled connections: no SET, no LISTEN (the
+    hub has its own connection), no session advisory lock, no holdable cursor. asyncpg still
+    rolls back a transaction left open before calling this."""
+
+
 async def _open_pool(settings: QuerySettings) -> asyncpg.Pool:
     kwargs: dict[str, Any] = {
         "max_size": settings.pool_max_size,
+        "reset": _keep_session,
         "server_settings": {
             "application_name": "opsledger-query",
             "statement_timeout": str(settings.statement_timeout_ms),

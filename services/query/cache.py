@@ -32,6 +32,7 @@ class ReadCache:
         # One read in flight per (key, stamp): a burst of identical misses waits for it.
         self._loading: dict[tuple[Hashable, Stamp], asyncio.Future[Any]] = {}
         self._fresh: tuple[Stamp, float, Any] | None = None
+        self._fresh_loading: tuple[Stamp, asyncio.Future[Any]] | None = None
         self.max_entries = 10_000
 
     async def totals(self, operation_id: str, key: Hashable, load: Callable[[], Awaitable[T]]) -> T:
@@ -68,7 +69,8 @@ class ReadCache:
         return value
 
     async def freshness(self, load: Callable[[], Awaitable[T]]) -> T:
-        """The consumer offsets, re-read after ``freshness_ttl_s`` or any change signal."""
+        """The consumer offsets, re-read after ``freshness_ttl_s`` or any change signal; the
+        requests that find it stale together share one read."""
         if not (self._enabled and self._hub.connected) or self._ttl <= 0:
             return await load()
         now = time.monotonic()
@@ -76,6 +78,23 @@ class ReadCache:
         if self._fresh is not None and self._fresh[0] == stamp and now - self._fresh[1] < self._ttl:
             value: T = self._fresh[2]
             return value
-        value = await load()
+        pending = self._fresh_loading
+        if pending is not None and pending[0] == stamp:
+            # Started after the last signal this caller knows of: as fresh as its own would be.
+            shared: T = await asyncio.shield(pending[1])
+            return shared
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._fresh_loading = (stamp, future)
+        try:
+            value = await load()
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()
+            raise
+        else:
+            future.set_result(value)
+        finally:
+            if self._fresh_loading is not None and self._fresh_loading[1] is future:
+                self._fresh_loading = None
         self._fresh = (stamp, now, value)
         return value

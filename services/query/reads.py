@@ -6,11 +6,11 @@ from typing import Any
 
 import asyncpg
 
-from services.common import access_log
 from services.common.access import require_operation
 from services.common.auth import Principal
 from services.common.problems import ProblemError
 from services.query import repository
+from services.query.access_batch import BatchedAccessLog
 from services.query.cache import ReadCache
 from services.query.repository import TotalsQuery, TotalsResult
 from services.query.settings import QuerySettings
@@ -23,6 +23,7 @@ class Reads:
         self.pool = pool
         self.cache = cache
         self.settings = settings
+        self.access_log = BatchedAccessLog(pool)
 
     async def totals(self, q: TotalsQuery) -> TotalsResult:
         """The totals ``q`` asks for (404 if the operation is unknown); no scope check."""
@@ -63,8 +64,9 @@ class Reads:
     async def log_read(
         self, principal: Principal, action: str, operation_id: str | None, params: dict[str, Any]
     ) -> None:
-        """Write this read to the access log, if its rule (services.common.access_log) says so."""
-        await access_log.record(self.pool, principal, action, operation_id, params)
+        """Write this read to the access log, if its rule (services.common.access_log) says so;
+        returns once the row is committed."""
+        await self.access_log.record(principal, action, operation_id, params)
 
 
 def query_params(q: TotalsQuery) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from schemas.tally import METRICS
@@ -55,31 +55,78 @@ def zero_metrics() -> dict[str, int]:
 
 
 def _sql(q: TotalsQuery) -> tuple[str, list[Any]]:
+    """One statement for the whole read (one round trip, one snapshot): a first row whose
+    ``metric`` is NULL carries the operation's version (NULL when unknown), then the sums."""
     dims = [DIMENSIONS[g] for g in q.group_by]
     cols = ", ".join(["metric", *dims])
     if q.time_travel:
-        return _time_travel_sql(q, cols)
-    # Column names come from the fixed DIMENSIONS map above, never from the request.
-    sql = (
-        f"SELECT {cols}, SUM(value)::bigint AS value FROM ledger.totals "  # noqa: S608
-        f"WHERE operation_id = $1 GROUP BY {cols} HAVING SUM(value) <> 0"
+        sums, args = _time_travel_sql(q, cols)
+    else:
+        # Column names come from the fixed DIMENSIONS map above, never from the request.
+        sums, args = (
+            (
+                f"SELECT {cols}, SUM(value)::bigint AS value FROM ledger.totals "  # noqa: S608
+                f"WHERE operation_id = $1 GROUP BY {cols} HAVING SUM(value) <> 0"
+            ),
+            [q.operation_id],
+        )
+    nulls = ", ".join(f"NULL::{_COLUMN_TYPES[c]} AS {c}" for c in ["metric", *dims])
+    # Only column names from DIMENSIONS and their fixed types are interpolated.
+    version = (
+        f"SELECT {nulls}, (SELECT seq FROM ledger.chain_heads WHERE operation_id = $1) AS value"  # noqa: S608
     )
-    return sql, [q.operation_id]
+    return f"{version} UNION ALL ({sums})", args
+
+
+_COLUMN_TYPES: Mapping[str, str] = {
+    "metric": "text", "area": "text", "unit": "text", "day": "date", "detail": "text",
+}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class _Bound:
+    """One timeline's bound ``ts <= at`` as the rollups can answer it: whole days before
+    ``day``, plus or minus the whole hours between ``day`` and ``hour``, plus or minus the
+    partial hour between ``hour`` and ``at``. ``hour`` is the hour boundary nearest ``at`` and
+    ``day`` the midnight (UTC) nearest ``hour``, so at most 12 hours of hour rows and 30 minutes
+    of contributions are read, whatever the instant (never a whole day's hours or a whole hour's
+    events)."""
+
+    at: datetime
+    day: datetime
+    hour: datetime
+
+
+def _bound(at: datetime) -> _Bound:
+    hour = rollup.bucket("hour", at)
+    if at - hour > _HALF_HOUR:
+        hour += _HOUR
+    day = rollup.bucket("day", hour)
+    if hour - day > _HALF_DAY:
+        day += _DAY
+    return _Bound(at, day, hour)
+
+
+_HOUR, _HALF_HOUR = timedelta(hours=1), timedelta(minutes=30)
+_DAY, _HALF_DAY = timedelta(days=1), timedelta(hours=12)
 
 
 def _time_travel_sql(q: TotalsQuery, cols: str) -> tuple[str, list[Any]]:
-    """Contributions with occurred_at <= A and recorded_at <= K, summed exactly from disjoint
-    parts (an absent instant is +infinity; the rollups are in services.common.rollup):
+    """Contributions with occurred_at <= A and recorded_at <= K, summed exactly from signed
+    parts (an absent instant is +infinity; the rollups are in services.common.rollup).
 
-    1. day rollup rows with both buckets before the instants' days (region D);
-    2. hour rollup rows with both buckets before the instants' hours (region H), minus D, as
-       two disjoint ranges: occurred in A's day before A's hour (recorded before K's hour), or
-       recorded in K's day before K's hour (occurred before A's day);
-    3. contributions occurred in A's partial hour [hour(A), A], recorded by K;
-    4. contributions recorded in K's partial hour [hour(K), K], occurred before hour(A).
+    Each bound splits as ``[ts < day] + s1 [day..hour) + s2 [hour..at]`` (`_Bound`; s1 and s2
+    are -1 when the range runs backwards, i.e. ``hour`` is before ``day`` or after ``at``).
+    The product of the two splits, term by term:
 
-    Every contribution in the region is counted once: D, H minus D and the region minus H are
-    disjoint, and the rollup rows are sums of the same contributions.
+    1. day rollup rows, occurred before A's ``day`` and recorded before K's ``day``;
+    2. hour rollup rows, occurred in A's hour range (signed) and recorded before K's ``hour``;
+    3. hour rollup rows, recorded in K's hour range (signed) and occurred before A's ``day``;
+    4. contributions occurred in A's partial hour (signed), recorded by K;
+    5. contributions recorded in K's partial hour (signed), occurred before A's ``hour``.
+
+    Every contribution is counted with total weight 1 if it is in the region and 0 otherwise,
+    because the rollup rows are sums of the same contributions.
     """
     args: list[Any] = [q.operation_id]
 
@@ -87,12 +134,10 @@ def _time_travel_sql(q: TotalsQuery, cols: str) -> tuple[str, list[Any]]:
         args.append(value)
         return f"${len(args)}"
 
-    a, k = q.as_of, q.known_at
-    a_ = ad = ah = k_ = kd = kh = None
-    if a is not None:
-        a_, ad, ah = p(a), p(rollup.bucket("day", a)), p(rollup.bucket("hour", a))
-    if k is not None:
-        k_, kd, kh = p(k), p(rollup.bucket("day", k)), p(rollup.bucket("hour", k))
+    a = None if q.as_of is None else _bound(q.as_of)
+    k = None if q.known_at is None else _bound(q.known_at)
+    a_day, a_hour = (None, None) if a is None else (p(a.day), p(a.hour))
+    k_day, k_hour = (None, None) if k is None else (p(k.day), p(k.hour))
 
     def where(*conditions: str | None) -> str:
         return " AND ".join(["operation_id = $1", *(c for c in conditions if c)])
@@ -100,29 +145,44 @@ def _time_travel_sql(q: TotalsQuery, cols: str) -> tuple[str, list[Any]]:
     def before(column: str, bound: str | None) -> str | None:
         return None if bound is None else f"{column} < {bound}"
 
+    def hours(column: str, b: _Bound, day: str, hour: str) -> tuple[int, str] | None:
+        """[day, hour) with sign +1, or [hour, day) with sign -1; None when empty."""
+        if b.hour == b.day:
+            return None
+        lo, hi = (day, hour) if b.hour > b.day else (hour, day)
+        return (1 if b.hour > b.day else -1), f"{column} >= {lo} AND {column} < {hi}"
+
+    def partial(column: str, b: _Bound, hour: str) -> tuple[int, str]:
+        """[hour, at] with sign +1, or (at, hour) with sign -1."""
+        at = p(b.at)
+        if b.hour <= b.at:
+            return 1, f"{column} >= {hour} AND {column} <= {at}"
+        return -1, f"{column} > {at} AND {column} < {hour}"
+
     rollups, contributions = "ledger.rollups", "ledger.contributions"
-    parts = [
-        (rollups, "value", where(
-            "grain = 'day'", before("occurred_bucket", ad), before("recorded_bucket", kd))),
+    parts: list[tuple[int, str, str, str]] = [
+        (1, rollups, "value", where(
+            "grain = 'day'", before("occurred_bucket", a_day), before("recorded_bucket", k_day))),
     ]  # fmt: skip
-    if a is not None:
-        parts.append((rollups, "value", where(
-            "grain = 'hour'", f"occurred_bucket >= {ad}", f"occurred_bucket < {ah}",
-            before("recorded_bucket", kh))))  # fmt: skip
-        parts.append((contributions, "delta", where(
-            f"occurred_at >= {ah}", f"occurred_at <= {a_}",
-            None if k is None else f"recorded_at <= {k_}")))  # fmt: skip
-    if k is not None:
-        parts.append((rollups, "value", where(
-            "grain = 'hour'", f"recorded_bucket >= {kd}", f"recorded_bucket < {kh}",
-            before("occurred_bucket", ad))))  # fmt: skip
-        parts.append((contributions, "delta", where(
-            f"recorded_at >= {kh}", f"recorded_at <= {k_}",
-            before("occurred_at", ah))))  # fmt: skip
+    if a is not None and a_day is not None and a_hour is not None:
+        if (span := hours("occurred_bucket", a, a_day, a_hour)) is not None:
+            parts.append((span[0], rollups, "value", where(
+                "grain = 'hour'", span[1], before("recorded_bucket", k_hour))))  # fmt: skip
+        sign, cond = partial("occurred_at", a, a_hour)
+        parts.append((sign, contributions, "delta", where(
+            cond, None if k is None else f"recorded_at <= {p(k.at)}")))  # fmt: skip
+    if k is not None and k_day is not None and k_hour is not None:
+        if (span := hours("recorded_bucket", k, k_day, k_hour)) is not None:
+            parts.append((span[0], rollups, "value", where(
+                "grain = 'hour'", span[1], before("occurred_bucket", a_day))))  # fmt: skip
+        sign, cond = partial("recorded_at", k, k_hour)
+        parts.append((sign, contributions, "delta", where(
+            cond, before("occurred_at", a_hour))))  # fmt: skip
     # Only constants and $n placeholders are interpolated; column names come from DIMENSIONS.
     union = " UNION ALL ".join(
-        f"SELECT {cols}, {value} AS value FROM {source} WHERE {cond}"  # noqa: S608
-        for source, value, cond in parts
+        f"SELECT {cols}, {'' if sign > 0 else '-'}{value} AS value"  # noqa: S608
+        f" FROM {source} WHERE {cond}"
+        for sign, source, value, cond in parts
     )
     sql = (
         f"SELECT {cols}, SUM(value)::bigint AS value FROM ({union}) AS parts "  # noqa: S608
@@ -165,15 +225,15 @@ async def operation_version(conn: Connection, operation_id: str) -> int | None:
 
 
 async def read_totals(conn: Connection, q: TotalsQuery) -> TotalsResult | None:
-    """Totals of one operation, from one snapshot; None if the operation is unknown."""
+    """Totals of one operation, from one snapshot (one statement); None if the operation is
+    unknown."""
     sql, args = _sql(q)
-    async with conn.transaction(isolation="repeatable_read", readonly=True):
-        version = await operation_version(conn, q.operation_id)
-        if version is None:
-            return None
-        rows = await conn.fetch(sql, *args)
-    metrics, groups = _fold(rows, q.group_by)
-    return TotalsResult(metrics, groups, version)
+    rows = await conn.fetch(sql, *args)
+    head = next((r for r in rows if r["metric"] is None), None)
+    if head is None or head["value"] is None:
+        return None
+    metrics, groups = _fold((r for r in rows if r["metric"] is not None), q.group_by)
+    return TotalsResult(metrics, groups, int(head["value"]))
 
 
 async def list_operations(conn: Connection, only: Sequence[str] | None) -> list[dict[str, Any]]:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 import pytest
+from pydantic import ValidationError
 
 from schemas import (
     KINDS,
@@ -184,6 +186,75 @@ def test_coordinates_bounded_and_numeric(field: str, value: Any) -> None:
 )
 def test_envelope_rules(path: str, value: Any) -> None:
     assert paths({**example_events()[0], path: value}) == {path}
+
+
+UUID_MESSAGE = "must be a UUID written as 8-4-4-4-12 hexadecimal digits"
+TIMESTAMP_MESSAGE = "must be an RFC 3339 timestamp with an offset, e.g. 2026-11-29T10:15:00+00:00"
+OFFSET_MESSAGE = "timestamp must carry a UTC offset, e.g. Z or +01:00"
+A_UUID = "5b0e8d1c-3f7a-4c2e-9a61-0d4c6f1e2b3a"
+# pydantic's own, once the form is right
+FEB_30_MESSAGE = "must be a valid datetime or date, day value is outside expected range"
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        ("event_id", "not-a-uuid", UUID_MESSAGE),
+        ("event_id", A_UUID.replace("-", ""), UUID_MESSAGE),  # forms a UUID parser would take
+        ("event_id", "{" + A_UUID + "}", UUID_MESSAGE),
+        ("event_id", "urn:uuid:" + A_UUID, UUID_MESSAGE),
+        ("event_id", A_UUID + "\n", UUID_MESSAGE),
+        ("event_id", A_UUID.replace("5", "\uff15"), UUID_MESSAGE),  # a full-width digit
+        ("event_id", 42, UUID_MESSAGE),
+        ("event_id", None, UUID_MESSAGE),
+        ("occurred_at", "2026-11-17T06:15:00", OFFSET_MESSAGE),
+        ("occurred_at", "2026-11-17t06:15:00.123456", OFFSET_MESSAGE),
+        ("occurred_at", "2026-11-17", TIMESTAMP_MESSAGE),
+        ("occurred_at", "2026-11-17T06:15:00Z\n", TIMESTAMP_MESSAGE),
+        ("occurred_at", "2026-11-17T06:15:00.1234567Z", TIMESTAMP_MESSAGE),
+        ("occurred_at", "2026-11-17T06:15:00+24:00", TIMESTAMP_MESSAGE),
+        ("occurred_at", "1999-12-31T23:59:59Z", TIMESTAMP_MESSAGE),
+        ("occurred_at", 1700000000, TIMESTAMP_MESSAGE),
+        ("occurred_at", ["2026-11-17T06:15:00Z"], TIMESTAMP_MESSAGE),
+        ("occurred_at", "2026-02-30T06:15:00Z", FEB_30_MESSAGE),
+        ("schema_version", True, "must be an integer"),
+        ("schema_version", 1.0, "must be an integer"),
+        ("schema_version", "1", "must be an integer"),
+        ("schema_version", None, "must be an integer"),
+        ("schema_version", 2, "must be 1"),
+        ("schema_version", 0, "must be 1"),
+    ],
+)
+def test_envelope_refusals_name_the_field_and_say_why(path: str, value: Any, message: str) -> None:
+    raw = {**example_events()[0], path: value}
+    expected = [{"path": path, "message": message}]
+    assert errors_of(raw) == expected
+    assert errors_of(json.dumps(raw).encode()) == expected
+
+
+def test_voided_event_id_is_a_uuid_like_event_id() -> None:
+    raw = example_events("event_voided")[0]
+    raw["payload"]["voided_event_id"] = "{" + A_UUID + "}"
+    assert errors_of(raw) == [{"path": "payload.voided_event_id", "message": UUID_MESSAGE}]
+
+
+def test_models_built_in_python_take_typed_values_or_the_same_strings() -> None:
+    raw = example_events("warrant_executed")[0]
+    at = datetime(2026, 11, 17, 7, 15, tzinfo=UTC)
+    built = WarrantExecuted.model_validate(
+        {**raw, "event_id": UUID(A_UUID), "occurred_at": at, "schema_version": 1}
+    )
+    assert (built.event_id, built.occurred_at) == (UUID(A_UUID), at)
+    assert WarrantExecuted.model_validate({**raw, "event_id": A_UUID}).event_id == UUID(A_UUID)
+    for field, value, kind in [
+        ("event_id", "{" + A_UUID + "}", "uuid_format"),
+        ("occurred_at", "2026-11-17T06:15:00", "timestamp_offset"),
+        ("occurred_at", "2026-11-17", "timestamp_format"),
+        ("schema_version", True, "integer_only"),
+    ]:
+        with pytest.raises(ValidationError) as info:
+            WarrantExecuted.model_validate({**raw, field: value})
+        assert [e["type"] for e in info.value.errors()] == [kind]
 
 
 def test_offences_list_is_bounded_and_items_named_by_index() -> None:

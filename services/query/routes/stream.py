@@ -100,8 +100,9 @@ async def _events(
             if time.time() >= ends_at:
                 yield token_expired_event(ends_at)  # nothing is read for an expired token
                 return
+            freshness = await reads.freshness()  # first, as /totals: the totals are this fresh
             result = await reads.totals(q)
-            body = orjson.dumps(answer(q, result, await reads.freshness()))
+            body = orjson.dumps(answer(q, result, freshness))
             # Skip what the client already has: same version as its Last-Event-ID, or unchanged.
             if str(result.version) != sent_id and body != sent_body:
                 sent_id, sent_body, sent_at = str(result.version), body, loop.time()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import httpx
 import pytest
+
+from services.common import access_log
 
 from .ledger import Ledger, make_event
 
@@ -59,6 +62,41 @@ async def test_auditor_reads_are_logged(
     )
     assert row is not None and (row["role"], row["action"]) == ("auditor", "totals")
     assert row["params"]["group_by"] == ["area"]
+
+
+async def test_concurrent_auditor_reads_are_each_logged_on_one_intact_chain(
+    client: httpx.AsyncClient, op: str, token, ledger: Ledger
+) -> None:
+    """Thirty auditors at once: thirty rows (one per read, each with its own parameters), on
+    consecutive links of the one chain, however the process gathered their appends."""
+    pool = ledger.writer.pool
+    before = await pool.fetchval("SELECT seq FROM audit.access_log_head")
+    headers = token("auditor")
+    answers = await asyncio.gather(
+        *(
+            client.get(
+                f"/v1/operations/{op}/totals",
+                params={"as_of": f"2026-11-17T09:{n:02d}:00Z"},
+                headers=headers,
+            )
+            for n in range(30)
+        )
+    )
+    assert [r.status_code for r in answers] == [200] * 30
+    rows = await pool.fetch(
+        "SELECT seq, at, params FROM audit.access_log WHERE operation_id = $1 AND action = 'totals'"
+        " AND seq > $2 ORDER BY seq",
+        op,
+        before,
+    )
+    assert sorted(r["params"]["as_of"] for r in rows) == sorted(
+        f"2026-11-17T09:{n:02d}:00+00:00" for n in range(30)
+    )
+    async with pool.acquire() as conn:
+        report = await access_log.verify_chain(conn)
+    assert report.ok, report.problems
+    # gathered: fewer commits than reads (rows of one append share the time its lock was taken)
+    assert len({r["at"] for r in rows}) < 30
 
 
 async def test_unknown_operation_is_404(client: httpx.AsyncClient, token) -> None:

@@ -3,7 +3,9 @@
 Events (voids among them, some recorded a day late) spread over three days are written by the
 aggregator's own writer; then reads at many instants, on whole hours and days, on the exact
 instant of an event and anywhere between, must equal the plain sum of the contribution rows with
-occurred_at <= as_of and recorded_at <= known_at, grouped the same way.
+occurred_at <= as_of and recorded_at <= known_at, grouped the same way. The instants include
+each side of the half hours and middays where a read turns from adding the partial hour (and
+the day's hours) to subtracting them.
 """
 
 from __future__ import annotations
@@ -87,6 +89,11 @@ async def test_time_travel_reads_equal_the_contributions_summed(ledger: Ledger, 
         written += [e for e in events if e["type"] != "event_voided"]
         instants += [latest, recorded, recorded - timedelta(microseconds=1)]
     instants += [T0 + timedelta(hours=h) for h in range(0, 80, 3)]  # whole hours and midnights
+    # where a read switches from adding to subtracting: half hours (either side), middays
+    half = timedelta(minutes=30)
+    instants += [T0 + timedelta(hours=h) + half + timedelta(microseconds=d)
+                 for h in range(0, 80, 5) for d in (-1, 0, 1)]  # fmt: skip
+    instants += [T0 + timedelta(hours=h, minutes=m) for h in (15, 39, 63) for m in (0, 29, 31)]
     instants += [T0 + timedelta(seconds=rng.randint(0, 80 * 3600)) for _ in range(40)]
 
     pool = ledger.writer.pool

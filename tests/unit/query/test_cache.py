@@ -130,3 +130,48 @@ async def test_a_failed_read_fails_every_waiter_and_is_not_cached() -> None:
         return 7
 
     assert await cache.totals("op-a", "k", ok) == 7  # the failure left nothing behind
+
+
+async def test_readers_that_find_freshness_stale_together_share_one_read() -> None:
+    import asyncio
+
+    hub = _hub()
+    cache = ReadCache(hub, enabled=True, freshness_ttl_s=60)
+    loads = 0
+    gate = asyncio.Event()
+
+    async def slow_load() -> int:
+        nonlocal loads
+        loads += 1
+        await gate.wait()
+        return loads
+
+    readers = [asyncio.create_task(cache.freshness(slow_load)) for _ in range(50)]
+    await asyncio.sleep(0.01)
+    gate.set()
+    assert await asyncio.gather(*readers) == [1] * 50
+    assert loads == 1
+
+
+async def test_a_freshness_read_begun_before_a_signal_is_not_shared_after_it() -> None:
+    import asyncio
+
+    hub = _hub()
+    cache = ReadCache(hub, enabled=True, freshness_ttl_s=60)
+    loads = 0
+    gate = asyncio.Event()
+
+    async def slow_load() -> int:
+        nonlocal loads
+        loads += 1
+        await gate.wait()
+        return loads
+
+    first = asyncio.create_task(cache.freshness(slow_load))
+    await asyncio.sleep(0.01)
+    hub._on_notify(None, 0, "opsledger_totals", "op-a")  # a commit after that read began
+    second = asyncio.create_task(cache.freshness(slow_load))
+    await asyncio.sleep(0.01)
+    gate.set()
+    assert sorted(await asyncio.gather(first, second)) == [2, 2]  # both ended after 2 loads
+    assert loads == 2
