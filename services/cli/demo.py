@@ -27,13 +27,12 @@ def _database_role(service: str, database_url: str) -> dict[str, str]:
     from services.stack.roles import role_url
 
     role = {"aggregator": "opsledger_aggregator", "query": "opsledger_query"}.get(service)
-    if role is None or stack.external_database() is not None or not stack.settings().migrate:
+    registrar = stack.registrar_env(database_url)  # empty when the stack made no roles
+    if role is None or not registrar:
         return {}
     env = {"OPSLEDGER_DATABASE_URL": role_url(database_url, role)}
     if service == "query":  # its admin routes create and close operations as the registrar
-        env["OPSLEDGER_QUERY_OPERATIONS_DATABASE_URL"] = role_url(
-            database_url, "opsledger_registrar"
-        )
+        env |= registrar
     return env
 
 

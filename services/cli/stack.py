@@ -129,6 +129,9 @@ def env() -> None:
     typer.echo(f"export DATABASE_URL={shlex.quote(database)}")
     issuer = stack.external_issuer(s) or s.issuer_url
     typer.echo(f"export OPSLEDGER_OIDC_ISSUER={shlex.quote(issuer)}")
+    # Query started from this env lets admins create and close operations (else 503).
+    for name, value in stack.registrar_env(database, s).items():
+        typer.echo(f"export {name}={shlex.quote(value)}")
     if stack.external_kafka(s) is None and s.kafka_nodes > 1:
         # The services create the topics they use: on a cluster, with three copies.
         typer.echo(f"export OPSLEDGER_TOPIC_REPLICATION={min(3, s.kafka_nodes)}")

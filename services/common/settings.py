@@ -8,8 +8,9 @@ Every setting is documented in docs/configuration.md.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 from urllib.parse import parse_qs, urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, model_validator
@@ -119,6 +120,43 @@ class CommonSettings(BaseSettings):
         if self.env == "production":
             _refuse_insecure_transport(self)
         return self
+
+
+class MetricsPortSettings(CommonSettings):
+    """A service's own /metrics port, off its public port: for the services that serve HTTP.
+
+    A service mixes this in and names itself with ``service_name``; its variables are then
+    ``OPSLEDGER_<SERVICE>_METRICS_PORT`` / ``_METRICS_HOST``, like its other own settings.
+    """
+
+    service_name: ClassVar[str] = ""
+
+    metrics_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Serve /metrics on this port only, never on the public port; unset: "
+        "/metrics on the public port (development).",
+    )
+    metrics_host: str = Field(
+        "0.0.0.0",  # noqa: S104 - the scraper runs elsewhere; the port is not in the Service
+        description="Interface of the metrics port (when one is set).",
+    )
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        # The fields are declared once, above; each service reads them under its own names.
+        # Pydantic builds a class's fields before this hook runs, so set the aliases, then
+        # rebuild the validator that reads them.
+        super().__pydantic_init_subclass__(**kwargs)
+        if not cls.service_name:
+            raise TypeError(f"{cls.__name__} mixes in MetricsPortSettings without a service_name")
+        alias = service_env(cls.service_name)
+        for name in ("metrics_port", "metrics_host"):
+            info = copy.copy(cls.__pydantic_fields__[name])
+            info.validation_alias = alias(name.upper())
+            cls.__pydantic_fields__[name] = info
+        cls.model_rebuild(force=True)
 
 
 class DatabaseSettings(CommonSettings):

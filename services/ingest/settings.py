@@ -8,18 +8,19 @@ from typing import ClassVar
 from pydantic import Field
 
 from services.common.issuer_settings import IssuerSettings
-from services.common.settings import service_env
+from services.common.settings import MetricsPortSettings, service_env
 
 _alias = service_env("INGEST")
 
 
-class IngestSettings(IssuerSettings):
+class IngestSettings(IssuerSettings, MetricsPortSettings):
     """What the ingest service needs beyond the shared settings.
 
     Environment names: ``OPSLEDGER_INGEST_<FIELD>`` (e.g. ``OPSLEDGER_INGEST_PORT``).
     """
 
     uses_kafka: ClassVar[bool] = True
+    service_name: ClassVar[str] = "INGEST"  # the metrics port: OPSLEDGER_INGEST_METRICS_PORT
 
     host: str = Field(
         validation_alias=_alias("HOST"),
@@ -32,19 +33,6 @@ class IngestSettings(IssuerSettings):
         ge=1,
         le=65535,
         description="Port of the ingest HTTP server.",
-    )
-    metrics_port: int | None = Field(
-        None,
-        validation_alias=_alias("METRICS_PORT"),
-        ge=1,
-        le=65535,
-        description="Serve /metrics on this port only, never on the public port; unset: "
-        "/metrics on the public port (development).",
-    )
-    metrics_host: str = Field(
-        "0.0.0.0",  # noqa: S104 - the scraper runs elsewhere; the port is not in the Service
-        validation_alias=_alias("METRICS_HOST"),
-        description="Interface of the metrics port (when one is set).",
     )
     workers: int = Field(
         validation_alias=_alias("WORKERS"),

@@ -141,8 +141,12 @@ class OperationsFollower:
         while True:
             try:
                 await self._follow()
-            except asyncio.CancelledError:
-                raise
+            except asyncio.CancelledError as exc:
+                if _stopping():
+                    raise
+                # aiokafka let out a cancellation of its own (not `stop`): failing, not stopped;
+                # ending here would leave ingest on a stale "following" for good.
+                self._failed(exc)
             except (KafkaError, OSError, TimeoutError) as exc:
                 self._failed(exc)
             except Exception as exc:  # noqa: BLE001 - the follower must outlive any failure
@@ -193,9 +197,7 @@ class OperationsFollower:
                     await self._end_offsets(consumer, tps)
                     last_check = time.monotonic()
         finally:
-            with contextlib.suppress(KafkaError, OSError, TimeoutError):
-                async with asyncio.timeout(bound):
-                    await consumer.stop()
+            await _close(consumer, bound)
 
     async def _end_offsets(
         self, consumer: AIOKafkaConsumer, tps: list[TopicPartition]
@@ -206,3 +208,39 @@ class OperationsFollower:
         if self.caught_up or self.state == "unavailable":
             self.state, self.error = ("following" if self.caught_up else "starting"), None
         return end
+
+
+def _stopping() -> bool:
+    """Is the running task being cancelled (by `OperationsFollower.stop`)?"""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+async def _close(consumer: AIOKafkaConsumer, bound: float) -> None:
+    """Stop ``consumer`` within ``bound``; whatever happens, close its connections.
+
+    After a fetch failed (the broker went away, or the loop stalled past a bound), aiokafka's
+    ``stop`` can end half-way: its fetcher re-raises the CancelledError of the retry it cancels
+    and the client is never closed, so its sockets and metadata task outlive the consumer (the
+    connection pytest reported open at exit). Past a failed or late stop, the client is closed
+    directly (aiokafka has no public handle on it), under the same bound.
+    """
+    try:
+        async with asyncio.timeout(bound):
+            await consumer.stop()
+        return
+    except asyncio.CancelledError:
+        if _stopping():
+            await _close_client(consumer, bound)
+            raise
+        log.warning("ingest: operations consumer did not stop cleanly; closing its connections")
+    except (KafkaError, OSError, TimeoutError) as exc:
+        log.warning("ingest: operations consumer did not stop cleanly (%r); closing its "
+                    "connections", exc)  # fmt: skip
+    await _close_client(consumer, bound)
+
+
+async def _close_client(consumer: AIOKafkaConsumer, bound: float) -> None:
+    with contextlib.suppress(KafkaError, OSError, TimeoutError):
+        async with asyncio.timeout(bound):
+            await consumer._client.close()

@@ -7,12 +7,12 @@ from typing import ClassVar
 from pydantic import Field, SecretStr
 
 from services.common.issuer_settings import IssuerSettings
-from services.common.settings import service_env
+from services.common.settings import MetricsPortSettings, service_env
 
 _alias = service_env("QUERY")
 
 
-class QuerySettings(IssuerSettings):
+class QuerySettings(IssuerSettings, MetricsPortSettings):
     """The read side: HTTP address, pool bounds, freshness source, stream limits.
 
     Environment names: ``OPSLEDGER_QUERY_<FIELD>`` (e.g. ``OPSLEDGER_QUERY_PORT``); the consumer
@@ -20,6 +20,7 @@ class QuerySettings(IssuerSettings):
     """
 
     uses_database: ClassVar[bool] = True
+    service_name: ClassVar[str] = "QUERY"  # the metrics port: OPSLEDGER_QUERY_METRICS_PORT
 
     host: str = Field(
         "127.0.0.1",
@@ -45,19 +46,6 @@ class QuerySettings(IssuerSettings):
         validation_alias=_alias("DASHBOARD_SCOPE"),
         description="Scopes the dashboard requests (Entra ID: add `api://<app>/.default` "
         "for tokens issued to opsledger; `offline_access` for a refresh token).",
-    )
-    metrics_port: int | None = Field(
-        None,
-        validation_alias=_alias("METRICS_PORT"),
-        ge=1,
-        le=65535,
-        description="Serve /metrics on this port only, never on the public port; unset: "
-        "/metrics on the public port (development).",
-    )
-    metrics_host: str = Field(
-        "0.0.0.0",  # noqa: S104 - the scraper runs elsewhere; the port is not in the Service
-        validation_alias=_alias("METRICS_HOST"),
-        description="Interface of the metrics port (when one is set).",
     )
     workers: int = Field(
         1,

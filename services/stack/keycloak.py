@@ -50,8 +50,10 @@ class KeycloakSettings(BaseSettings):
         env_prefix="OPSLEDGER_TEST_KEYCLOAK_", extra="ignore", frozen=True
     )
 
-    port: int = Field(39180, ge=1, le=65535, description="HTTP port (loopback only).")
-    management_port: int = Field(39190, ge=1, le=65535, description="Health/metrics port.")
+    # Below the kernel's ephemeral range (32768-60999): a client socket there could hold the
+    # port when a session starts Keycloak (it did, on 51180).
+    port: int = Field(18180, ge=1, le=65535, description="HTTP port (loopback only).")
+    management_port: int = Field(18190, ge=1, le=65535, description="Health/metrics port.")
     heap: str = Field("-Xms64m -Xmx640m", description="JVM heap flags.")
     ready_timeout_s: float = Field(400.0, gt=0, description="Bound on a cold start.")
 
@@ -292,6 +294,11 @@ class KeycloakAdmin:
         user = self._call("GET", f"/{realm}/users/{user['id']}")
         user["attributes"] = {**(user.get("attributes") or {}), "operations": list(operations)}
         self._call("PUT", f"/{realm}/users/{user['id']}", user)
+
+    def end_sessions(self, realm: str, username: str) -> None:
+        """Sign ``username`` out everywhere: its sessions end, its refresh tokens stop working."""
+        (user,) = self._call("GET", f"/{realm}/users?username={username}&exact=true")
+        self._call("POST", f"/{realm}/users/{user['id']}/logout")
 
     def rotate_key(self, realm: str) -> str:
         """Publish a new RSA signing key that takes over signing; returns its kid."""

@@ -106,6 +106,18 @@ def external_database(s: StackSettings | None = None) -> str | None:
     return _external(s.database_url, "OPSLEDGER_DATABASE_URL", "DATABASE_URL")
 
 
+def registrar_env(database_url: str, s: StackSettings | None = None) -> dict[str, str]:
+    """The query service's registrar URL (admins create and close operations over HTTP as
+    ``opsledger_registrar``), when the stack gave its PostgreSQL the service roles: `up` does
+    when it migrates a local database; an external database's roles are its administrator's."""
+    s = s or settings()
+    if external_database(s) is not None or not s.migrate:
+        return {}
+    from services.stack.roles import REGISTRAR, role_url  # roles needs asyncpg: only here
+
+    return {"OPSLEDGER_QUERY_OPERATIONS_DATABASE_URL": role_url(database_url, REGISTRAR)}
+
+
 def _external(local: str, *names: str) -> str | None:
     for name in names:  # same precedence as CommonSettings
         value = os.environ.get(name)

@@ -15,8 +15,10 @@ import asyncpg
 
 from services.stack.settings import repo_root
 
+# Creates and closes operations (the CLI as owner, or the query service's admin routes).
+REGISTRAR = "opsledger_registrar"
 SERVICE_ROLES = (
-    "opsledger_aggregator", "opsledger_query", "opsledger_auditor", "opsledger_registrar",
+    "opsledger_aggregator", "opsledger_query", "opsledger_auditor", REGISTRAR,
 )  # fmt: skip
 
 # Locally the migrations run as the superuser, so roles.sql's default privileges (FOR ROLE

@@ -8,13 +8,14 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qs
 
 import httpx
 import pytest
-from playwright.async_api import Browser, Request, expect
+from playwright.async_api import Browser, Request, Response, expect
 
 from services.common.oidc import unverified_claims
 from services.devtools.procs import free_port
@@ -43,6 +44,14 @@ def signin_query(query_env: dict[str, str], keycloak: RunningKeycloak) -> Iterat
         yield url
 
 
+def _as_admin(keycloak: RunningKeycloak, change: Callable[[KeycloakAdmin], None]) -> None:
+    admin = KeycloakAdmin(keycloak)
+    try:
+        change(admin)
+    finally:
+        admin.close()
+
+
 def _warrants(op: str, n: int, at: datetime) -> list[dict[str, Any]]:
     return [make_event(op, "warrant_executed", at + timedelta(seconds=i)) for i in range(n)]
 
@@ -66,11 +75,7 @@ async def test_dashboard_signs_in_renews_and_resumes_with_nothing_missed(
     keycloak: RunningKeycloak,
 ) -> None:
     op = f"dash-signin-{secrets.token_hex(4)}"
-    admin = KeycloakAdmin(keycloak)
-    try:
-        admin.set_operations("opsledger", "supervisor", [op])
-    finally:
-        admin.close()
+    _as_admin(keycloak, lambda admin: admin.set_operations("opsledger", "supervisor", [op]))
     await ledger.submit(_warrants(op, 3, T0), T0 + timedelta(hours=1))
     sent = 3
 
@@ -130,5 +135,67 @@ async def test_dashboard_signs_in_renews_and_resumes_with_nothing_missed(
         assert not any(token in request.url for token in bearer), request.url
         assert "access_token" not in request.url and "id_token" not in request.url
     assert "#" not in page.url and "code=" not in page.url
+    assert not errors, errors
+    await page.close()
+
+
+async def test_a_refused_refresh_token_sends_the_page_back_to_sign_in(
+    signin_query: str,
+    ledger: Ledger,
+    browser: Browser,
+    keycloak: RunningKeycloak,
+) -> None:
+    """An administrator ends the user's sessions: the page's next renewal is refused by the
+    provider, the page forgets its refresh token and goes back to the sign-in form (not a blank
+    or stale wall); signing in again brings the live figures back."""
+    op = f"dash-refused-{secrets.token_hex(4)}"
+    _as_admin(keycloak, lambda admin: admin.set_operations("opsledger", "supervisor", [op]))
+    await ledger.submit(_warrants(op, 3, T0), T0 + timedelta(hours=1))
+
+    page = await browser.new_page(viewport={"width": 1400, "height": 800})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    refreshes: list[tuple[str, int]] = []  # (refresh token sent, status answered)
+
+    def on_response(response: Response) -> None:
+        request = response.request
+        if request.method == "POST" and request.url.endswith("/token"):
+            form = parse_qs(request.post_data or "")
+            if form.get("grant_type") == ["refresh_token"]:
+                refreshes.append((form["refresh_token"][0], response.status))
+
+    page.on("response", on_response)
+
+    async def sign_in() -> None:
+        await page.wait_for_selector("#username", timeout=30_000)
+        assert page.url.startswith(keycloak.issuer("opsledger"))
+        await page.fill("#username", "supervisor")
+        await page.fill("#password", "supervisor-pw")
+        await page.click("#kc-login")
+
+    await page.goto(f"{signin_query}/?operation={op}")
+    await sign_in()
+    figure = page.locator('.tile[data-metric="warrants_executed"] .figure')
+    await expect(figure).to_have_text("3", timeout=30_000)
+    signed_in_at = time.monotonic()
+
+    _as_admin(keycloak, lambda admin: admin.end_sessions("opsledger", "supervisor"))
+
+    # The renewal (at two thirds of the 15 s token) is refused; the page lands on the form.
+    await page.wait_for_url(f"{keycloak.issuer('opsledger')}/**", timeout=30_000)
+    assert time.monotonic() - signed_in_at < 20, "the page waited past its token's expiry"
+    assert [status for _, status in refreshes] == [400], refreshes
+    await sign_in()
+    await expect(figure).to_have_text("3", timeout=30_000)
+    assert page.url.startswith(signin_query) and "code=" not in page.url
+
+    # Signed in afresh: a new refresh token, which the provider honours, and live figures.
+    await ledger.submit(_warrants(op, 2, T0 + timedelta(minutes=5)), T0 + timedelta(hours=2))
+    await expect(figure).to_have_text("5", timeout=30_000)
+    await page.wait_for_timeout(12_000)  # past the new token's renewal
+    refused = refreshes[0][0]
+    assert [status for _, status in refreshes[1:]][:1] == [200], refreshes
+    assert all(token != refused for token, _ in refreshes[1:])  # the refused one never again
+    await expect(figure).to_have_text("5")
     assert not errors, errors
     await page.close()

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
 from services.common.operations import new_record, publish
+from services.devtools.kafka import PrivateKafka
 from services.devtools.procs import free_port
 from services.ingest.settings import IngestSettings
 from services.ingest.statuses import OperationsFollower
@@ -64,3 +67,43 @@ async def test_an_unreachable_broker_fails_open_within_the_bound(unique_id: str)
         stopping = time.monotonic()
         await follower.stop()
         assert time.monotonic() - stopping < 2 * settings.kafka_timeout_s + 1
+
+
+async def test_it_outlives_a_broker_outage_and_learns_the_closes_made_after_it(
+    private_kafka: PrivateKafka, unique_id: str
+) -> None:
+    """The broker crashes while the follower follows: /readyz says so (never a stale
+    "following"), and once the broker is back a close published then is learnt; the client of
+    the failed attempt is closed, not left with its sockets open."""
+    settings = _settings(private_kafka.bootstrap, unique_id)
+    record = new_record("op-outage", "Outage", [], T0, T0 + timedelta(days=1), by="adm")
+    await publish(settings, record)
+    syncing_before = _metadata_tasks()
+    follower = OperationsFollower(settings)
+    await follower.start()
+    try:
+        assert follower.caught_up and follower.health()["state"] == "following"
+        await private_kafka.kill()
+        await _until(lambda: follower.health()["state"] == "unavailable", 20, follower)
+        await private_kafka.start()
+        await publish(settings, record.close("adm", T0 + timedelta(days=2)))
+        await _until(lambda: follower.closed("op-outage") is not None, 30, follower)
+        assert follower.health()["state"] == "following"
+    finally:
+        await follower.stop()
+    # Every client made since is closed: no metadata task of theirs is left running.
+    assert _metadata_tasks() - syncing_before == set()
+
+
+def _metadata_tasks() -> set[asyncio.Task[Any]]:
+    """The metadata tasks of the aiokafka clients open now (one per client, until it closes)."""
+    return {t for t in asyncio.all_tasks() if "_md_synchronizer" in repr(t.get_coro())}
+
+
+async def _until(
+    condition: Callable[[], bool], bound_s: float, follower: OperationsFollower
+) -> None:
+    deadline = time.monotonic() + bound_s
+    while not condition():
+        assert time.monotonic() < deadline, follower.health()
+        await asyncio.sleep(0.1)

@@ -89,6 +89,9 @@ def test_env_prints_export_lines(stack: local_stack.StackInfo) -> None:
         f"export KAFKA_BOOTSTRAP_SERVERS={stack.kafka_bootstrap}",
         f"export DATABASE_URL={stack.database_url}",
         f"export OPSLEDGER_OIDC_ISSUER={stack.issuer}",
+        # The stack gave its PostgreSQL the service roles: query may create and close.
+        "export OPSLEDGER_QUERY_OPERATIONS_DATABASE_URL="
+        + stack.database_url.replace("://opsledger@", "://opsledger_registrar@"),
     ]
 
 
