@@ -42,6 +42,14 @@ LAYOUTS = (1, 3)
 HOSTS = "127.0.0.31,127.0.0.32,127.0.0.33"  # the cluster's own loopback addresses
 
 
+def _restore(saved: dict[str, str | None]) -> None:
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
 @contextlib.contextmanager
 def private_kafka(brokers: int) -> Iterator[str]:
     """A throw-away Kafka of ``brokers`` nodes; yields its bootstrap list."""
@@ -61,15 +69,15 @@ def private_kafka(brokers: int) -> Iterator[str]:
         started = time.monotonic()
         stack.start_parts(stack.kafka_names(s), say=say)
         say(f"brokers: {brokers} node(s) ready in {time.monotonic() - started:.0f} s")
+        # Only Kafka is private: tokens are signed by the shared stack's issuer, whose key lives
+        # in the shared stack's directory, so its settings are back before anything signs.
+        _restore(saved)
         yield s.kafka_bootstrap
     finally:
+        os.environ.update(env)
         with contextlib.suppress(Exception):
             stack.down(only=set(stack.kafka_names(stack.settings())), say=say)
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        _restore(saved)
         import shutil
 
         shutil.rmtree(home, ignore_errors=True)
@@ -88,11 +96,7 @@ def services_on(bootstrap: str, brokers: int) -> Iterator[CommonSettings]:
     try:
         yield CommonSettings()
     finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        _restore(saved)
 
 
 def ack_latency(settings: CommonSettings, url: str, run_id: str, tag: str) -> dict[str, Any]:
