@@ -34,7 +34,7 @@ import asyncpg
 
 from schemas.canonical import GENESIS_HASH
 from schemas.tally import Contribution, Fact, FoldState
-from services.ledger import dead_letters, late
+from services.ledger import late
 from services.ledger.plan import ChainedEvent, Head, Plan, plan_batch
 from services.ledger.records import PreparedBatch, PreparedRecord
 from services.ledger.writer import BatchResult, BatchWriter
@@ -166,18 +166,7 @@ class BulkWriter(BatchWriter):
             if records:
                 closures = await late.closures(conn, operations)
                 plan = plan_batch(records, heads, state, closures)
-            hw = highwater or {}
-            offsets = (
-                partitions,
-                [last[p] for p in partitions],
-                [hw.get(p) for p in partitions],
-                [plan.last_event_at.get(p) for p in partitions],
-            )
-            await self.write_rows(conn, plan, offsets)
-            if result.poison:
-                await conn.execute(
-                    dead_letters.INSERT, *dead_letters.insert_args(self.topic, result.poison)
-                )
+            await self._write_batch(conn, plan, last, highwater, result.poison)
             await late.record(conn, plan.late, self.schema)
             nodes, frontiers = self._grow(plan.events)
             if nodes:

@@ -116,18 +116,7 @@ class BatchWriter:
             result.skipped_records = len(batch.records) - len(records)
             result.poison = [p for p in batch.poison if p.offset > stored.get(p.partition, -1)]
             plan = await self._plan(conn, records) if records else Plan()
-            hw = highwater or {}
-            offsets = (
-                partitions,
-                [last[p] for p in partitions],
-                [hw.get(p) for p in partitions],
-                [plan.last_event_at.get(p) for p in partitions],
-            )
-            await self.write_rows(conn, plan, offsets)
-            if result.poison:  # recorded exactly when the offset moves past them
-                await conn.execute(
-                    dead_letters.INSERT, *dead_letters.insert_args(self.topic, result.poison)
-                )
+            await self._write_batch(conn, plan, last, highwater, result.poison)
             await late.record(conn, plan.late, self.schema)
             await tree.grow(conn, plan.events, self.schema)
         result.applied = len(plan.events)
@@ -135,6 +124,29 @@ class BatchWriter:
         result.conflicts = len(plan.conflicts)
         result.operations = plan.operations_changed
         return result
+
+    async def _write_batch(
+        self,
+        conn: asyncpg.Connection,
+        plan: Plan,
+        last: Mapping[int, int],
+        highwater: Mapping[int, int] | None,
+        poison: Sequence[Poison],
+    ) -> None:
+        """A planned batch's rows and its partitions' offsets, then its refused records: in the
+        caller's transaction, so the dead letters are recorded exactly when the offset moves
+        past them (shared by the live writer and the rebuild's bulk writer)."""
+        partitions = sorted(last)
+        hw = highwater or {}
+        offsets = (
+            partitions,
+            [last[p] for p in partitions],
+            [hw.get(p) for p in partitions],
+            [plan.last_event_at.get(p) for p in partitions],
+        )
+        await self.write_rows(conn, plan, offsets)
+        if poison:
+            await conn.execute(dead_letters.INSERT, *dead_letters.insert_args(self.topic, poison))
 
     async def _claim_offsets(
         self, conn: asyncpg.Connection, partitions: list[int]
